@@ -1,0 +1,23 @@
+# podspawn developer entry points. See README.md.
+CARGO ?= cargo
+
+.PHONY: build test try clean-test
+
+build:
+	$(CARGO) build --release --locked
+
+# The test suite: unit tests plus end-to-end tests through a private sshd, real accounts and Docker.
+# Needs root, a running Docker engine and OpenSSH (see .ci/run for the packages).
+test:
+	$(CARGO) test --locked -- --test-threads=4
+
+# One-command try-out: builds podspawn, starts a private sshd on a loopback port wired to this build
+# (the system sshd is untouched), registers a throwaway user with a fresh key and logs in.
+try:
+	sh scripts/try.sh
+
+# Removes what an interrupted test run may have left behind.
+clean-test:
+	-docker ps -aq --filter label=managed-by=podspawn --format '{{.ID}} {{.Names}}' | awk '$$2 ~ /^podspawn-pst/ {print $$1}' | xargs -r docker rm -f
+	-for u in $$(getent passwd | cut -d: -f1 | grep '^pst'); do userdel -r -f $$u; done
+	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-*

@@ -1,0 +1,952 @@
+//! `podspawn serve`: the broker. The only process that talks to Docker and owns `state.db`.
+//!
+//! Each spawn connection is a lease on its session: the session's connection count is the number of
+//! open connections, so a spawn that is killed, or an sshd that dies, still ends its lease. The
+//! session's bytes never pass through here: the upgraded Docker exec connection is handed to spawn.
+
+use crate::accounts::{self, Account};
+use crate::config::{Config, UserOverrides};
+use crate::protocol::{self, OpenRequest, Request, Response, SessionInfo};
+use crate::runtime::{self, Docker, ExecSpec};
+use crate::session::{self, CloseDecision, ContainerState, OpenDecision, Route};
+use crate::state::{Db, SessionRow, Status};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::net::{UnixListener, UnixStream};
+
+/// How long the broker keeps sessions that were live when it (re)started, waiting for their spawn
+/// processes to resume their leases.
+const RESUME_WINDOW_SECS: i64 = 60;
+/// How often the broker removes expired sessions.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+
+type Key = (String, String);
+
+pub struct Broker {
+    cfg: Config,
+    docker: Docker,
+    db: Mutex<Db>,
+    user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    leases: Mutex<HashMap<Key, u32>>,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn run(cfg: Config, listen: Option<PathBuf>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(cfg, listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("podspawn serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bind_listener(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket; remove it", path.display()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!("another broker is already listening on {}", path.display()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let gid = uzers::get_group_by_name(accounts::USERS_GROUP).map(|g| g.gid());
+    match gid {
+        Some(gid) => {
+            let _ = std::os::unix::fs::chown(path, Some(0), Some(gid));
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+        }
+        None => {
+            tracing::warn!(
+                "group {} does not exist; only root can use {} (podspawn add-user creates it)",
+                accounts::USERS_GROUP,
+                path.display()
+            );
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    Ok(l)
+}
+
+fn activated_listener() -> Result<Option<UnixListener>, String> {
+    let fds = crate::systemd::listen_fds();
+    let Some(&fd) = fds.first() else {
+        return Ok(None);
+    };
+    // SAFETY: systemd passed this listening socket to us (LISTEN_PID matched) and nothing else in
+    // this process owns fd 3.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("socket from systemd: {e}"))?;
+    UnixListener::from_std(std_listener)
+        .map(Some)
+        .map_err(|e| format!("socket from systemd: {e}"))
+}
+
+async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
+    let listener = match listen {
+        Some(p) => bind_listener(&p)?,
+        None => activated_listener()?.ok_or_else(|| {
+            "no socket to serve: run under systemd (podspawn.socket) or pass --listen PATH".to_string()
+        })?,
+    };
+    let docker = Docker::connect().await?;
+    let db = Db::open(&cfg.state.db_path)?;
+    let broker = Arc::new(Broker {
+        cfg,
+        docker,
+        db: Mutex::new(db),
+        user_locks: Mutex::new(HashMap::new()),
+        leases: Mutex::new(HashMap::new()),
+    });
+    broker.open_resume_window()?;
+    crate::systemd::notify_ready("serving");
+    tracing::info!("broker ready");
+
+    let sweeper = broker.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            sweeper.sweep().await;
+        }
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let b = broker.clone();
+                    tokio::spawn(async move { b.handle(stream).await });
+                }
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    // Live sessions keep running: their streams belong to the spawn processes, which resume their
+    // leases with the next broker.
+    crate::systemd::notify_stopping();
+    tracing::info!("broker stopping");
+    Ok(())
+}
+
+/// A broker connection: line reads and writes on a non-blocking socket, with fd passing.
+struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn read_line(&mut self) -> Option<Result<Vec<u8>, String>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                return Some(Ok(line));
+            }
+            if self.buf.len() > protocol::MAX_LINE {
+                return Some(Err("message too long".into()));
+            }
+            if self.stream.readable().await.is_err() {
+                return None;
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn send(&mut self, resp: &Response) -> bool {
+        let data = protocol::encode(resp);
+        let mut off = 0;
+        while off < data.len() {
+            if self.stream.writable().await.is_err() {
+                return false;
+            }
+            match self.stream.try_write(&data[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    async fn send_with_fd(&mut self, resp: &Response, fd: i32) -> bool {
+        let data = protocol::encode(resp);
+        let raw = self.stream.as_raw_fd();
+        let sent = loop {
+            if self.stream.writable().await.is_err() {
+                return false;
+            }
+            match self
+                .stream
+                .try_io(Interest::WRITABLE, || protocol::send_with_fd(raw, &data, fd))
+            {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return false,
+            }
+        };
+        let mut off = sent;
+        while off < data.len() {
+            if self.stream.writable().await.is_err() {
+                return false;
+            }
+            match self.stream.try_write(&data[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+fn err(message: impl Into<String>) -> Response {
+    Response::Error {
+        message: message.into(),
+    }
+}
+
+impl Broker {
+    async fn user_guard(&self, user: &str) -> Result<(tokio::sync::OwnedMutexGuard<()>, crate::locks::UserLock), String> {
+        let m = lock(&self.user_locks)
+            .entry(user.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let g = m.lock_owned().await;
+        let dir = self.cfg.state.lock_dir.clone();
+        let u = user.to_string();
+        let file = tokio::task::spawn_blocking(move || crate::locks::lock_user(&dir, &u))
+            .await
+            .map_err(|e| format!("lock task: {e}"))?
+            .map_err(|e| format!("cannot lock {}: {e}", self.cfg.state.lock_dir.display()))?;
+        Ok((g, file))
+    }
+
+    fn leases_of(&self, key: &Key) -> u32 {
+        lock(&self.leases).get(key).copied().unwrap_or(0)
+    }
+
+    fn add_lease(&self, key: &Key) {
+        *lock(&self.leases).entry(key.clone()).or_insert(0) += 1;
+    }
+
+    /// Returns the remaining count.
+    fn drop_lease(&self, key: &Key) -> u32 {
+        let mut l = lock(&self.leases);
+        let n = l.get(key).copied().unwrap_or(0).saturating_sub(1);
+        if n == 0 {
+            l.remove(key);
+        } else {
+            l.insert(key.clone(), n);
+        }
+        n
+    }
+
+    /// After a (re)start nobody holds a lease yet: sessions that were live get a window in which
+    /// their spawn processes resume them.
+    fn open_resume_window(&self) -> Result<(), String> {
+        let db = lock(&self.db);
+        let t = now();
+        for row in db.list(None)? {
+            if row.status != Status::Running {
+                continue;
+            }
+            let grace = self.cfg.session.grace_period.as_secs();
+            let (status, until) = match session::decide_last_close(row.mode, grace, t) {
+                CloseDecision::Keep => (Status::Idle, None),
+                CloseDecision::Destroy => (Status::Grace, Some(t + RESUME_WINDOW_SECS)),
+                CloseDecision::Grace { until } => {
+                    (Status::Grace, Some(until.max(t + RESUME_WINDOW_SECS)))
+                }
+            };
+            db.set_status(&row.user, &row.project, status, until, t)?;
+        }
+        Ok(())
+    }
+
+    async fn handle(self: Arc<Self>, stream: UnixStream) {
+        let uid = match stream.peer_cred() {
+            Ok(c) => c.uid(),
+            Err(e) => {
+                tracing::warn!("peer credentials: {e}");
+                return;
+            }
+        };
+        let mut conn = Conn {
+            stream,
+            buf: Vec::new(),
+        };
+        let first = match conn.read_line().await {
+            Some(Ok(l)) => l,
+            _ => return,
+        };
+        let req: Request = match protocol::decode(&first) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(uid, "bad request: {e}");
+                conn.send(&err(e)).await;
+                return;
+            }
+        };
+        let caller = accounts::lookup_uid(uid);
+        match req {
+            Request::Open(open) => {
+                let Some(account) = self.session_caller(uid, caller, &mut conn).await else {
+                    return;
+                };
+                self.serve_open(account, open, conn).await;
+            }
+            Request::Resume { project, exec_id } => {
+                let Some(account) = self.session_caller(uid, caller, &mut conn).await else {
+                    return;
+                };
+                self.serve_resume(account, project, exec_id, conn).await;
+            }
+            Request::List { user } => {
+                let resp = self.list(uid, caller.as_ref(), user.as_deref());
+                conn.send(&resp).await;
+            }
+            Request::Stop { user, project } => {
+                let resp = if uid != 0 {
+                    err("only root may stop sessions: run it with sudo")
+                } else {
+                    self.stop(&user, project.as_deref()).await
+                };
+                conn.send(&resp).await;
+            }
+            Request::Resize { .. } | Request::Wait { .. } => {
+                conn.send(&err("open a session first")).await;
+            }
+        }
+    }
+
+    /// The peer of a session request must be a registered podspawn user (by uid, never by name).
+    async fn session_caller(&self, uid: u32, caller: Option<Account>, conn: &mut Conn) -> Option<Account> {
+        let problem = match &caller {
+            None => Some(format!("uid {uid} has no account on this host")),
+            Some(a) if crate::names::validate_user(&a.name).is_err() => {
+                Some(format!("account name {:?} is not a valid podspawn user name", a.name))
+            }
+            Some(a) if !crate::keys::is_registered(&self.cfg.auth.key_dir, &a.name) => Some(format!(
+                "{} is not a registered podspawn user; register with: sudo podspawn add-user {} --key ...",
+                a.name, a.name
+            )),
+            Some(_) => None,
+        };
+        if let Some(p) = problem {
+            tracing::warn!(uid, "refused session: {p}");
+            conn.send(&err(p)).await;
+            return None;
+        }
+        caller
+    }
+
+    async fn serve_open(self: Arc<Self>, account: Account, req: OpenRequest, mut conn: Conn) {
+        if let Err(e) = req.validate() {
+            conn.send(&err(e)).await;
+            return;
+        }
+        let key: Key = (account.name.clone(), req.project.clone());
+        let (container, created) = match self.acquire(&account, &req.project).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(podspawn_user = %account.name, podspawn_project = %req.project, "open failed: {e}");
+                conn.send(&err(e)).await;
+                return;
+            }
+        };
+        // From here on this connection holds a lease.
+        let started = self.start_stream(&account, &req, &container).await;
+        let (exec_id, stream) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(podspawn_user = %account.name, podspawn_container = %container, "exec failed: {e}");
+                conn.send(&err(e)).await;
+                self.release(&key, None).await;
+                return;
+            }
+        };
+        tracing::info!(
+            podspawn_user = %account.name,
+            podspawn_project = %req.project,
+            podspawn_container = %container,
+            created,
+            "session attached"
+        );
+        let ok = conn
+            .send_with_fd(
+                &Response::Attached {
+                    container: container.clone(),
+                    exec_id: exec_id.clone(),
+                    created,
+                },
+                stream.as_raw_fd(),
+            )
+            .await;
+        drop(stream);
+        if ok {
+            self.session_loop(&mut conn, &exec_id).await;
+        }
+        self.release(&key, Some(&exec_id)).await;
+    }
+
+    async fn serve_resume(self: Arc<Self>, account: Account, project: String, exec_id: String, mut conn: Conn) {
+        if !project.is_empty() {
+            if let Err(e) = crate::names::validate_project(&project) {
+                conn.send(&err(e)).await;
+                return;
+            }
+        }
+        let key: Key = (account.name.clone(), project.clone());
+        let check = async {
+            let (_g, _f) = self.user_guard(&account.name).await?;
+            let row = lock(&self.db)
+                .get(&account.name, &project)?
+                .ok_or_else(|| "the session no longer exists".to_string())?;
+            let owner = self.docker.exec_container(&exec_id).await?;
+            if owner != row.container_id {
+                return Err("that exec does not belong to your session".to_string());
+            }
+            self.add_lease(&key);
+            lock(&self.db).set_status(&account.name, &project, Status::Running, None, now())?;
+            Ok::<(), String>(())
+        };
+        if let Err(e) = check.await {
+            conn.send(&err(e)).await;
+            return;
+        }
+        tracing::info!(podspawn_user = %account.name, podspawn_project = %project, "session resumed");
+        if conn.send(&Response::Ok).await {
+            self.session_loop(&mut conn, &exec_id).await;
+        }
+        self.release(&key, Some(&exec_id)).await;
+    }
+
+    /// Serves Resize and Wait until spawn closes the connection.
+    async fn session_loop(&self, conn: &mut Conn, exec_id: &str) {
+        while let Some(line) = conn.read_line().await {
+            let resp = match line.and_then(|l| protocol::decode::<Request>(&l)) {
+                Ok(Request::Resize { rows, cols }) => match self.docker.resize_exec(exec_id, rows, cols).await {
+                    Ok(()) => Response::Ok,
+                    Err(e) => err(e),
+                },
+                Ok(Request::Wait { .. }) => self.wait_exec(exec_id).await,
+                Ok(_) => err("only resize and wait are accepted on a session connection"),
+                Err(e) => err(e),
+            };
+            if !conn.send(&resp).await {
+                break;
+            }
+        }
+    }
+
+    async fn wait_exec(&self, exec_id: &str) -> Response {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.docker.inspect_exec(exec_id).await {
+                Ok(st) if !st.running => {
+                    let code = st.exit_code.unwrap_or(255);
+                    return Response::Exited {
+                        code: i32::try_from(code).unwrap_or(255),
+                    };
+                }
+                Ok(_) => {}
+                // The container is gone (stopped by an admin): the command did not finish normally.
+                Err(_) => return Response::Exited { code: 255 },
+            }
+            if tokio::time::Instant::now() > deadline {
+                return err("the command is still running after its output ended");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Finds or creates the container for (user, project) and takes a lease on it.
+    async fn acquire(&self, account: &Account, project: &str) -> Result<(String, bool), String> {
+        let user = account.name.as_str();
+        let key: Key = (user.to_string(), project.to_string());
+        let (_g, _f) = self.user_guard(user).await?;
+        let t = now();
+        let row = lock(&self.db).get(user, project)?;
+        let name = crate::names::container_name(user, project);
+        let target = row.as_ref().map(|r| r.container_id.clone()).unwrap_or_else(|| name.clone());
+        let (state, _) = self.docker.container_state(&target).await?;
+        let decision = session::decide_open(row.as_ref(), state, t);
+        let created = match decision {
+            OpenDecision::Reattach => {
+                lock(&self.db).set_status(user, project, Status::Running, None, t)?;
+                false
+            }
+            OpenDecision::StartAndReattach => {
+                self.docker.start(&target).await?;
+                lock(&self.db).set_status(user, project, Status::Running, None, t)?;
+                false
+            }
+            OpenDecision::Create { remove_old } => {
+                if remove_old {
+                    if let Some(r) = &row {
+                        tracing::info!(podspawn_user = user, podspawn_container = %r.container_name,
+                            reason = session::expiry_reason(r, t).map(|r| r.as_str()).unwrap_or("replaced"),
+                            "removing expired session");
+                    }
+                    self.remove_owned(&target).await?;
+                }
+                if row.is_some() {
+                    lock(&self.db).delete(user, project)?;
+                }
+                // A container with our name but no row (crash between create and insert).
+                if row.is_some() || !remove_old {
+                    self.remove_owned(&name).await?;
+                }
+                self.create(account, project, t).await?;
+                true
+            }
+        };
+        self.add_lease(&key);
+        Ok((name, created))
+    }
+
+    /// Removes a container only if podspawn owns it.
+    async fn remove_owned(&self, name_or_id: &str) -> Result<(), String> {
+        match self.docker.container_labels(name_or_id).await? {
+            None => Ok(()),
+            Some(l) if l.get(runtime::LABEL_MANAGED).map(String::as_str) == Some("podspawn") => {
+                self.docker.remove(name_or_id).await
+            }
+            Some(_) => Err(format!(
+                "a container named {name_or_id} exists and is not managed by podspawn; rename or remove it"
+            )),
+        }
+    }
+
+    async fn create(&self, account: &Account, project: &str, t: i64) -> Result<(), String> {
+        let user = account.name.as_str();
+        // Limit: the user's other sessions whose container still exists.
+        let others: Vec<SessionRow> = lock(&self.db)
+            .list(Some(user))?
+            .into_iter()
+            .filter(|r| r.project != project)
+            .collect();
+        let mut live = Vec::new();
+        for r in others {
+            if self.docker.container_state(&r.container_id).await?.0 != ContainerState::Missing {
+                live.push(r.project);
+            }
+        }
+        session::check_limit(user, &live, self.cfg.resources.max_per_user)?;
+        let ov = UserOverrides::load(&self.cfg.users_dir, user).map_err(|e| e.to_string())?;
+        let spec = runtime::container_spec(&self.cfg, &ov, user, project);
+        self.docker.ensure_image(&spec.image).await?;
+        let id = self.docker.create_and_start(&spec).await?;
+        let shell = ov.shell.clone().unwrap_or_else(|| self.cfg.defaults.shell.clone());
+        let home = format!("/home/{user}");
+        let setup = runtime::user_setup_argv(user, account.uid, account.gid, &home, &shell);
+        let fail = match self.docker.exec_collect(&id, setup).await {
+            Ok((0, _)) => None,
+            Ok((code, out)) => Some(format!(
+                "setting up {user} in image {} failed (exit {code}): {}",
+                spec.image,
+                out.trim()
+            )),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = fail {
+            let _ = self.docker.remove(&id).await;
+            return Err(e);
+        }
+        let mode = ov.mode.unwrap_or(self.cfg.session.mode);
+        let row = SessionRow {
+            user: user.to_string(),
+            project: project.to_string(),
+            container_id: id.clone(),
+            container_name: spec.name.clone(),
+            image: spec.image.clone(),
+            mode,
+            status: Status::Running,
+            created_at: t,
+            last_activity: t,
+            grace_expiry: None,
+            expires_at: session::deadline(
+                mode,
+                t,
+                self.cfg.session.max_lifetime.as_secs(),
+                self.cfg.session.ttl.as_secs(),
+            ),
+            uid: account.uid,
+        };
+        let inserted = lock(&self.db).insert(&row);
+        if let Err(e) = inserted {
+            let _ = self.docker.remove(&id).await;
+            return Err(e);
+        }
+        tracing::info!(podspawn_user = user, podspawn_project = project, podspawn_container = %spec.name,
+            image = %spec.image, mode = mode.as_str(), "container created");
+        Ok(())
+    }
+
+    async fn start_stream(
+        &self,
+        account: &Account,
+        req: &OpenRequest,
+        container: &str,
+    ) -> Result<(String, std::os::unix::net::UnixStream), String> {
+        let ov = UserOverrides::load(&self.cfg.users_dir, &account.name).map_err(|e| e.to_string())?;
+        let shell = ov.shell.clone().unwrap_or_else(|| self.cfg.defaults.shell.clone());
+        let route = session::route(req.command.as_deref());
+        let home = format!("/home/{}", account.name);
+        let mut env = vec![
+            format!("HOME={home}"),
+            format!("USER={}", account.name),
+            format!("LOGNAME={}", account.name),
+            format!("SHELL={shell}"),
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ];
+        if let Some(t) = &req.term {
+            env.push(format!("TERM={t}"));
+        }
+        for (k, v) in &ov.env {
+            env.push(format!("{k}={v}"));
+        }
+        for (k, v) in &req.env {
+            env.push(format!("{k}={v}"));
+        }
+        let tty = req.tty && route != Route::Sftp;
+        let spec = ExecSpec {
+            argv: session::exec_argv(&route, &shell),
+            user: format!("{}:{}", account.uid, account.gid),
+            env,
+            workdir: home,
+            tty,
+        };
+        let exec_id = self.docker.create_exec(container, &spec).await?;
+        let d = &self.docker;
+        let id2 = exec_id.clone();
+        let stream = tokio::task::block_in_place(|| d.start_exec_stream(&id2, tty))
+            .map_err(|e| format!("docker: start exec: {e}"))?;
+        if tty {
+            let _ = self.docker.resize_exec(&exec_id, req.rows, req.cols).await;
+        }
+        Ok((exec_id, stream))
+    }
+
+    /// Ends a lease. If the command is still running (the client went away), it is ended too.
+    async fn release(&self, key: &Key, exec_id: Option<&str>) {
+        if let Some(id) = exec_id {
+            self.end_exec(id).await;
+        }
+        let Ok((_g, _f)) = self.user_guard(&key.0).await else {
+            self.drop_lease(key);
+            return;
+        };
+        if self.drop_lease(key) > 0 {
+            return;
+        }
+        let row = match lock(&self.db).get(&key.0, &key.1) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let t = now();
+        match session::decide_last_close(row.mode, self.cfg.session.grace_period.as_secs(), t) {
+            CloseDecision::Destroy => {
+                if let Err(e) = self.docker.remove(&row.container_id).await {
+                    tracing::error!(podspawn_user = %key.0, "removing container: {e}");
+                    return;
+                }
+                let _ = lock(&self.db).delete(&key.0, &key.1);
+                tracing::info!(podspawn_user = %key.0, podspawn_project = %key.1,
+                    podspawn_container = %row.container_name, reason = "disconnect", "container removed");
+            }
+            CloseDecision::Grace { until } => {
+                let _ = lock(&self.db).set_status(&key.0, &key.1, Status::Grace, Some(until), t);
+            }
+            CloseDecision::Keep => {
+                let _ = lock(&self.db).set_status(&key.0, &key.1, Status::Idle, None, t);
+            }
+        }
+    }
+
+    /// Hangs up a still-running exec: SIGHUP to its process group, SIGKILL if it lingers.
+    async fn end_exec(&self, exec_id: &str) {
+        let Ok(st) = self.docker.inspect_exec(exec_id).await else {
+            return;
+        };
+        let Some(pid) = st.pid.filter(|p| st.running && *p > 1) else {
+            return;
+        };
+        let Ok(pid) = i32::try_from(pid) else {
+            return;
+        };
+        for sig in [libc::SIGHUP, libc::SIGKILL] {
+            // SAFETY: kill(2) with a pid the engine reported for this exec; negative = its group.
+            unsafe {
+                libc::kill(-pid, sig);
+                libc::kill(pid, sig);
+            }
+            for _ in 0..50 {
+                match self.docker.inspect_exec(exec_id).await {
+                    Ok(s) if s.running => tokio::time::sleep(Duration::from_millis(40)).await,
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    /// Removes expired sessions that nobody holds.
+    async fn sweep(&self) {
+        let rows = match lock(&self.db).list(None) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("sweep: {e}");
+                return;
+            }
+        };
+        let t = now();
+        for r in rows.into_iter().filter(|r| session::is_expired(r, t)) {
+            let key: Key = (r.user.clone(), r.project.clone());
+            let Ok((_g, _f)) = self.user_guard(&r.user).await else {
+                continue;
+            };
+            let Ok(Some(cur)) = lock(&self.db).get(&r.user, &r.project) else {
+                continue;
+            };
+            let Some(reason) = session::expiry_reason(&cur, now()) else {
+                continue;
+            };
+            if reason == session::EndReason::GraceExpired && self.leases_of(&key) > 0 {
+                continue;
+            }
+            if let Err(e) = self.docker.remove(&cur.container_id).await {
+                tracing::error!(podspawn_user = %r.user, "removing expired container: {e}");
+                continue;
+            }
+            let _ = lock(&self.db).delete(&r.user, &r.project);
+            tracing::info!(podspawn_user = %r.user, podspawn_project = %r.project,
+                podspawn_container = %cur.container_name, reason = reason.as_str(), "container removed");
+        }
+    }
+
+    fn list(&self, uid: u32, caller: Option<&Account>, user: Option<&str>) -> Response {
+        let filter: Option<String> = if uid == 0 {
+            user.map(str::to_string)
+        } else {
+            match caller {
+                Some(a) => Some(a.name.clone()),
+                None => return err("unknown caller"),
+            }
+        };
+        match lock(&self.db).list(filter.as_deref()) {
+            Ok(rows) => Response::Sessions {
+                sessions: rows
+                    .into_iter()
+                    .map(|r| {
+                        let key: Key = (r.user.clone(), r.project.clone());
+                        SessionInfo {
+                            connections: self.leases_of(&key),
+                            user: r.user,
+                            project: r.project,
+                            container: r.container_name,
+                            container_id: r.container_id,
+                            image: r.image,
+                            mode: r.mode.as_str().to_string(),
+                            status: r.status.as_str().to_string(),
+                            created_at: r.created_at,
+                            grace_expiry: r.grace_expiry,
+                            expires_at: r.expires_at,
+                        }
+                    })
+                    .collect(),
+            },
+            Err(e) => err(e),
+        }
+    }
+
+    async fn stop(&self, user: &str, project: Option<&str>) -> Response {
+        if let Err(e) = crate::names::validate_user(user) {
+            return err(e);
+        }
+        let Ok((_g, _f)) = self.user_guard(user).await else {
+            return err("cannot take the user's lock");
+        };
+        let rows = match lock(&self.db).list(Some(user)) {
+            Ok(r) => r,
+            Err(e) => return err(e),
+        };
+        let mut stopped = Vec::new();
+        for r in rows.into_iter().filter(|r| project.is_none_or(|p| p == r.project)) {
+            if let Err(e) = self.docker.remove(&r.container_id).await {
+                return err(e);
+            }
+            let _ = lock(&self.db).delete(&r.user, &r.project);
+            tracing::info!(podspawn_user = %r.user, podspawn_project = %r.project,
+                podspawn_container = %r.container_name, reason = "stop", "container removed");
+            stopped.push(r.container_name);
+        }
+        if stopped.is_empty() {
+            let what = match project {
+                Some(p) if !p.is_empty() => format!("{user}@{p}"),
+                _ => user.to_string(),
+            };
+            return err(format!("no session for {what}; see podspawn list"));
+        }
+        Response::Stopped { containers: stopped }
+    }
+}
+
+/// Client side of the admin requests, for commands run by root.
+pub mod admin {
+    use super::*;
+    use crate::protocol::Client;
+
+    fn client(cfg: &Config) -> Result<Client, String> {
+        Client::connect(&cfg.broker.socket).map_err(|e| {
+            format!(
+                "cannot reach the broker at {} ({e}); start it with: systemctl start podspawn.socket",
+                cfg.broker.socket.display()
+            )
+        })
+    }
+
+    pub fn sessions(cfg: &Config, user: Option<&str>) -> Result<Vec<SessionInfo>, String> {
+        let mut c = client(cfg)?;
+        match c
+            .call(&Request::List {
+                user: user.map(str::to_string),
+            })
+            .map_err(|e| format!("broker: {e}"))?
+        {
+            Response::Sessions { sessions } => Ok(sessions),
+            Response::Error { message } => Err(message),
+            other => Err(format!("unexpected broker reply {other:?}")),
+        }
+    }
+
+    /// Container names of the user's sessions.
+    pub fn user_sessions(cfg: &Config, user: &str) -> Result<Vec<String>, String> {
+        Ok(sessions(cfg, Some(user))?.into_iter().map(|s| s.container).collect())
+    }
+
+    fn stop_req(cfg: &Config, user: &str, project: Option<&str>) -> Result<Vec<String>, String> {
+        let mut c = client(cfg)?;
+        match c
+            .call(&Request::Stop {
+                user: user.to_string(),
+                project: project.map(str::to_string),
+            })
+            .map_err(|e| format!("broker: {e}"))?
+        {
+            Response::Stopped { containers } => Ok(containers),
+            Response::Error { message } => Err(message),
+            other => Err(format!("unexpected broker reply {other:?}")),
+        }
+    }
+
+    /// Stops every session of the user; returns how many.
+    pub fn stop_user(cfg: &Config, user: &str) -> Result<usize, String> {
+        match stop_req(cfg, user, None) {
+            Ok(v) => Ok(v.len()),
+            Err(e) if e.starts_with("no session") => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `podspawn stop alice[@project]`.
+    pub fn stop(cfg: &Config, user: &str, project: &str) -> Result<(), String> {
+        for c in stop_req(cfg, user, Some(project))? {
+            println!("stopped {c}");
+        }
+        Ok(())
+    }
+
+    /// `podspawn list [--json]`.
+    pub fn list(cfg: &Config, json: bool) -> Result<(), String> {
+        let s = sessions(cfg, None)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+            return Ok(());
+        }
+        let t = now();
+        println!(
+            "{:<16} {:<12} {:<28} {:<13} {:>5} {:>8} {:>14}",
+            "USER", "PROJECT", "CONTAINER", "STATUS", "CONNS", "AGE", "LIFETIME-LEFT"
+        );
+        for x in s {
+            let left = match x.expires_at {
+                None => "-".to_string(),
+                Some(e) if e <= t => "expired".to_string(),
+                Some(e) => human(e - t),
+            };
+            println!(
+                "{:<16} {:<12} {:<28} {:<13} {:>5} {:>8} {:>14}",
+                x.user,
+                if x.project.is_empty() { "(default)" } else { &x.project },
+                x.container,
+                x.status,
+                x.connections,
+                human(t - x.created_at),
+                left
+            );
+        }
+        Ok(())
+    }
+
+    fn human(secs: i64) -> String {
+        let s = secs.max(0);
+        if s < 120 {
+            format!("{s}s")
+        } else if s < 7200 {
+            format!("{}m", s / 60)
+        } else {
+            format!("{}h{}m", s / 3600, (s % 3600) / 60)
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Command-line interface: clap definitions and dispatch.
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "podspawn", version, about = "Per-user Docker containers behind the host's own OpenSSH")]
+pub struct Cli {
+    /// Server configuration file.
+    #[arg(long, global = true, env = "PODSPAWN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// sshd's AuthorizedKeysCommand: print the keys of a registered user (`auth-keys %u %t %k`).
+    AuthKeys {
+        user: String,
+        key_type: Option<String>,
+        key: Option<String>,
+    },
+    /// The forced command sshd runs for a podspawn user; attaches the session to the user's container.
+    Spawn {
+        /// The SSH user (checked against the calling account).
+        #[arg(long)]
+        user: String,
+        /// Project to use instead of $PODSPAWN_PROJECT.
+        #[arg(long)]
+        project: Option<String>,
+        /// Broker socket.
+        #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// The broker: the only process that talks to Docker and owns the state database.
+    Serve {
+        /// Listen on this unix socket instead of a socket passed by systemd (LISTEN_FDS).
+        #[arg(long)]
+        listen: Option<PathBuf>,
+    },
+    /// Register a user's SSH keys and set up the host account.
+    AddUser(crate::users::AddUserArgs),
+    /// Unregister a user.
+    RemoveUser(crate::users::RemoveUserArgs),
+    /// List registered users.
+    ListUsers,
+    /// List sessions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a session and remove its container: `alice` or `alice@project`.
+    Stop { target: String },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Check a configuration file; exits non-zero and names the file, line and key on errors.
+    Validate { file: Option<PathBuf> },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // auth-keys must never print anything but keys, whatever sshd passes.
+            if std::env::args().nth(1).as_deref() == Some("auth-keys") {
+                crate::logging::init_quiet("auth-keys", None);
+                tracing::error!("auth-keys: bad arguments: {e}");
+                return ExitCode::SUCCESS;
+            }
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::AuthKeys { user, key_type, key } => {
+            crate::authkeys::run(&cli.config, &user, key_type.as_deref(), key.as_deref())
+        }
+        Command::Spawn {
+            user,
+            project,
+            socket,
+        } => crate::spawn::run(&user, project, &socket),
+        Command::Serve { listen } => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::logging::init_daemon("podspawn", &cfg);
+            crate::broker::run(cfg, listen)
+        }
+        Command::AddUser(args) => admin(&cli.config, |cfg| crate::users::add_user(cfg, &args)),
+        Command::RemoveUser(args) => {
+            admin(&cli.config, |cfg| crate::users::remove_user(cfg, &args))
+        }
+        Command::ListUsers => admin(&cli.config, crate::users::list_users),
+        Command::List { json } => admin(&cli.config, |cfg| crate::broker::admin::list(cfg, json)),
+        Command::Stop { target } => admin(&cli.config, |cfg| {
+            let (user, project) = crate::names::parse_target(&target)?;
+            crate::broker::admin::stop(cfg, &user, &project)
+        }),
+        Command::Config {
+            action: ConfigAction::Validate { file },
+        } => {
+            let path = file.unwrap_or(cli.config);
+            match Config::load(&path) {
+                Ok(_) => {
+                    println!("{}: ok", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("podspawn: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("podspawn: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Admin commands print to the terminal. `add-user` may run before any config exists.
+fn admin(path: &Path, f: impl FnOnce(&Config) -> Result<(), String>) -> ExitCode {
+    crate::logging::init_terminal();
+    let cfg = if path.exists() {
+        match load_config(path) {
+            Ok(c) => c,
+            Err(code) => return code,
+        }
+    } else {
+        Config {
+            path: path.to_path_buf(),
+            ..Config::default()
+        }
+    };
+    match f(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podspawn: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The broker protocol, shared by `spawn`, admin commands and `serve`: newline-delimited JSON over the
+//! unix socket `/run/podspawn/podspawn.sock`. The response to `Open` carries the session's stream (the
+//! upgraded Docker exec connection) as an SCM_RIGHTS file descriptor.
+//!
+//! The broker never trusts a user name from a message: the caller is the socket's peer uid.
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+/// Longest message line accepted either way.
+pub const MAX_LINE: usize = 256 * 1024;
+/// Longest SSH_ORIGINAL_COMMAND accepted.
+pub const MAX_COMMAND: usize = 128 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Attach a new connection to the caller's (user, project) session, creating it if needed.
+    Open(OpenRequest),
+    /// Re-register a live stream after a broker restart; the lease continues.
+    Resume { project: String, exec_id: String },
+    /// The client's window changed.
+    Resize { rows: u16, cols: u16 },
+    /// The stream ended: report the exit code of the command.
+    Wait {},
+    /// List sessions (root: all or `user`; others: their own).
+    List { user: Option<String> },
+    /// End sessions: one project, or all of the user's when `project` is None. Root only.
+    Stop { user: String, project: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRequest {
+    /// "" for the user's default container.
+    pub project: String,
+    /// SSH_ORIGINAL_COMMAND; None for an interactive shell.
+    pub command: Option<String>,
+    /// Whether the client asked for a PTY (spawn's stdin is a terminal).
+    pub tty: bool,
+    pub term: Option<String>,
+    pub rows: u16,
+    pub cols: u16,
+    /// LANG and LC_* passed through sshd's AcceptEnv.
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// The stream fd accompanies this message.
+    Attached {
+        container: String,
+        exec_id: String,
+        created: bool,
+    },
+    Ok,
+    Exited { code: i32 },
+    Sessions { sessions: Vec<SessionInfo> },
+    Stopped { containers: Vec<String> },
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionInfo {
+    pub user: String,
+    pub project: String,
+    pub container: String,
+    pub container_id: String,
+    pub image: String,
+    pub mode: String,
+    pub status: String,
+    pub connections: u32,
+    pub created_at: i64,
+    pub grace_expiry: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+fn valid_env_name(n: &str) -> bool {
+    n == "LANG"
+        || n == "LANGUAGE"
+        || (n.starts_with("LC_")
+            && n.len() > 3
+            && n.len() <= 32
+            && n[3..].bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+}
+
+impl OpenRequest {
+    /// Everything a user could put in here is checked before it reaches Docker.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.project.is_empty() {
+            crate::names::validate_project(&self.project)?;
+        }
+        if let Some(c) = &self.command {
+            if c.len() > MAX_COMMAND {
+                return Err(format!(
+                    "command is {} bytes; the limit is {MAX_COMMAND}",
+                    c.len()
+                ));
+            }
+            if c.contains('\0') {
+                return Err("command contains a NUL byte".into());
+            }
+        }
+        if let Some(t) = &self.term {
+            let ok = !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+            if !ok {
+                return Err(format!("unsupported TERM value {t:?}"));
+            }
+        }
+        if self.env.len() > 32 {
+            return Err("too many environment variables".into());
+        }
+        for (k, v) in &self.env {
+            if !valid_env_name(k) {
+                return Err(format!("environment variable {k:?} is not accepted (only LANG and LC_*)"));
+            }
+            if v.len() > 256 || v.bytes().any(|b| b.is_ascii_control()) {
+                return Err(format!("environment variable {k} has an invalid value"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serializes a message as one line.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut v = serde_json::to_vec(msg).unwrap_or_else(|_| b"{}".to_vec());
+    v.push(b'\n');
+    v
+}
+
+/// Parses one line (without its newline), naming what was wrong.
+pub fn decode<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(line).map_err(|e| format!("malformed broker message: {e}"))
+}
+
+/// Blocking client side of a broker connection (used by spawn and admin commands).
+pub struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(path: &std::path::Path) -> io::Result<Client> {
+        let stream = UnixStream::connect(path)?;
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    pub fn set_read_timeout(&self, d: Option<std::time::Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(d)
+    }
+
+    pub fn send(&mut self, req: &Request) -> io::Result<()> {
+        self.stream.write_all(&encode(req))
+    }
+
+    /// Reads one response line, collecting any file descriptor passed with it.
+    pub fn recv(&mut self) -> io::Result<(Response, Option<OwnedFd>)> {
+        let mut fd_out: Option<OwnedFd> = None;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                let resp = decode::<Response>(&line[..line.len() - 1])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                return Ok((resp, fd_out));
+            }
+            if self.buf.len() > MAX_LINE {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "broker message too long"));
+            }
+            let mut chunk = [0u8; 8192];
+            let (n, fd) = recv_with_fd(self.stream.as_raw_fd(), &mut chunk)?;
+            if let Some(fd) = fd {
+                fd_out = Some(fd);
+            }
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "broker closed the connection"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// One request, one response.
+    pub fn call(&mut self, req: &Request) -> io::Result<Response> {
+        self.send(req)?;
+        Ok(self.recv()?.0)
+    }
+
+    /// True when the broker has closed the connection (non-blocking check on readable data).
+    pub fn read_nonblocking(&mut self) -> io::Result<usize> {
+        self.stream.set_nonblocking(true)?;
+        let mut chunk = [0u8; 1024];
+        let r = self.stream.read(&mut chunk);
+        self.stream.set_nonblocking(false)?;
+        match r {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// recvmsg that accepts at most one SCM_RIGHTS descriptor (any extra ones are closed).
+pub fn recv_with_fd(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let msg = loop {
+        match recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(m) => break m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    };
+    let mut out: Option<OwnedFd> = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for fd in fds {
+                    // SAFETY: the kernel just installed this descriptor in our table for us; we are
+                    // its only owner.
+                    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                    if out.is_none() {
+                        out = Some(owned);
+                    }
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, out))
+}
+
+/// sendmsg of `data` with one descriptor attached.
+pub fn send_with_fd(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [IoSlice::new(data)];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> OpenRequest {
+        OpenRequest {
+            project: String::new(),
+            command: Some("echo hi".into()),
+            tty: false,
+            term: Some("xterm-256color".into()),
+            rows: 24,
+            cols: 80,
+            env: vec![("LANG".into(), "C.UTF-8".into())],
+        }
+    }
+
+    #[test]
+    fn roundtrip_and_unknown_fields() {
+        let r = Request::Open(open());
+        let line = encode(&r);
+        assert_eq!(decode::<Request>(&line[..line.len() - 1]).unwrap(), r);
+        let err = decode::<Request>(br#"{"op":"wait","extra":1}"#).unwrap_err();
+        assert!(err.contains("malformed"), "{err}");
+        assert!(decode::<Request>(br#"{"op":"become_root"}"#).is_err());
+        assert!(decode::<Request>(b"not json").is_err());
+    }
+
+    #[test]
+    fn open_validation() {
+        assert!(open().validate().is_ok());
+        let mut o = open();
+        o.project = "%n".into();
+        assert!(o.validate().is_err());
+        let mut o = open();
+        o.env = vec![("LD_PRELOAD".into(), "/x.so".into())];
+        assert!(o.validate().unwrap_err().contains("LD_PRELOAD"));
+        let mut o = open();
+        o.term = Some("xterm\x1b]".into());
+        assert!(o.validate().is_err());
+        let mut o = open();
+        o.command = Some("a\0b".into());
+        assert!(o.validate().is_err());
+        let mut o = open();
+        o.command = Some("x".repeat(MAX_COMMAND + 1));
+        assert!(o.validate().is_err());
+        let mut o = open();
+        o.env = vec![("LC_ALL".into(), "en_US.UTF-8".into())];
+        assert!(o.validate().is_ok());
+    }
+
+    #[test]
+    fn passes_a_descriptor() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (p1, mut p2) = UnixStream::pair().unwrap();
+        let msg = encode(&Response::Ok);
+        send_with_fd(a.as_raw_fd(), &msg, p1.as_raw_fd()).unwrap();
+        drop(p1);
+        let mut c = Client { stream: b, buf: Vec::new() };
+        let (resp, fd) = c.recv().unwrap();
+        assert_eq!(resp, Response::Ok);
+        let mut got = UnixStream::from(fd.unwrap());
+        got.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        p2.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+}

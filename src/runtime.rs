@@ -1,0 +1,519 @@
+//! The container runtime (Docker through bollard). All Docker access in podspawn goes through here,
+//! and only the broker (root) calls it.
+//!
+//! The session stream is special: `start_exec_stream` speaks HTTP itself on a fresh connection to the
+//! engine socket, upgrades it (`Upgrade: tcp`, answered `101 UPGRADED`), and returns that connected
+//! socket. After the upgrade the engine treats every byte as the process's stdin, so handing that
+//! descriptor to the unprivileged spawn process gives it the session and nothing else.
+
+use crate::config::{Config, UserOverrides};
+use crate::session::ContainerState;
+use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, ResizeExecOptionsBuilder,
+    StartContainerOptions,
+};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const LABEL_MANAGED: &str = "managed-by";
+pub const LABEL_USER: &str = "podspawn-user";
+pub const LABEL_PROJECT: &str = "podspawn-project";
+
+pub struct Docker {
+    client: bollard::Docker,
+    socket: PathBuf,
+    api: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub hostname: String,
+    pub labels: HashMap<String, String>,
+    pub nano_cpus: i64,
+    pub memory: i64,
+    pub pids_limit: i64,
+    pub cap_drop: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub no_new_privileges: bool,
+    pub readonly_rootfs: bool,
+    pub tmpfs: HashMap<String, String>,
+    pub runtime: Option<String>,
+    pub binds: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    /// "uid:gid"
+    pub user: String,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub tty: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExecStatus {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub pid: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedContainer {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    pub labels: HashMap<String, String>,
+}
+
+/// The engine socket from DOCKER_HOST (unix:// only) or the default.
+fn engine_socket() -> PathBuf {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
+        _ => PathBuf::from("/var/run/docker.sock"),
+    }
+}
+
+fn derr(what: &str, e: bollard::errors::Error) -> String {
+    format!("docker: {what}: {e}")
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// The container for (user, project), from the config and the user's overrides. Pure.
+pub fn container_spec(
+    cfg: &Config,
+    ov: &UserOverrides,
+    user: &str,
+    project: &str,
+) -> ContainerSpec {
+    let mut labels = HashMap::new();
+    labels.insert(LABEL_MANAGED.to_string(), "podspawn".to_string());
+    labels.insert(LABEL_USER.to_string(), user.to_string());
+    labels.insert(LABEL_PROJECT.to_string(), project.to_string());
+    let cpus = ov.cpus.unwrap_or(cfg.defaults.cpus);
+    let memory = ov.memory.unwrap_or(cfg.defaults.memory);
+    ContainerSpec {
+        name: crate::names::container_name(user, project),
+        image: ov.image.clone().unwrap_or_else(|| cfg.defaults.image.clone()),
+        hostname: if project.is_empty() {
+            user.to_string()
+        } else {
+            project.to_string()
+        },
+        labels,
+        nano_cpus: (cpus * 1e9) as i64,
+        memory: i64::try_from(memory).unwrap_or(i64::MAX),
+        pids_limit: cfg.security.pids_limit,
+        cap_drop: cfg.security.cap_drop.clone(),
+        cap_add: cfg.security.cap_add.clone(),
+        no_new_privileges: cfg.security.no_new_privileges,
+        readonly_rootfs: cfg.security.readonly_rootfs,
+        tmpfs: cfg
+            .security
+            .tmpfs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        runtime: cfg.security.runtime.clone(),
+        binds: Vec::new(),
+    }
+}
+
+/// Root script run once in every new container: an account with the host uid/gid and its home.
+/// Values are positional parameters, never interpolated into the script.
+const USER_SETUP: &str = r#"set -e
+u="$1"; uid="$2"; gid="$3"; home="$4"; shell="$5"
+[ -x "$shell" ] || shell=/bin/sh
+if ! grep -q "^[^:]*:[^:]*:$gid:" /etc/group 2>/dev/null; then
+  grep -v "^$u:" /etc/group > /etc/group.podspawn 2>/dev/null || true
+  echo "$u:x:$gid:" >> /etc/group.podspawn
+  cat /etc/group.podspawn > /etc/group; rm -f /etc/group.podspawn
+fi
+grep -v "^$u:" /etc/passwd > /etc/passwd.podspawn || true
+echo "$u:x:$uid:$gid:$u:$home:$shell" >> /etc/passwd.podspawn
+cat /etc/passwd.podspawn > /etc/passwd; rm -f /etc/passwd.podspawn
+if [ -f /etc/shadow ] && ! grep -q "^$u:" /etc/shadow; then echo "$u:*:19000:0:99999:7:::" >> /etc/shadow; fi
+mkdir -p "$home"
+chown "$uid:$gid" "$home"
+chmod 0750 "$home"
+"#;
+
+pub fn user_setup_argv(user: &str, uid: u32, gid: u32, home: &str, shell: &str) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        USER_SETUP.into(),
+        "podspawn-setup".into(),
+        user.into(),
+        uid.to_string(),
+        gid.to_string(),
+        home.into(),
+        shell.into(),
+    ]
+}
+
+impl Docker {
+    pub async fn connect() -> Result<Docker, String> {
+        let socket = engine_socket();
+        let client = bollard::Docker::connect_with_unix(
+            &socket.to_string_lossy(),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| derr("connect", e))?
+        .negotiate_version()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the Docker engine at {}: {e}; start it with: systemctl start docker",
+                socket.display()
+            )
+        })?;
+        let v = client.client_version();
+        let api = format!("v{}.{}", v.major_version, v.minor_version);
+        Ok(Docker {
+            client,
+            socket,
+            api,
+        })
+    }
+
+    pub async fn container_state(&self, name: &str) -> Result<(ContainerState, Option<String>), String> {
+        match self
+            .client
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => {
+                let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+                let st = if running {
+                    ContainerState::Running
+                } else {
+                    ContainerState::Stopped
+                };
+                Ok((st, c.id))
+            }
+            Err(e) if is_not_found(&e) => Ok((ContainerState::Missing, None)),
+            Err(e) => Err(derr("inspect container", e)),
+        }
+    }
+
+    /// Labels of a container, to check podspawn owns it before removing it.
+    pub async fn container_labels(&self, name: &str) -> Result<Option<HashMap<String, String>>, String> {
+        match self
+            .client
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => Ok(Some(c.config.and_then(|c| c.labels).unwrap_or_default())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(derr("inspect container", e)),
+        }
+    }
+
+    /// Pulls the image if it is not present. Progress goes to the log, never to a session.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        match self.client.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(derr("inspect image", e)),
+        }
+        tracing::info!(image, "pulling image");
+        let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut stream = self.client.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => tracing::debug!(image, status = ?info.status, "pull progress"),
+                Err(e) => {
+                    return Err(format!(
+                        "image {image} is not on this host and could not be pulled ({e}); \
+                         pull or build it (docker pull {image}) or set defaults.image"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, String> {
+        let host = HostConfig {
+            nano_cpus: (spec.nano_cpus > 0).then_some(spec.nano_cpus),
+            memory: (spec.memory > 0).then_some(spec.memory),
+            pids_limit: (spec.pids_limit > 0).then_some(spec.pids_limit),
+            cap_drop: Some(spec.cap_drop.clone()),
+            cap_add: Some(spec.cap_add.clone()),
+            security_opt: spec
+                .no_new_privileges
+                .then(|| vec!["no-new-privileges:true".to_string()]),
+            readonly_rootfs: Some(spec.readonly_rootfs),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone()),
+            runtime: spec.runtime.clone(),
+            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            init: Some(true),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: Some(spec.hostname.clone()),
+            labels: Some(spec.labels.clone()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            open_stdin: Some(false),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let created = self
+            .client
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| derr(&format!("create container {}", spec.name), e))?;
+        if let Err(e) = self
+            .client
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await
+        {
+            let _ = self.remove(&created.id).await;
+            return Err(derr(&format!("start container {}", spec.name), e));
+        }
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), String> {
+        self.client
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| derr(&format!("start container {name}"), e))
+    }
+
+    /// Force-removes a container; a missing one is not an error.
+    pub async fn remove(&self, name_or_id: &str) -> Result<(), String> {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.client.remove_container(name_or_id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(derr(&format!("remove container {name_or_id}"), e)),
+        }
+    }
+
+    pub async fn list_managed(&self) -> Result<Vec<ManagedContainer>, String> {
+        let mut filters = HashMap::new();
+        filters.insert("label", vec![format!("{LABEL_MANAGED}=podspawn")]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .client
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| derr("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| ManagedContainer {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                labels: c.labels.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Runs a command as root in the container and collects its output (setup steps).
+    pub async fn exec_collect(&self, container: &str, argv: Vec<String>) -> Result<(i64, String), String> {
+        let cfg = ExecConfig {
+            cmd: Some(argv),
+            user: Some("0:0".into()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self
+            .client
+            .create_exec(container, cfg)
+            .await
+            .map_err(|e| derr("create exec", e))?;
+        let mut out = String::new();
+        match self
+            .client
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| derr("start exec", e))?
+        {
+            bollard::exec::StartExecResults::Attached { mut output, .. } => {
+                while let Some(Ok(chunk)) = output.next().await {
+                    if out.len() < 64 * 1024 {
+                        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                    }
+                }
+            }
+            bollard::exec::StartExecResults::Detached => {}
+        }
+        let st = self.inspect_exec(&exec.id).await?;
+        Ok((st.exit_code.unwrap_or(-1), out))
+    }
+
+    pub async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String, String> {
+        let cfg = ExecConfig {
+            cmd: Some(spec.argv.clone()),
+            user: Some(spec.user.clone()),
+            env: Some(spec.env.clone()),
+            working_dir: Some(spec.workdir.clone()),
+            tty: Some(spec.tty),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let r = self
+            .client
+            .create_exec(container, cfg)
+            .await
+            .map_err(|e| derr("create exec", e))?;
+        Ok(r.id)
+    }
+
+    /// Starts an exec on a new engine connection and returns the upgraded stream. Blocking.
+    pub fn start_exec_stream(&self, exec_id: &str, tty: bool) -> io::Result<UnixStream> {
+        start_exec_stream(&self.socket, &self.api, exec_id, tty)
+    }
+
+    pub async fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<(), String> {
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        let opts = ResizeExecOptionsBuilder::new()
+            .h(i32::from(rows))
+            .w(i32::from(cols))
+            .build();
+        self.client
+            .resize_exec(exec_id, opts)
+            .await
+            .map_err(|e| derr("resize exec", e))
+    }
+
+    pub async fn inspect_exec(&self, exec_id: &str) -> Result<ExecStatus, String> {
+        let r = self
+            .client
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| derr("inspect exec", e))?;
+        Ok(ExecStatus {
+            running: r.running.unwrap_or(false),
+            exit_code: r.exit_code,
+            pid: r.pid,
+        })
+    }
+
+    /// The container an exec belongs to.
+    pub async fn exec_container(&self, exec_id: &str) -> Result<String, String> {
+        let r = self
+            .client
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| derr("inspect exec", e))?;
+        Ok(r.container_id.unwrap_or_default())
+    }
+}
+
+/// `POST /exec/{id}/start` with `Upgrade: tcp`; returns the connection once the engine answered
+/// `101` (or `200` from engines that do not upgrade), positioned at the first byte of the stream.
+pub fn start_exec_stream(socket: &Path, api: &str, exec_id: &str, tty: bool) -> io::Result<UnixStream> {
+    if !exec_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad exec id"));
+    }
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = format!("{{\"Detach\":false,\"Tty\":{tty}}}");
+    let req = format!(
+        "POST /{api}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nUser-Agent: podspawn\r\n\
+         Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    // Read the response head byte by byte so that no stream byte is consumed here.
+    let mut head = Vec::with_capacity(256);
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "engine response head too long"));
+        }
+        let n = s.read(&mut b)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "engine closed the connection"));
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status = text.split_whitespace().nth(1).unwrap_or("");
+    if status != "101" && status != "200" {
+        return Err(io::Error::other(format!(
+            "engine refused to start exec: {}",
+            text.lines().next().unwrap_or("")
+        )));
+    }
+    s.set_read_timeout(None)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_from_config_and_overrides() {
+        let cfg = Config::default();
+        let s = container_spec(&cfg, &UserOverrides::default(), "alice", "");
+        assert_eq!(s.name, "podspawn-alice");
+        assert_eq!(s.image, "ubuntu:24.04");
+        assert_eq!(s.nano_cpus, 2_000_000_000);
+        assert_eq!(s.memory, 2 * 1024 * 1024 * 1024);
+        assert_eq!(s.pids_limit, 256);
+        assert_eq!(s.labels.get("managed-by").map(String::as_str), Some("podspawn"));
+        assert_eq!(s.labels.get("podspawn-user").map(String::as_str), Some("alice"));
+        assert_eq!(s.labels.get("podspawn-project").map(String::as_str), Some(""));
+        assert_eq!(s.cap_drop, vec!["ALL"]);
+        assert!(s.cap_add.contains(&"SETUID".to_string()));
+        let ov = UserOverrides {
+            image: Some("debian:12".into()),
+            cpus: Some(0.5),
+            memory: Some(256 * 1024 * 1024),
+            ..Default::default()
+        };
+        let s = container_spec(&cfg, &ov, "bob", "web");
+        assert_eq!((s.name.as_str(), s.hostname.as_str()), ("podspawn-bob-web", "web"));
+        assert_eq!(s.image, "debian:12");
+        assert_eq!(s.nano_cpus, 500_000_000);
+        assert_eq!(s.memory, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn setup_argv_passes_values_as_parameters() {
+        let a = user_setup_argv("alice", 1001, 1002, "/home/alice", "/bin/bash");
+        assert_eq!(a[0], "/bin/sh");
+        assert!(!a[2].contains("alice"));
+        assert_eq!(&a[4..], ["alice", "1001", "1002", "/home/alice", "/bin/bash"]);
+    }
+}

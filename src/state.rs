@@ -1,0 +1,317 @@
+//! `state.db`: sessions keyed by (user, project). SQLite in WAL mode with versioned migrations.
+//! Owned by the broker (and the cleanup pass, both root); never by SSH users.
+
+use crate::config::SessionMode;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// Session status as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// At least one live connection.
+    Running,
+    /// No connection; removed at `grace_expiry` unless someone reconnects.
+    Grace,
+    /// No connection; kept (named until stop, ttl until `expires_at`).
+    Idle,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Grace => "grace_period",
+            Status::Idle => "idle",
+        }
+    }
+    fn parse(s: &str) -> Status {
+        match s {
+            "grace_period" => Status::Grace,
+            "idle" => Status::Idle,
+            _ => Status::Running,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub user: String,
+    pub project: String,
+    pub container_id: String,
+    pub container_name: String,
+    pub image: String,
+    pub mode: SessionMode,
+    pub status: Status,
+    pub created_at: i64,
+    pub last_activity: i64,
+    pub grace_expiry: Option<i64>,
+    /// ttl / max-lifetime deadline; None for named sessions.
+    pub expires_at: Option<i64>,
+    pub uid: u32,
+}
+
+/// Schema migrations; `PRAGMA user_version` is the number applied. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions
+    "CREATE TABLE sessions (
+        user TEXT NOT NULL,
+        project TEXT NOT NULL DEFAULT '',
+        container_id TEXT NOT NULL,
+        container_name TEXT NOT NULL,
+        image TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'running',
+        created_at INTEGER NOT NULL,
+        last_activity INTEGER NOT NULL,
+        grace_expiry INTEGER,
+        expires_at INTEGER,
+        uid INTEGER NOT NULL,
+        backend TEXT NOT NULL DEFAULT 'docker',
+        host TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (user, project)
+    );",
+];
+
+pub struct Db {
+    conn: Connection,
+}
+
+fn to_err(e: rusqlite::Error) -> String {
+    format!("state database: {e}")
+}
+
+impl Db {
+    /// Opens (creating the directory 0700 and the file 0600) and migrates.
+    pub fn open(path: &Path) -> Result<Db, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        // Restrictive umask for the db and its -wal/-shm files: they hold every user's sessions.
+        // SAFETY: umask only changes this process's file-creation mask; it cannot fail.
+        let old = unsafe { libc::umask(0o077) };
+        let conn = Connection::open(path);
+        // SAFETY: as above, restores the previous mask.
+        unsafe { libc::umask(old) };
+        let conn = conn.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        conn.busy_timeout(Duration::from_secs(5)).map_err(to_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(to_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(to_err)?;
+        let mut db = Db { conn };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn open_in_memory() -> Result<Db, String> {
+        let conn = Connection::open_in_memory().map_err(to_err)?;
+        let mut db = Db { conn };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn schema_version(&self) -> Result<usize, String> {
+        let v: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(to_err)?;
+        Ok(v as usize)
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        let current = self.schema_version()?;
+        if current > MIGRATIONS.len() {
+            return Err(format!(
+                "state database schema version {current} is newer than this podspawn understands ({}); \
+                 upgrade podspawn",
+                MIGRATIONS.len()
+            ));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let tx = self.conn.transaction().map_err(to_err)?;
+            tx.execute_batch(sql).map_err(to_err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(to_err)?;
+            tx.commit().map_err(to_err)?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, user: &str, project: &str) -> Result<Option<SessionRow>, String> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLS} FROM sessions WHERE user=?1 AND project=?2"),
+                params![user, project],
+                row_from,
+            )
+            .optional()
+            .map_err(to_err)
+    }
+
+    pub fn list(&self, user: Option<&str>) -> Result<Vec<SessionRow>, String> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLS} FROM sessions WHERE (?1 IS NULL OR user=?1) ORDER BY user, project"
+            ))
+            .map_err(to_err)?;
+        let rows = stmt
+            .query_map(params![user], row_from)
+            .map_err(to_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(to_err)?;
+        Ok(rows)
+    }
+
+    pub fn insert(&self, r: &SessionRow) -> Result<(), String> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO sessions (user, project, container_id, container_name, image, mode,
+                   status, created_at, last_activity, grace_expiry, expires_at, uid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    r.user,
+                    r.project,
+                    r.container_id,
+                    r.container_name,
+                    r.image,
+                    r.mode.as_str(),
+                    r.status.as_str(),
+                    r.created_at,
+                    r.last_activity,
+                    r.grace_expiry,
+                    r.expires_at,
+                    r.uid
+                ],
+            )
+            .map_err(to_err)?;
+        Ok(())
+    }
+
+    /// Sets the status (and grace expiry) and touches last_activity.
+    pub fn set_status(
+        &self,
+        user: &str,
+        project: &str,
+        status: Status,
+        grace_expiry: Option<i64>,
+        now: i64,
+    ) -> Result<(), String> {
+        self.conn
+            .execute(
+                "UPDATE sessions SET status=?3, grace_expiry=?4, last_activity=?5 WHERE user=?1 AND project=?2",
+                params![user, project, status.as_str(), grace_expiry, now],
+            )
+            .map_err(to_err)?;
+        Ok(())
+    }
+
+    pub fn delete(&self, user: &str, project: &str) -> Result<(), String> {
+        self.conn
+            .execute(
+                "DELETE FROM sessions WHERE user=?1 AND project=?2",
+                params![user, project],
+            )
+            .map_err(to_err)?;
+        Ok(())
+    }
+}
+
+const COLS: &str = "user, project, container_id, container_name, image, mode, status, created_at, \
+                    last_activity, grace_expiry, expires_at, uid";
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    let mode: String = r.get(5)?;
+    let status: String = r.get(6)?;
+    Ok(SessionRow {
+        user: r.get(0)?,
+        project: r.get(1)?,
+        container_id: r.get(2)?,
+        container_name: r.get(3)?,
+        image: r.get(4)?,
+        mode: SessionMode::parse(&mode).unwrap_or_default(),
+        status: Status::parse(&status),
+        created_at: r.get(7)?,
+        last_activity: r.get(8)?,
+        grace_expiry: r.get(9)?,
+        expires_at: r.get(10)?,
+        uid: r.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(user: &str, project: &str) -> SessionRow {
+        SessionRow {
+            user: user.into(),
+            project: project.into(),
+            container_id: "abc".into(),
+            container_name: crate::names::container_name(user, project),
+            image: "img:1".into(),
+            mode: SessionMode::Ttl,
+            status: Status::Running,
+            created_at: 100,
+            last_activity: 100,
+            grace_expiry: None,
+            expires_at: Some(200),
+            uid: 1234,
+        }
+    }
+
+    #[test]
+    fn crud_roundtrip() {
+        let db = Db::open_in_memory().unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len());
+        let a = sample("alice", "");
+        db.insert(&a).unwrap();
+        db.insert(&sample("alice", "web")).unwrap();
+        db.insert(&sample("bob", "")).unwrap();
+        assert_eq!(db.get("alice", "").unwrap(), Some(a.clone()));
+        assert_eq!(db.list(Some("alice")).unwrap().len(), 2);
+        assert_eq!(db.list(None).unwrap().len(), 3);
+        db.set_status("alice", "", Status::Grace, Some(160), 150).unwrap();
+        let g = db.get("alice", "").unwrap().unwrap();
+        assert_eq!((g.status, g.grace_expiry, g.last_activity), (Status::Grace, Some(160), 150));
+        db.delete("alice", "").unwrap();
+        assert_eq!(db.get("alice", "").unwrap(), None);
+    }
+
+    #[test]
+    fn file_db_is_private_and_reopens() {
+        let dir = std::env::temp_dir().join(format!("podspawn-state-{}", std::process::id()));
+        let path = dir.join("state.db");
+        {
+            let db = Db::open(&path).unwrap();
+            db.insert(&sample("alice", "")).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert!(db.get("alice", "").unwrap().is_some());
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            if let Ok(m) = std::fs::metadata(dir.join(f)) {
+                assert_eq!(m.permissions().mode() & 0o077, 0, "{f} is accessible to others");
+            }
+        }
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = std::env::temp_dir().join(format!("podspawn-state-new-{}", std::process::id()));
+        let path = dir.join("state.db");
+        {
+            let db = Db::open(&path).unwrap();
+            db.conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = Db::open(&path).err().unwrap();
+        assert!(err.contains("upgrade podspawn"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,45 @@
+//! The little of systemd podspawn needs: socket activation (LISTEN_FDS) and sd-notify.
+use std::os::fd::RawFd;
+
+/// File descriptors passed by systemd, if they are meant for this process (LISTEN_PID check).
+pub fn listen_fds() -> Vec<RawFd> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    if !pid_ok {
+        return Vec::new();
+    }
+    let n = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    let fds: Vec<RawFd> = (0..n.clamp(0, 64)).map(|i| 3 + i).collect();
+    for fd in &fds {
+        // SAFETY: fcntl on an fd number systemd handed us; F_SETFD with FD_CLOEXEC cannot corrupt
+        // memory, at worst it fails with EBADF, which we ignore. We set CLOEXEC instead of
+        // unsetting the environment (remove_var is unsound once threads exist).
+        unsafe {
+            libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    fds
+}
+
+pub fn notify_ready(status: &str) {
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(status),
+        ],
+    );
+}
+
+pub fn notify_status(status: &str) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(status)]);
+}
+
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}

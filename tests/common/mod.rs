@@ -1,0 +1,360 @@
+//! Test harness: a private sshd on a loopback port wired to this build, a real broker, real host
+//! accounts and real Docker. Everything it creates is uniquely named and removed on drop; Docker
+//! objects carry `podspawn-user=<test user>` labels so a failed run can be cleaned with
+//! `docker rm -f $(docker ps -aq --filter label=podspawn-user)` for names starting `pst`.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "podspawn-test:latest";
+static IMAGE_ONCE: Once = Once::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podspawn"))
+}
+
+fn rand_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect::<String>()[..n].to_string()
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+pub fn ensure_image() {
+    IMAGE_ONCE.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/build-test-image.sh");
+        let out = run(Command::new("sh").arg(script).arg(IMAGE));
+        assert!(out.status.success(), "building the test image: {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+pub struct Opts {
+    pub mode: &'static str,
+    pub grace: &'static str,
+    pub max_per_user: u32,
+    pub extra: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            mode: "grace-period",
+            grace: "60s",
+            max_per_user: 3,
+            extra: String::new(),
+        }
+    }
+}
+
+pub struct User {
+    pub name: String,
+    pub key: PathBuf,
+    pub pubkey: String,
+}
+
+pub struct Env {
+    pub id: String,
+    pub root: PathBuf,
+    pub bin_dir: PathBuf,
+    pub bin: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub port: u16,
+    sshd: Option<Child>,
+    broker: Option<Child>,
+    pub users: Vec<String>,
+}
+
+impl Env {
+    pub fn start() -> Env {
+        Env::with(Opts::default())
+    }
+
+    pub fn with(opts: Opts) -> Env {
+        ensure_image();
+        let id = format!("{}{}", rand_hex(4), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let root = PathBuf::from(format!("/var/tmp/podspawn-test-{id}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // sshd requires the AuthorizedKeysCommand and every parent to be root-owned, not writable by others.
+        let bin_dir = PathBuf::from(format!("/usr/local/libexec/podspawn-test-{id}"));
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let b = bin_dir.join("podspawn");
+        std::fs::copy(bin(), &b).unwrap();
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = root.join("run/podspawn.sock");
+        let config = root.join("config.yaml");
+        let cfg = format!(
+            "auth:\n  key_dir: {r}/keys\ndefaults:\n  image: {IMAGE}\n  shell: /bin/bash\n  cpus: 1\n  memory: 512m\n\
+             session:\n  grace_period: {grace}\n  mode: {mode}\nstate:\n  db_path: {r}/state/state.db\n  lock_dir: {r}/state/locks\n  homes_dir: {r}/state/homes\n\
+             resources:\n  max_per_user: {max}\nusers_dir: {r}/users\nprojects_file: {r}/projects.yaml\nbroker:\n  socket: {s}\n{extra}",
+            r = root.display(),
+            grace = opts.grace,
+            mode = opts.mode,
+            max = opts.max_per_user,
+            s = socket.display(),
+            extra = opts.extra,
+        );
+        std::fs::write(&config, cfg).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut env = Env {
+            id,
+            root,
+            bin_dir,
+            bin: b,
+            config,
+            socket,
+            port: 0,
+            sshd: None,
+            broker: None,
+            users: Vec::new(),
+        };
+        // The groups the sshd config matches on must exist before sshd starts.
+        env.ensure_groups();
+        env.start_broker();
+        env.start_sshd();
+        env
+    }
+
+    fn ensure_groups(&self) {
+        for g in ["podspawn", "podspawn-users"] {
+            let _ = Command::new("groupadd").args(["--system", "-f", g]).status();
+        }
+        if !uzers_exists("podspawn") {
+            let _ = Command::new("useradd")
+                .args(["--system", "--gid", "podspawn", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "podspawn"])
+                .status();
+        }
+    }
+
+    pub fn podspawn(&self, args: &[&str]) -> Output {
+        run(Command::new(&self.bin).arg("--config").arg(&self.config).args(args))
+    }
+
+    pub fn start_broker(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("broker.log")).unwrap();
+        let child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["serve", "--listen"])
+            .arg(&self.socket)
+            .env("PODSPAWN_LOG", "debug")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.broker = Some(child);
+        let t = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "broker did not start: {}", self.broker_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM (or SIGKILL) the broker and wait for it.
+    pub fn stop_broker(&mut self, kill: bool) {
+        if let Some(mut c) = self.broker.take() {
+            let sig = if kill { "-KILL" } else { "-TERM" };
+            let _ = Command::new("kill").arg(sig).arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn broker_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("broker.log")).unwrap_or_default()
+    }
+
+    pub fn sshd_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("sshd.log")).unwrap_or_default()
+    }
+
+    fn start_sshd(&mut self) {
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let hostkey = self.root.join("ssh_host_ed25519_key");
+        let out = run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&hostkey));
+        assert!(out.status.success());
+        for attempt in 0..5 {
+            self.port = free_port();
+            let conf = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {r}/sshd.pid\nUsePAM yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 PrintMotd no\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\nMaxStartups 100:30:200\nMaxSessions 50\n\
+                 Match Group podspawn-users\n  AuthorizedKeysCommand {bin} --config {cfg} auth-keys %u %t %k\n\
+                 \x20 AuthorizedKeysCommandUser podspawn\n  AuthorizedKeysFile none\n  PermitUserRC no\n\
+                 \x20 AllowStreamLocalForwarding no\n  AllowTcpForwarding no\n  X11Forwarding no\n  PermitTunnel no\n\
+                 \x20 AcceptEnv PODSPAWN_PROJECT LANG LC_*\n",
+                port = self.port,
+                hk = hostkey.display(),
+                r = self.root.display(),
+                bin = self.bin.display(),
+                cfg = self.config.display(),
+            );
+            let path = self.root.join("sshd_config");
+            std::fs::write(&path, conf).unwrap();
+            let t = run(Command::new("/usr/sbin/sshd").arg("-t").arg("-f").arg(&path));
+            assert!(t.status.success(), "sshd -t: {}", String::from_utf8_lossy(&t.stderr));
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("sshd.log")).unwrap();
+            let child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            self.sshd = Some(child);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Some(mut c) = self.sshd.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            eprintln!("sshd attempt {attempt} failed: {}", self.sshd_log());
+        }
+        panic!("sshd did not start");
+    }
+
+    /// Registers a fresh user with a fresh key through `podspawn add-user`.
+    pub fn add_user(&mut self) -> User {
+        let n = self.users.len();
+        let name = format!("pst{}u{n}", self.id);
+        let kdir = self.root.join("client");
+        std::fs::create_dir_all(&kdir).unwrap();
+        let key = kdir.join(&name);
+        let out = run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"]).arg(&key));
+        assert!(out.status.success());
+        let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_string();
+        self.users.push(name.clone());
+        let out = self.podspawn(&["add-user", &name, "--key", &pubkey]);
+        assert!(
+            out.status.success(),
+            "add-user: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        User { name, key, pubkey }
+    }
+
+    pub fn ssh_cmd(&self, user: &User) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20",
+            "-o", "ServerAliveInterval=5",
+        ])
+        .arg("-i")
+        .arg(&user.key)
+        .arg("-p")
+        .arg(self.port.to_string());
+        c
+    }
+
+    /// `ssh user@127.0.0.1 <cmd>`
+    pub fn ssh(&self, user: &User, cmd: &str) -> Output {
+        let mut c = self.ssh_cmd(user);
+        c.arg(format!("{}@127.0.0.1", user.name)).arg(cmd).stdin(Stdio::null());
+        run(&mut c)
+    }
+
+    /// Options usable by scp/sftp/rsync -e.
+    pub fn ssh_opts(&self, user: &User) -> Vec<String> {
+        vec![
+            "-o".into(), "BatchMode=yes".into(), "-o".into(), "StrictHostKeyChecking=no".into(),
+            "-o".into(), "UserKnownHostsFile=/dev/null".into(), "-o".into(), "LogLevel=ERROR".into(),
+            "-o".into(), "IdentitiesOnly=yes".into(), "-i".into(), user.key.display().to_string(),
+        ]
+    }
+
+    pub fn sessions(&self) -> serde_json::Value {
+        let out = self.podspawn(&["list", "--json"]);
+        assert!(out.status.success(), "list: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn session_of<'a>(list: &'a serde_json::Value, user: &str) -> Option<&'a serde_json::Value> {
+        list.as_array()?.iter().find(|s| s["user"] == user)
+    }
+
+    /// Containers (by id) with the podspawn-user label of `user`.
+    pub fn containers_of(&self, user: &str) -> Vec<String> {
+        let out = run(Command::new("docker").args(["ps", "-aq", "--no-trunc", "--filter"]).arg(format!("label=podspawn-user={user}")));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    pub fn wait_for(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(
+                t.elapsed() < Duration::from_secs(secs),
+                "timed out waiting for {what}\n--- broker log ---\n{}\n--- sshd log ---\n{}",
+                self.broker_log(),
+                self.sshd_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn uzers_exists(name: &str) -> bool {
+    Command::new("id").arg(name).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.sshd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.stop_broker(true);
+        for u in &self.users {
+            for id in self.containers_of(u) {
+                let _ = Command::new("docker").args(["rm", "-f", &id]).stdout(Stdio::null()).status();
+            }
+            let _ = Command::new("pkill").args(["-KILL", "-u", u]).status();
+            let _ = Command::new("userdel").args(["-r", "-f", u]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = Command::new("groupdel").arg(u).stderr(Stdio::null()).status();
+        }
+        if std::env::var_os("PODSPAWN_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+        let _ = std::fs::remove_dir_all(&self.bin_dir);
+    }
+}
+
+pub fn sha256(path: &Path) -> String {
+    let out = run(Command::new("sha256sum").arg(path));
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
+
+pub fn random_file(path: &Path, mib: usize) {
+    let out = run(Command::new("dd")
+        .arg("if=/dev/urandom")
+        .arg(format!("of={}", path.display()))
+        .arg("bs=1M")
+        .arg(format!("count={mib}"))
+        .arg("status=none"));
+    assert!(out.status.success());
+}
