@@ -71,19 +71,27 @@ pub fn run(cfg: Config, listen: Option<PathBuf>) -> ExitCode {
 
 fn bind_listener(path: &Path) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if !meta.file_type().is_socket() {
-            return Err(format!("{} exists and is not a socket; remove it", path.display()));
+            return Err(format!(
+                "{} exists and is not a socket; remove it",
+                path.display()
+            ));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!("another broker is already listening on {}", path.display()));
+            return Err(format!(
+                "another broker is already listening on {}",
+                path.display()
+            ));
         }
         let _ = std::fs::remove_file(path);
     }
-    let l = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let l = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     let gid = uzers::get_group_by_name(accounts::USERS_GROUP).map(|g| g.gid());
     match gid {
         Some(gid) => {
@@ -122,7 +130,8 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
     let listener = match listen {
         Some(p) => bind_listener(&p)?,
         None => activated_listener()?.ok_or_else(|| {
-            "no socket to serve: run under systemd (podspawn.socket) or pass --listen PATH".to_string()
+            "no socket to serve: run under systemd (podspawn.socket) or pass --listen PATH"
+                .to_string()
         })?,
     };
     let docker = Docker::connect().await?;
@@ -226,10 +235,9 @@ impl Conn {
             if self.stream.writable().await.is_err() {
                 return false;
             }
-            match self
-                .stream
-                .try_io(Interest::WRITABLE, || protocol::send_with_fd(raw, &data, fd))
-            {
+            match self.stream.try_io(Interest::WRITABLE, || {
+                protocol::send_with_fd(raw, &data, fd)
+            }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(_) => return false,
@@ -257,7 +265,10 @@ fn err(message: impl Into<String>) -> Response {
 }
 
 impl Broker {
-    async fn user_guard(&self, user: &str) -> Result<(tokio::sync::OwnedMutexGuard<()>, crate::locks::UserLock), String> {
+    async fn user_guard(
+        &self,
+        user: &str,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, crate::locks::UserLock), String> {
         let m = lock(&self.user_locks)
             .entry(user.to_string())
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
@@ -371,7 +382,12 @@ impl Broker {
     }
 
     /// The peer of a session request must be a registered podspawn user (by uid, never by name).
-    async fn session_caller(&self, uid: u32, caller: Option<Account>, conn: &mut Conn) -> Option<Account> {
+    async fn session_caller(
+        &self,
+        uid: u32,
+        caller: Option<Account>,
+        conn: &mut Conn,
+    ) -> Option<Account> {
         let problem = match &caller {
             None => Some(format!("uid {uid} has no account on this host")),
             Some(a) if crate::names::validate_user(&a.name).is_err() => {
@@ -440,7 +456,13 @@ impl Broker {
         self.release(&key, Some(&exec_id)).await;
     }
 
-    async fn serve_resume(self: Arc<Self>, account: Account, project: String, exec_id: String, mut conn: Conn) {
+    async fn serve_resume(
+        self: Arc<Self>,
+        account: Account,
+        project: String,
+        exec_id: String,
+        mut conn: Conn,
+    ) {
         if !project.is_empty() {
             if let Err(e) = crate::names::validate_project(&project) {
                 conn.send(&err(e)).await;
@@ -476,10 +498,12 @@ impl Broker {
     async fn session_loop(&self, conn: &mut Conn, exec_id: &str) {
         while let Some(line) = conn.read_line().await {
             let resp = match line.and_then(|l| protocol::decode::<Request>(&l)) {
-                Ok(Request::Resize { rows, cols }) => match self.docker.resize_exec(exec_id, rows, cols).await {
-                    Ok(()) => Response::Ok,
-                    Err(e) => err(e),
-                },
+                Ok(Request::Resize { rows, cols }) => {
+                    match self.docker.resize_exec(exec_id, rows, cols).await {
+                        Ok(()) => Response::Ok,
+                        Err(e) => err(e),
+                    }
+                }
                 Ok(Request::Wait { .. }) => self.wait_exec(exec_id).await,
                 Ok(_) => err("only resize and wait are accepted on a session connection"),
                 Err(e) => err(e),
@@ -519,7 +543,10 @@ impl Broker {
         let t = now();
         let row = lock(&self.db).get(user, project)?;
         let name = crate::names::container_name(user, project);
-        let target = row.as_ref().map(|r| r.container_id.clone()).unwrap_or_else(|| name.clone());
+        let target = row
+            .as_ref()
+            .map(|r| r.container_id.clone())
+            .unwrap_or_else(|| name.clone());
         let (state, _) = self.docker.container_state(&target).await?;
         let decision = session::decide_open(row.as_ref(), state, t);
         let created = match decision {
@@ -588,7 +615,10 @@ impl Broker {
         let spec = runtime::container_spec(&self.cfg, &ov, user, project);
         self.docker.ensure_image(&spec.image).await?;
         let id = self.docker.create_and_start(&spec).await?;
-        let shell = ov.shell.clone().unwrap_or_else(|| self.cfg.defaults.shell.clone());
+        let shell = ov
+            .shell
+            .clone()
+            .unwrap_or_else(|| self.cfg.defaults.shell.clone());
         let home = format!("/home/{user}");
         let setup = runtime::user_setup_argv(user, account.uid, account.gid, &home, &shell);
         let fail = match self.docker.exec_collect(&id, setup).await {
@@ -640,8 +670,12 @@ impl Broker {
         req: &OpenRequest,
         container: &str,
     ) -> Result<(String, std::os::unix::net::UnixStream), String> {
-        let ov = UserOverrides::load(&self.cfg.users_dir, &account.name).map_err(|e| e.to_string())?;
-        let shell = ov.shell.clone().unwrap_or_else(|| self.cfg.defaults.shell.clone());
+        let ov =
+            UserOverrides::load(&self.cfg.users_dir, &account.name).map_err(|e| e.to_string())?;
+        let shell = ov
+            .shell
+            .clone()
+            .unwrap_or_else(|| self.cfg.defaults.shell.clone());
         let route = session::route(req.command.as_deref());
         let home = format!("/home/{}", account.name);
         let mut env = vec![
@@ -822,7 +856,10 @@ impl Broker {
             Err(e) => return err(e),
         };
         let mut stopped = Vec::new();
-        for r in rows.into_iter().filter(|r| project.is_none_or(|p| p == r.project)) {
+        for r in rows
+            .into_iter()
+            .filter(|r| project.is_none_or(|p| p == r.project))
+        {
             if let Err(e) = self.docker.remove(&r.container_id).await {
                 return err(e);
             }
@@ -838,7 +875,9 @@ impl Broker {
             };
             return err(format!("no session for {what}; see podspawn list"));
         }
-        Response::Stopped { containers: stopped }
+        Response::Stopped {
+            containers: stopped,
+        }
     }
 }
 
@@ -872,7 +911,10 @@ pub mod admin {
 
     /// Container names of the user's sessions.
     pub fn user_sessions(cfg: &Config, user: &str) -> Result<Vec<String>, String> {
-        Ok(sessions(cfg, Some(user))?.into_iter().map(|s| s.container).collect())
+        Ok(sessions(cfg, Some(user))?
+            .into_iter()
+            .map(|s| s.container)
+            .collect())
     }
 
     fn stop_req(cfg: &Config, user: &str, project: Option<&str>) -> Result<Vec<String>, String> {
@@ -911,7 +953,10 @@ pub mod admin {
     pub fn list(cfg: &Config, json: bool) -> Result<(), String> {
         let s = sessions(cfg, None)?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?
+            );
             return Ok(());
         }
         let t = now();
@@ -928,7 +973,11 @@ pub mod admin {
             println!(
                 "{:<16} {:<12} {:<28} {:<13} {:>5} {:>8} {:>14}",
                 x.user,
-                if x.project.is_empty() { "(default)" } else { &x.project },
+                if x.project.is_empty() {
+                    "(default)"
+                } else {
+                    &x.project
+                },
                 x.container,
                 x.status,
                 x.connections,

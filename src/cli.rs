@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "podspawn", version, about = "Per-user Docker containers behind the host's own OpenSSH")]
+#[command(
+    name = "podspawn",
+    version,
+    about = "Per-user Docker containers behind the host's own OpenSSH"
+)]
 pub struct Cli {
     /// Server configuration file.
     #[arg(long, global = true, env = "PODSPAWN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
@@ -71,7 +75,7 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             // auth-keys must never print anything but keys, whatever sshd passes.
-            if std::env::args().nth(1).as_deref() == Some("auth-keys") {
+            if std::env::args().any(|a| a == "auth-keys") {
                 crate::logging::init_quiet("auth-keys", None);
                 tracing::error!("auth-keys: bad arguments: {e}");
                 return ExitCode::SUCCESS;
@@ -81,9 +85,11 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::AuthKeys { user, key_type, key } => {
-            crate::authkeys::run(&cli.config, &user, key_type.as_deref(), key.as_deref())
-        }
+        Command::AuthKeys {
+            user,
+            key_type,
+            key,
+        } => crate::authkeys::run(&cli.config, &user, key_type.as_deref(), key.as_deref()),
         Command::Spawn {
             user,
             project,

@@ -44,7 +44,10 @@ mod tests {
             let _l = lock_user(&d2, "alice").unwrap();
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "second lock acquired while held");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "second lock acquired while held"
+        );
         // A different user is independent.
         let _b = lock_user(&dir, "bob").unwrap();
         drop(first);

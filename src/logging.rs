@@ -32,14 +32,21 @@ fn try_journald(ident: &str, f: EnvFilter) -> bool {
             let layer = layer
                 .with_syslog_identifier(ident.to_string())
                 .with_field_prefix(None);
-            tracing_subscriber::registry().with(f).with(layer).try_init().is_ok()
+            tracing_subscriber::registry()
+                .with(f)
+                .with(layer)
+                .try_init()
+                .is_ok()
         }
         Err(_) => false,
     }
 }
 
 fn try_file(path: &Path, f: EnvFilter) -> bool {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
     match file {
         Ok(file) => tracing_subscriber::fmt()
             .with_env_filter(f)

@@ -71,8 +71,19 @@ mod tests {
             assert!(validate_user(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "Alice", "1abc", "-a", "a b", "a/b", "..", "a.b", "a$", "a\"b", "a\nb",
-            &"a".repeat(33), "é",
+            "",
+            "Alice",
+            "1abc",
+            "-a",
+            "a b",
+            "a/b",
+            "..",
+            "a.b",
+            "a$",
+            "a\"b",
+            "a\nb",
+            &"a".repeat(33),
+            "é",
         ] {
             assert!(validate_user(bad).is_err(), "{bad:?}");
         }

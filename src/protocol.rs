@@ -28,7 +28,10 @@ pub enum Request {
     /// List sessions (root: all or `user`; others: their own).
     List { user: Option<String> },
     /// End sessions: one project, or all of the user's when `project` is None. Root only.
-    Stop { user: String, project: Option<String> },
+    Stop {
+        user: String,
+        project: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,10 +60,18 @@ pub enum Response {
         created: bool,
     },
     Ok,
-    Exited { code: i32 },
-    Sessions { sessions: Vec<SessionInfo> },
-    Stopped { containers: Vec<String> },
-    Error { message: String },
+    Exited {
+        code: i32,
+    },
+    Sessions {
+        sessions: Vec<SessionInfo>,
+    },
+    Stopped {
+        containers: Vec<String>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +130,9 @@ impl OpenRequest {
         }
         for (k, v) in &self.env {
             if !valid_env_name(k) {
-                return Err(format!("environment variable {k:?} is not accepted (only LANG and LC_*)"));
+                return Err(format!(
+                    "environment variable {k:?} is not accepted (only LANG and LC_*)"
+                ));
             }
             if v.len() > 256 || v.bytes().any(|b| b.is_ascii_control()) {
                 return Err(format!("environment variable {k} has an invalid value"));
@@ -179,7 +192,10 @@ impl Client {
                 return Ok((resp, fd_out));
             }
             if self.buf.len() > MAX_LINE {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "broker message too long"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "broker message too long",
+                ));
             }
             let mut chunk = [0u8; 8192];
             let (n, fd) = recv_with_fd(self.stream.as_raw_fd(), &mut chunk)?;
@@ -187,7 +203,10 @@ impl Client {
                 fd_out = Some(fd);
             }
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "broker closed the connection"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "broker closed the connection",
+                ));
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -311,7 +330,10 @@ mod tests {
         let msg = encode(&Response::Ok);
         send_with_fd(a.as_raw_fd(), &msg, p1.as_raw_fd()).unwrap();
         drop(p1);
-        let mut c = Client { stream: b, buf: Vec::new() };
+        let mut c = Client {
+            stream: b,
+            buf: Vec::new(),
+        };
         let (resp, fd) = c.recv().unwrap();
         assert_eq!(resp, Response::Ok);
         let mut got = UnixStream::from(fd.unwrap());

@@ -111,7 +111,10 @@ pub fn container_spec(
     let memory = ov.memory.unwrap_or(cfg.defaults.memory);
     ContainerSpec {
         name: crate::names::container_name(user, project),
-        image: ov.image.clone().unwrap_or_else(|| cfg.defaults.image.clone()),
+        image: ov
+            .image
+            .clone()
+            .unwrap_or_else(|| cfg.defaults.image.clone()),
         hostname: if project.is_empty() {
             user.to_string()
         } else {
@@ -195,7 +198,10 @@ impl Docker {
         })
     }
 
-    pub async fn container_state(&self, name: &str) -> Result<(ContainerState, Option<String>), String> {
+    pub async fn container_state(
+        &self,
+        name: &str,
+    ) -> Result<(ContainerState, Option<String>), String> {
         match self
             .client
             .inspect_container(name, None::<InspectContainerOptions>)
@@ -216,7 +222,10 @@ impl Docker {
     }
 
     /// Labels of a container, to check podspawn owns it before removing it.
-    pub async fn container_labels(&self, name: &str) -> Result<Option<HashMap<String, String>>, String> {
+    pub async fn container_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>, String> {
         match self
             .client
             .inspect_container(name, None::<InspectContainerOptions>)
@@ -278,7 +287,9 @@ impl Docker {
             host_config: Some(host),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         let created = self
             .client
             .create_container(Some(opts), body)
@@ -304,7 +315,10 @@ impl Docker {
 
     /// Force-removes a container; a missing one is not an error.
     pub async fn remove(&self, name_or_id: &str) -> Result<(), String> {
-        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         match self.client.remove_container(name_or_id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -341,7 +355,11 @@ impl Docker {
     }
 
     /// Runs a command as root in the container and collects its output (setup steps).
-    pub async fn exec_collect(&self, container: &str, argv: Vec<String>) -> Result<(i64, String), String> {
+    pub async fn exec_collect(
+        &self,
+        container: &str,
+        argv: Vec<String>,
+    ) -> Result<(i64, String), String> {
         let cfg = ExecConfig {
             cmd: Some(argv),
             user: Some("0:0".into()),
@@ -439,7 +457,12 @@ impl Docker {
 
 /// `POST /exec/{id}/start` with `Upgrade: tcp`; returns the connection once the engine answered
 /// `101` (or `200` from engines that do not upgrade), positioned at the first byte of the stream.
-pub fn start_exec_stream(socket: &Path, api: &str, exec_id: &str, tty: bool) -> io::Result<UnixStream> {
+pub fn start_exec_stream(
+    socket: &Path,
+    api: &str,
+    exec_id: &str,
+    tty: bool,
+) -> io::Result<UnixStream> {
     if !exec_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad exec id"));
     }
@@ -458,11 +481,17 @@ pub fn start_exec_stream(socket: &Path, api: &str, exec_id: &str, tty: bool) -> 
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 16 * 1024 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "engine response head too long"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "engine response head too long",
+            ));
         }
         let n = s.read(&mut b)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "engine closed the connection"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "engine closed the connection",
+            ));
         }
         head.push(b[0]);
     }
@@ -491,9 +520,18 @@ mod tests {
         assert_eq!(s.nano_cpus, 2_000_000_000);
         assert_eq!(s.memory, 2 * 1024 * 1024 * 1024);
         assert_eq!(s.pids_limit, 256);
-        assert_eq!(s.labels.get("managed-by").map(String::as_str), Some("podspawn"));
-        assert_eq!(s.labels.get("podspawn-user").map(String::as_str), Some("alice"));
-        assert_eq!(s.labels.get("podspawn-project").map(String::as_str), Some(""));
+        assert_eq!(
+            s.labels.get("managed-by").map(String::as_str),
+            Some("podspawn")
+        );
+        assert_eq!(
+            s.labels.get("podspawn-user").map(String::as_str),
+            Some("alice")
+        );
+        assert_eq!(
+            s.labels.get("podspawn-project").map(String::as_str),
+            Some("")
+        );
         assert_eq!(s.cap_drop, vec!["ALL"]);
         assert!(s.cap_add.contains(&"SETUID".to_string()));
         let ov = UserOverrides {
@@ -503,7 +541,10 @@ mod tests {
             ..Default::default()
         };
         let s = container_spec(&cfg, &ov, "bob", "web");
-        assert_eq!((s.name.as_str(), s.hostname.as_str()), ("podspawn-bob-web", "web"));
+        assert_eq!(
+            (s.name.as_str(), s.hostname.as_str()),
+            ("podspawn-bob-web", "web")
+        );
         assert_eq!(s.image, "debian:12");
         assert_eq!(s.nano_cpus, 500_000_000);
         assert_eq!(s.memory, 256 * 1024 * 1024);
@@ -514,6 +555,9 @@ mod tests {
         let a = user_setup_argv("alice", 1001, 1002, "/home/alice", "/bin/bash");
         assert_eq!(a[0], "/bin/sh");
         assert!(!a[2].contains("alice"));
-        assert_eq!(&a[4..], ["alice", "1001", "1002", "/home/alice", "/bin/bash"]);
+        assert_eq!(
+            &a[4..],
+            ["alice", "1001", "1002", "/home/alice", "/bin/bash"]
+        );
     }
 }

@@ -140,7 +140,13 @@ pub fn check_limit(user: &str, others: &[String], max: u32) -> Result<(), String
         .unwrap_or_else(|| format!("{user}@<project>"));
     let list: Vec<String> = others
         .iter()
-        .map(|p| if p.is_empty() { "(default)".to_string() } else { p.clone() })
+        .map(|p| {
+            if p.is_empty() {
+                "(default)".to_string()
+            } else {
+                p.clone()
+            }
+        })
         .collect();
     Err(format!(
         "user {user} has {} active sessions (max {max}: resources.max_per_user): {}; \
@@ -202,7 +208,12 @@ pub fn exec_argv(route: &Route, shell: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn row(status: Status, grace: Option<i64>, expires: Option<i64>, mode: SessionMode) -> SessionRow {
+    fn row(
+        status: Status,
+        grace: Option<i64>,
+        expires: Option<i64>,
+        mode: SessionMode,
+    ) -> SessionRow {
         SessionRow {
             user: "alice".into(),
             project: String::new(),
@@ -222,19 +233,51 @@ mod tests {
     #[test]
     fn open_decisions() {
         use ContainerState::*;
-        assert_eq!(decide_open(None, Missing, 10), OpenDecision::Create { remove_old: false });
-        assert_eq!(decide_open(None, Running, 10), OpenDecision::Create { remove_old: true });
+        assert_eq!(
+            decide_open(None, Missing, 10),
+            OpenDecision::Create { remove_old: false }
+        );
+        assert_eq!(
+            decide_open(None, Running, 10),
+            OpenDecision::Create { remove_old: true }
+        );
         let live = row(Status::Running, None, Some(100), SessionMode::GracePeriod);
-        assert_eq!(decide_open(Some(&live), Running, 10), OpenDecision::Reattach);
-        assert_eq!(decide_open(Some(&live), Stopped, 10), OpenDecision::StartAndReattach);
-        assert_eq!(decide_open(Some(&live), Missing, 10), OpenDecision::Create { remove_old: false });
+        assert_eq!(
+            decide_open(Some(&live), Running, 10),
+            OpenDecision::Reattach
+        );
+        assert_eq!(
+            decide_open(Some(&live), Stopped, 10),
+            OpenDecision::StartAndReattach
+        );
+        assert_eq!(
+            decide_open(Some(&live), Missing, 10),
+            OpenDecision::Create { remove_old: false }
+        );
         // max lifetime passed: even a live-looking row is replaced.
-        assert_eq!(decide_open(Some(&live), Running, 100), OpenDecision::Create { remove_old: true });
-        let grace = row(Status::Grace, Some(50), Some(1000), SessionMode::GracePeriod);
-        assert_eq!(decide_open(Some(&grace), Running, 49), OpenDecision::Reattach);
-        assert_eq!(decide_open(Some(&grace), Running, 50), OpenDecision::Create { remove_old: true });
+        assert_eq!(
+            decide_open(Some(&live), Running, 100),
+            OpenDecision::Create { remove_old: true }
+        );
+        let grace = row(
+            Status::Grace,
+            Some(50),
+            Some(1000),
+            SessionMode::GracePeriod,
+        );
+        assert_eq!(
+            decide_open(Some(&grace), Running, 49),
+            OpenDecision::Reattach
+        );
+        assert_eq!(
+            decide_open(Some(&grace), Running, 50),
+            OpenDecision::Create { remove_old: true }
+        );
         let named = row(Status::Idle, None, None, SessionMode::Named);
-        assert_eq!(decide_open(Some(&named), Running, i64::MAX), OpenDecision::Reattach);
+        assert_eq!(
+            decide_open(Some(&named), Running, i64::MAX),
+            OpenDecision::Reattach
+        );
     }
 
     #[test]
@@ -254,13 +297,22 @@ mod tests {
             decide_last_close(SessionMode::GracePeriod, 60, 100),
             CloseDecision::Grace { until: 160 }
         );
-        assert_eq!(decide_last_close(SessionMode::GracePeriod, 0, 100), CloseDecision::Destroy);
+        assert_eq!(
+            decide_last_close(SessionMode::GracePeriod, 0, 100),
+            CloseDecision::Destroy
+        );
         assert_eq!(
             decide_last_close(SessionMode::DestroyOnDisconnect, 60, 100),
             CloseDecision::Destroy
         );
-        assert_eq!(decide_last_close(SessionMode::Named, 60, 100), CloseDecision::Keep);
-        assert_eq!(decide_last_close(SessionMode::Ttl, 60, 100), CloseDecision::Keep);
+        assert_eq!(
+            decide_last_close(SessionMode::Named, 60, 100),
+            CloseDecision::Keep
+        );
+        assert_eq!(
+            decide_last_close(SessionMode::Ttl, 60, 100),
+            CloseDecision::Keep
+        );
     }
 
     #[test]
@@ -287,8 +339,14 @@ mod tests {
         assert_eq!(route(Some("  ")), Route::Shell);
         assert_eq!(route(Some("internal-sftp")), Route::Sftp);
         assert_eq!(route(Some("/usr/lib/openssh/sftp-server")), Route::Sftp);
-        assert_eq!(route(Some("/usr/libexec/openssh/sftp-server -l INFO")), Route::Sftp);
-        assert_eq!(route(Some("echo $(id); exit 42")), Route::Command("echo $(id); exit 42".into()));
+        assert_eq!(
+            route(Some("/usr/libexec/openssh/sftp-server -l INFO")),
+            Route::Sftp
+        );
+        assert_eq!(
+            route(Some("echo $(id); exit 42")),
+            Route::Command("echo $(id); exit 42".into())
+        );
         let argv = exec_argv(&Route::Command("a'b\"c\nd".into()), "/bin/bash");
         assert_eq!(argv, vec!["/bin/sh", "-c", "a'b\"c\nd"]);
         let sh = exec_argv(&Route::Shell, "/bin/zsh");

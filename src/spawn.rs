@@ -41,7 +41,9 @@ fn fail(msg: &str) -> ExitCode {
 
 pub fn run(user: &str, project: Option<String>, socket: &Path) -> ExitCode {
     crate::logging::init_quiet("spawn", None);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_inner(user, project, socket)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_inner(user, project, socket)
+    }));
     match r {
         Ok(code) => code,
         Err(_) => fail("internal error; the administrator can find details in the journal"),
@@ -121,7 +123,11 @@ fn run_inner(user: &str, project: Option<String>, socket: &Path) -> ExitCode {
     let stdin = io::stdin();
     let tty = stdin.is_terminal();
     let (rows, cols) = if tty { winsize(0) } else { (0, 0) };
-    let term = if tty { std::env::var("TERM").ok() } else { None };
+    let term = if tty {
+        std::env::var("TERM").ok()
+    } else {
+        None
+    };
     let open = OpenRequest {
         project: project.clone(),
         command,
@@ -153,7 +159,11 @@ fn run_inner(user: &str, project: Option<String>, socket: &Path) -> ExitCode {
     let (exec_id, fd) = match (resp, fd) {
         (Response::Attached { exec_id, .. }, Some(fd)) => (exec_id, fd),
         (Response::Error { message }, _) => return fail(&message),
-        (other, _) => return fail(&format!("unexpected answer from the podspawn service: {other:?}")),
+        (other, _) => {
+            return fail(&format!(
+                "unexpected answer from the podspawn service: {other:?}"
+            ))
+        }
     };
     let mut pump = Pump {
         stream: UnixStream::from(fd),
@@ -194,7 +204,11 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(s) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, s);
+            let _ = nix::sys::termios::tcsetattr(
+                io::stdin().as_fd(),
+                nix::sys::termios::SetArg::TCSANOW,
+                s,
+            );
         }
     }
 }
@@ -220,7 +234,11 @@ pub struct Demux {
 
 impl Demux {
     /// Feeds bytes; calls `out(stream, payload)` for each payload piece (1 = stdout, 2 = stderr).
-    pub fn feed(&mut self, mut data: &[u8], out: &mut dyn FnMut(u8, &[u8]) -> io::Result<()>) -> io::Result<()> {
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        out: &mut dyn FnMut(u8, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         while !data.is_empty() {
             if self.remaining == 0 {
                 let need = 8 - self.header.len();
@@ -229,7 +247,12 @@ impl Demux {
                 data = &data[take..];
                 if self.header.len() == 8 {
                     self.target = self.header[0];
-                    self.remaining = u32::from_be_bytes([self.header[4], self.header[5], self.header[6], self.header[7]]) as usize;
+                    self.remaining = u32::from_be_bytes([
+                        self.header[4],
+                        self.header[5],
+                        self.header[6],
+                        self.header[7],
+                    ]) as usize;
                     self.header.clear();
                 }
                 continue;
@@ -245,11 +268,22 @@ impl Demux {
 
 fn install_signals() -> Option<OwnedFd> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).ok()?;
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).ok()?;
     SIGNAL_PIPE.store(w.as_raw_fd(), Ordering::Relaxed);
     std::mem::forget(w); // lives as long as the process; the handler writes to it
-    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for s in [Signal::SIGWINCH, Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT] {
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for s in [
+        Signal::SIGWINCH,
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ] {
         // SAFETY: the handler only does an async-signal-safe write(2) to a pipe.
         unsafe {
             let _ = sigaction(s, &act);
@@ -327,7 +361,11 @@ impl Pump {
             } else {
                 None
             };
-            let timeout = if self.broker.is_none() { 200u16 } else { 5000u16 };
+            let timeout = if self.broker.is_none() {
+                200u16
+            } else {
+                5000u16
+            };
             match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -349,13 +387,17 @@ impl Pump {
                         let res = if self.tty {
                             write_all_fd(1, &buf[..n])
                         } else {
-                            demux.feed(&buf[..n], &mut |t, d| write_all_fd(if t == 2 { 2 } else { 1 }, d))
+                            demux.feed(&buf[..n], &mut |t, d| {
+                                write_all_fd(if t == 2 { 2 } else { 1 }, d)
+                            })
                         };
                         if res.is_err() {
                             break Some(129);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => break None,
                 }
             }
@@ -364,7 +406,9 @@ impl Pump {
                     Ok(n) => {
                         to_stream.drain(..n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
                         to_stream.clear();
                         stdin_open = false;
@@ -383,7 +427,9 @@ impl Pump {
                             }
                         }
                         Ok(n) => to_stream.extend_from_slice(&chunk[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e)
+                            if e.kind() == io::ErrorKind::Interrupted
+                                || e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => {
                             stdin_open = false;
                             if self.tty {
@@ -549,7 +595,11 @@ mod tests {
             let mut err: Vec<u8> = Vec::new();
             for chunk in frames.chunks(split) {
                 d.feed(chunk, &mut |t, data| {
-                    if t == 2 { err.extend_from_slice(data) } else { out.extend_from_slice(data) }
+                    if t == 2 {
+                        err.extend_from_slice(data)
+                    } else {
+                        out.extend_from_slice(data)
+                    }
                     Ok(())
                 })
                 .unwrap();
@@ -562,8 +612,14 @@ mod tests {
     #[test]
     fn project_selection() {
         assert_eq!(project_from(None, None).unwrap(), "");
-        assert_eq!(project_from(None, Some("backend.pod".into())).unwrap(), "backend");
-        assert_eq!(project_from(Some("web".into()), Some("backend".into())).unwrap(), "web");
+        assert_eq!(
+            project_from(None, Some("backend.pod".into())).unwrap(),
+            "backend"
+        );
+        assert_eq!(
+            project_from(Some("web".into()), Some("backend".into())).unwrap(),
+            "web"
+        );
         assert!(project_from(None, Some("%n".into())).is_err());
         assert!(project_from(None, Some("../etc".into())).is_err());
     }

@@ -101,8 +101,10 @@ impl Db {
         let conn = conn.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         conn.busy_timeout(Duration::from_secs(5)).map_err(to_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(to_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(to_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(to_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(to_err)?;
         let mut db = Db { conn };
         db.migrate()?;
         Ok(db)
@@ -276,9 +278,13 @@ mod tests {
         assert_eq!(db.get("alice", "").unwrap(), Some(a.clone()));
         assert_eq!(db.list(Some("alice")).unwrap().len(), 2);
         assert_eq!(db.list(None).unwrap().len(), 3);
-        db.set_status("alice", "", Status::Grace, Some(160), 150).unwrap();
+        db.set_status("alice", "", Status::Grace, Some(160), 150)
+            .unwrap();
         let g = db.get("alice", "").unwrap().unwrap();
-        assert_eq!((g.status, g.grace_expiry, g.last_activity), (Status::Grace, Some(160), 150));
+        assert_eq!(
+            (g.status, g.grace_expiry, g.last_activity),
+            (Status::Grace, Some(160), 150)
+        );
         db.delete("alice", "").unwrap();
         assert_eq!(db.get("alice", "").unwrap(), None);
     }
@@ -295,7 +301,11 @@ mod tests {
         assert!(db.get("alice", "").unwrap().is_some());
         for f in ["state.db", "state.db-wal", "state.db-shm"] {
             if let Ok(m) = std::fs::metadata(dir.join(f)) {
-                assert_eq!(m.permissions().mode() & 0o077, 0, "{f} is accessible to others");
+                assert_eq!(
+                    m.permissions().mode() & 0o077,
+                    0,
+                    "{f} is accessible to others"
+                );
             }
         }
         drop(db);

@@ -22,19 +22,28 @@ pub fn bin() -> PathBuf {
 
 fn rand_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
     b.iter().map(|x| format!("{x:02x}")).collect::<String>()[..n].to_string()
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
 pub fn ensure_image() {
     IMAGE_ONCE.call_once(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/build-test-image.sh");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/build-test-image.sh");
         let out = run(Command::new("sh").arg(script).arg(IMAGE));
-        assert!(out.status.success(), "building the test image: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "building the test image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
 }
 
@@ -134,21 +143,40 @@ impl Env {
 
     fn ensure_groups(&self) {
         for g in ["podspawn", "podspawn-users"] {
-            let _ = Command::new("groupadd").args(["--system", "-f", g]).status();
+            let _ = Command::new("groupadd")
+                .args(["--system", "-f", g])
+                .status();
         }
         if !uzers_exists("podspawn") {
             let _ = Command::new("useradd")
-                .args(["--system", "--gid", "podspawn", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "podspawn"])
+                .args([
+                    "--system",
+                    "--gid",
+                    "podspawn",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "podspawn",
+                ])
                 .status();
         }
     }
 
     pub fn podspawn(&self, args: &[&str]) -> Output {
-        run(Command::new(&self.bin).arg("--config").arg(&self.config).args(args))
+        run(Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args))
     }
 
     pub fn start_broker(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("broker.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("broker.log"))
+            .unwrap();
         let child = Command::new(&self.bin)
             .arg("--config")
             .arg(&self.config)
@@ -164,7 +192,11 @@ impl Env {
         self.broker = Some(child);
         let t = Instant::now();
         while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "broker did not start: {}", self.broker_log());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "broker did not start: {}",
+                self.broker_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -173,7 +205,10 @@ impl Env {
     pub fn stop_broker(&mut self, kill: bool) {
         if let Some(mut c) = self.broker.take() {
             let sig = if kill { "-KILL" } else { "-TERM" };
-            let _ = Command::new("kill").arg(sig).arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status();
             let _ = c.wait();
         }
     }
@@ -189,7 +224,9 @@ impl Env {
     fn start_sshd(&mut self) {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let hostkey = self.root.join("ssh_host_ed25519_key");
-        let out = run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&hostkey));
+        let out = run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&hostkey));
         assert!(out.status.success());
         for attempt in 0..5 {
             self.port = free_port();
@@ -209,9 +246,20 @@ impl Env {
             );
             let path = self.root.join("sshd_config");
             std::fs::write(&path, conf).unwrap();
-            let t = run(Command::new("/usr/sbin/sshd").arg("-t").arg("-f").arg(&path));
-            assert!(t.status.success(), "sshd -t: {}", String::from_utf8_lossy(&t.stderr));
-            let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("sshd.log")).unwrap();
+            let t = run(Command::new("/usr/sbin/sshd")
+                .arg("-t")
+                .arg("-f")
+                .arg(&path));
+            assert!(
+                t.status.success(),
+                "sshd -t: {}",
+                String::from_utf8_lossy(&t.stderr)
+            );
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.root.join("sshd.log"))
+                .unwrap();
             let child = Command::new("/usr/sbin/sshd")
                 .args(["-D", "-e", "-f"])
                 .arg(&path)
@@ -244,9 +292,14 @@ impl Env {
         let kdir = self.root.join("client");
         std::fs::create_dir_all(&kdir).unwrap();
         let key = kdir.join(&name);
-        let out = run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"]).arg(&key));
+        let out = run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+            .arg(&key));
         assert!(out.status.success());
-        let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_string();
+        let pubkey = std::fs::read_to_string(key.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_string();
         self.users.push(name.clone());
         let out = self.podspawn(&["add-user", &name, "--key", &pubkey]);
         assert!(
@@ -261,9 +314,20 @@ impl Env {
     pub fn ssh_cmd(&self, user: &User) -> Command {
         let mut c = Command::new("ssh");
         c.args([
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20",
-            "-o", "ServerAliveInterval=5",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "ServerAliveInterval=5",
         ])
         .arg("-i")
         .arg(&user.key)
@@ -275,33 +339,56 @@ impl Env {
     /// `ssh user@127.0.0.1 <cmd>`
     pub fn ssh(&self, user: &User, cmd: &str) -> Output {
         let mut c = self.ssh_cmd(user);
-        c.arg(format!("{}@127.0.0.1", user.name)).arg(cmd).stdin(Stdio::null());
+        c.arg(format!("{}@127.0.0.1", user.name))
+            .arg(cmd)
+            .stdin(Stdio::null());
         run(&mut c)
     }
 
     /// Options usable by scp/sftp/rsync -e.
     pub fn ssh_opts(&self, user: &User) -> Vec<String> {
         vec![
-            "-o".into(), "BatchMode=yes".into(), "-o".into(), "StrictHostKeyChecking=no".into(),
-            "-o".into(), "UserKnownHostsFile=/dev/null".into(), "-o".into(), "LogLevel=ERROR".into(),
-            "-o".into(), "IdentitiesOnly=yes".into(), "-i".into(), user.key.display().to_string(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=no".into(),
+            "-o".into(),
+            "UserKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-i".into(),
+            user.key.display().to_string(),
         ]
     }
 
     pub fn sessions(&self) -> serde_json::Value {
         let out = self.podspawn(&["list", "--json"]);
-        assert!(out.status.success(), "list: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "list: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    pub fn session_of<'a>(list: &'a serde_json::Value, user: &str) -> Option<&'a serde_json::Value> {
+    pub fn session_of<'a>(
+        list: &'a serde_json::Value,
+        user: &str,
+    ) -> Option<&'a serde_json::Value> {
         list.as_array()?.iter().find(|s| s["user"] == user)
     }
 
     /// Containers (by id) with the podspawn-user label of `user`.
     pub fn containers_of(&self, user: &str) -> Vec<String> {
-        let out = run(Command::new("docker").args(["ps", "-aq", "--no-trunc", "--filter"]).arg(format!("label=podspawn-user={user}")));
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        let out = run(Command::new("docker")
+            .args(["ps", "-aq", "--no-trunc", "--filter"])
+            .arg(format!("label=podspawn-user={user}")));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn wait_for(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -319,7 +406,12 @@ impl Env {
 }
 
 fn uzers_exists(name: &str) -> bool {
-    Command::new("id").arg(name).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("id")
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Drop for Env {
@@ -331,11 +423,21 @@ impl Drop for Env {
         self.stop_broker(true);
         for u in &self.users {
             for id in self.containers_of(u) {
-                let _ = Command::new("docker").args(["rm", "-f", &id]).stdout(Stdio::null()).status();
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", &id])
+                    .stdout(Stdio::null())
+                    .status();
             }
             let _ = Command::new("pkill").args(["-KILL", "-u", u]).status();
-            let _ = Command::new("userdel").args(["-r", "-f", u]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-            let _ = Command::new("groupdel").arg(u).stderr(Stdio::null()).status();
+            let _ = Command::new("userdel")
+                .args(["-r", "-f", u])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = Command::new("groupdel")
+                .arg(u)
+                .stderr(Stdio::null())
+                .status();
         }
         if std::env::var_os("PODSPAWN_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
@@ -346,7 +448,11 @@ impl Drop for Env {
 
 pub fn sha256(path: &Path) -> String {
     let out = run(Command::new("sha256sum").arg(path));
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 pub fn random_file(path: &Path, mib: usize) {
