@@ -288,6 +288,18 @@ fn interactive_shell_with_pty_and_resize() {
     let mut s = PtySsh::start(&env, &u, 30, 100);
     s.send("echo T$((40+2))T; tty; stty size; echo E$((1+1))E\n");
     let out = s.expect("E2E", 30);
+    // Nothing before the shell: no motd, no "Last login", no chdir complaint, no podspawn log line.
+    for noise in [
+        "Last login",
+        "Debian",
+        "Could not chdir",
+        "podspawn",
+        "INFO",
+        "WARN",
+        "mail",
+    ] {
+        assert!(!out.contains(noise), "login printed {noise:?}: {out:?}");
+    }
     assert!(out.contains("T42T"), "{out}");
     assert!(out.contains("/dev/pts/"), "no pty: {out}");
     assert!(out.contains("30 100"), "initial size not passed: {out}");

@@ -428,7 +428,10 @@ impl Drop for Env {
                     .stdout(Stdio::null())
                     .status();
             }
-            let _ = Command::new("pkill").args(["-KILL", "-u", u]).status();
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-u", u])
+                .stderr(Stdio::null())
+                .status();
             let _ = Command::new("userdel")
                 .args(["-r", "-f", u])
                 .stdout(Stdio::null())

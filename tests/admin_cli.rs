@@ -1,0 +1,263 @@
+//! Admin commands against real host accounts: add-user (keys from --key, --key-file and a local
+//! stand-in for GitHub), account creation and unlocking, list-users, remove-user with live sessions.
+
+mod common;
+
+use common::{run, Env};
+use std::io::{Read, Write};
+use std::process::Command;
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn keygen(dir: &std::path::Path, name: &str) -> String {
+    let p = dir.join(name);
+    let o = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&p));
+    assert!(o.status.success());
+    std::fs::read_to_string(p.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Serves `body` for GET /<user>.keys, 404 otherwise, on a loopback port; returns the base URL.
+fn fake_github(user: &'static str, body: String) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(8) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("");
+            let resp = if path == format!("/{user}.keys") {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    body.len(),
+                    body
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn shadow_field(user: &str) -> Option<String> {
+    std::fs::read_to_string("/etc/shadow")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(&format!("{user}:")))
+        .and_then(|l| l.split(':').nth(1).map(str::to_string))
+}
+
+#[test]
+fn add_user_sources_dedupe_and_atomicity() {
+    let k1 = keygen(
+        &std::env::temp_dir(),
+        &format!("pstk1-{}", std::process::id()),
+    );
+    let k2 = keygen(
+        &std::env::temp_dir(),
+        &format!("pstk2-{}", std::process::id()),
+    );
+    let gh = fake_github("octo-cat", format!("{k2}\n\n"));
+    let mut env = Env::start();
+    // Point auth.github_url at the stand-in (rewrite the auth block of the generated config).
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let cfg = cfg.replacen("auth:\n", &format!("auth:\n  github_url: {gh}\n"), 1);
+    std::fs::write(&env.config, cfg).unwrap();
+    let name = format!("pst{}a", env.id);
+    env.users.push(name.clone());
+
+    // A bad key line: clear error, nothing written, no account created.
+    let o = env.podspawn(&["add-user", &name, "--key", "ssh-ed25519 AAAAnotbase64!!"]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("ssh-ed25519") || out(&o).contains("key"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        shadow_field(&name).is_none(),
+        "account created despite the error"
+    );
+    assert!(!env.root.join("keys").join(&name).exists());
+
+    // A key file with one bad line names file and line.
+    let kf = env.root.join("keys.txt");
+    std::fs::write(&kf, format!("# comment\n{k1}\nssh-rsa garbage\n")).unwrap();
+    let o = env.podspawn(&["add-user", &name, "--key-file", kf.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains(&format!("{}:3", kf.display())),
+        "{}",
+        out(&o)
+    );
+    assert!(shadow_field(&name).is_none());
+
+    // --key plus --github: both stored, account created unlocked, home present, in podspawn-users.
+    let o = env.podspawn(&["add-user", &name, "--key", &k1, "--github", "octo-cat"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(shadow_field(&name).as_deref(), Some("*"));
+    assert!(std::path::Path::new(&format!("/home/{name}")).is_dir());
+    let groups =
+        String::from_utf8_lossy(&run(Command::new("id").arg("-nG").arg(&name)).stdout).to_string();
+    assert!(
+        groups.split_whitespace().any(|g| g == "podspawn-users"),
+        "{groups}"
+    );
+    let keyfile = env.root.join("keys").join(&name);
+    let stored = std::fs::read_to_string(&keyfile).unwrap();
+    assert_eq!(
+        stored
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count(),
+        2,
+        "{stored}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&keyfile).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o640));
+    let kd = std::fs::metadata(env.root.join("keys")).unwrap();
+    assert_eq!((kd.uid(), kd.mode() & 0o777), (0, 0o750));
+    let podspawn_gid = uzers_gid("podspawn");
+    assert_eq!((m.gid(), kd.gid()), (podspawn_gid, podspawn_gid));
+
+    // The same keys again: nothing duplicated.
+    let o = env.podspawn(&["add-user", &name, "--key", &k2]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(std::fs::read_to_string(&keyfile).unwrap(), stored);
+
+    // An unknown GitHub user is a clear error.
+    let o = env.podspawn(&["add-user", &name, "--github", "nobody-here"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("404"), "{}", out(&o));
+
+    // list-users shows the user with the key count.
+    let o = env.podspawn(&["list-users"]);
+    assert!(
+        out(&o).contains(&name) && out(&o).contains("2 keys"),
+        "{}",
+        out(&o)
+    );
+    let _ =
+        std::fs::remove_file(std::env::temp_dir().join(format!("pstk1-{}", std::process::id())));
+    let _ =
+        std::fs::remove_file(std::env::temp_dir().join(format!("pstk2-{}", std::process::id())));
+}
+
+fn uzers_gid(group: &str) -> u32 {
+    let o = run(Command::new("getent").args(["group", group]));
+    String::from_utf8_lossy(&o.stdout)
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn existing_accounts_are_unlocked_or_refused() {
+    let mut env = Env::start();
+    let dir = env.root.join("k");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = keygen(&dir, "k");
+    // useradd leaves the password field '!': add-user turns it into '*' (never empty).
+    let locked = format!("pst{}l", env.id);
+    env.users.push(locked.clone());
+    assert!(
+        run(Command::new("useradd").args(["-m", "-s", "/bin/sh", &locked]))
+            .status
+            .success()
+    );
+    assert!(shadow_field(&locked).unwrap().starts_with('!'));
+    let o = env.podspawn(&["add-user", &locked, "--key", &key]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(shadow_field(&locked).as_deref(), Some("*"));
+    // A locked account that has a real password hash is not silently changed.
+    let hashed = format!("pst{}h", env.id);
+    env.users.push(hashed.clone());
+    assert!(run(Command::new("useradd").args([
+        "-m",
+        "-s",
+        "/bin/sh",
+        "-p",
+        "!$6$salt$abcdefghijklmnop",
+        &hashed
+    ]))
+    .status
+    .success());
+    let o = env.podspawn(&["add-user", &hashed, "--key", &key]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("usermod"), "{}", out(&o));
+    assert_eq!(
+        shadow_field(&hashed).as_deref(),
+        Some("!$6$salt$abcdefghijklmnop")
+    );
+    assert!(!env.root.join("keys").join(&hashed).exists());
+    // Bad names never reach useradd.
+    let o = env.podspawn(&["add-user", "Bad/Name", "--key", &key]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("invalid user name"), "{}", out(&o));
+}
+
+#[test]
+fn remove_user_with_live_sessions() {
+    let mut env = Env::start();
+    let u = env.add_user();
+    assert!(env.ssh(&u, "true").status.success());
+    assert_eq!(env.containers_of(&u.name).len(), 1);
+    let o = env.podspawn(&["remove-user", &u.name]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("--force") && out(&o).contains(&format!("podspawn-{}", u.name)),
+        "{}",
+        out(&o)
+    );
+    assert!(env.root.join("keys").join(&u.name).exists());
+    let o = env.podspawn(&["remove-user", &u.name, "--force", "--purge"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(env.containers_of(&u.name).is_empty());
+    assert!(!env.root.join("keys").join(&u.name).exists());
+    // podspawn created the account, so --purge removes it.
+    assert!(!run(Command::new("id").arg(&u.name)).status.success());
+    // And the login is refused now.
+    let o = env.ssh(&u, "true");
+    assert_eq!(o.status.code(), Some(255));
+    let o = env.podspawn(&["remove-user", &u.name]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("not a podspawn user"), "{}", out(&o));
+}
+
+#[test]
+fn stop_and_list() {
+    let mut env = Env::start();
+    let u = env.add_user();
+    assert!(env.ssh(&u, "true").status.success());
+    let o = env.podspawn(&["list"]);
+    let table = out(&o);
+    assert!(
+        table.contains("USER") && table.contains(&format!("podspawn-{}", u.name)),
+        "{table}"
+    );
+    let o = env.podspawn(&["stop", &u.name]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(env.containers_of(&u.name).is_empty());
+    let o = env.podspawn(&["stop", &format!("{}@nothere", u.name)]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("no session"), "{}", out(&o));
+}
