@@ -5,12 +5,14 @@
 //! session's bytes never pass through here: the upgraded Docker exec connection is handed to spawn.
 
 use crate::accounts::{self, Account};
+use crate::audit::Event;
 use crate::config::{Config, UserOverrides};
+use crate::lifecycle::Lifecycle;
 use crate::protocol::{self, OpenRequest, Request, Response, SessionInfo};
-use crate::runtime::{self, Docker, ExecSpec};
-use crate::session::{self, CloseDecision, ContainerState, OpenDecision, Route};
-use crate::state::{Db, SessionRow, Status};
-use std::collections::HashMap;
+use crate::runtime::{self, ExecSpec};
+use crate::session::{self, CloseDecision, ContainerState, EndReason, OpenDecision, Route};
+use crate::state::{SessionRow, Status};
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,21 +29,19 @@ const RESUME_WINDOW_SECS: i64 = 60;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 type Key = (String, String);
+type Notifiers = HashMap<Key, Vec<(u64, tokio::sync::mpsc::UnboundedSender<String>)>>;
 
 pub struct Broker {
-    cfg: Config,
-    docker: Docker,
-    db: Mutex<Db>,
-    user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    lc: Lifecycle,
     leases: Mutex<HashMap<Key, u32>>,
+    /// Live session connections that can be sent a notice, by session.
+    notifiers: Mutex<Notifiers>,
+    next_notifier: std::sync::atomic::AtomicU64,
+    /// Sessions (key, created_at) already told about their upcoming removal.
+    warned: Mutex<HashSet<(Key, i64)>>,
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::lifecycle::now;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -134,14 +134,13 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
                 .to_string()
         })?,
     };
-    let docker = Docker::connect().await?;
-    let db = Db::open(&cfg.state.db_path)?;
+    let lc = Lifecycle::open(cfg).await?;
     let broker = Arc::new(Broker {
-        cfg,
-        docker,
-        db: Mutex::new(db),
-        user_locks: Mutex::new(HashMap::new()),
+        lc,
         leases: Mutex::new(HashMap::new()),
+        notifiers: Mutex::new(HashMap::new()),
+        next_notifier: std::sync::atomic::AtomicU64::new(1),
+        warned: Mutex::new(HashSet::new()),
     });
     broker.open_resume_window()?;
     crate::systemd::notify_ready("serving");
@@ -265,30 +264,19 @@ fn err(message: impl Into<String>) -> Response {
 }
 
 impl Broker {
-    async fn user_guard(
-        &self,
-        user: &str,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, crate::locks::UserLock), String> {
-        let m = lock(&self.user_locks)
-            .entry(user.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
-            .clone();
-        let g = m.lock_owned().await;
-        let dir = self.cfg.state.lock_dir.clone();
-        let u = user.to_string();
-        let file = tokio::task::spawn_blocking(move || crate::locks::lock_user(&dir, &u))
-            .await
-            .map_err(|e| format!("lock task: {e}"))?
-            .map_err(|e| format!("cannot lock {}: {e}", self.cfg.state.lock_dir.display()))?;
-        Ok((g, file))
+    fn cfg(&self) -> &Config {
+        &self.lc.cfg
     }
 
     fn leases_of(&self, key: &Key) -> u32 {
         lock(&self.leases).get(key).copied().unwrap_or(0)
     }
 
-    fn add_lease(&self, key: &Key) {
-        *lock(&self.leases).entry(key.clone()).or_insert(0) += 1;
+    fn add_lease(&self, key: &Key) -> u32 {
+        let mut l = lock(&self.leases);
+        let n = l.entry(key.clone()).or_insert(0);
+        *n += 1;
+        *n
     }
 
     /// Returns the remaining count.
@@ -306,13 +294,13 @@ impl Broker {
     /// After a (re)start nobody holds a lease yet: sessions that were live get a window in which
     /// their spawn processes resume them.
     fn open_resume_window(&self) -> Result<(), String> {
-        let db = lock(&self.db);
+        let db = self.lc.db();
         let t = now();
         for row in db.list(None)? {
             if row.status != Status::Running {
                 continue;
             }
-            let grace = self.cfg.session.grace_period.as_secs();
+            let grace = self.cfg().session.grace_period.as_secs();
             let (status, until) = match session::decide_last_close(row.mode, grace, t) {
                 CloseDecision::Keep => (Status::Idle, None),
                 CloseDecision::Destroy => (Status::Grace, Some(t + RESUME_WINDOW_SECS)),
@@ -339,7 +327,11 @@ impl Broker {
         };
         let first = match conn.read_line().await {
             Some(Ok(l)) => l,
-            _ => return,
+            Some(Err(e)) => {
+                conn.send(&err(e)).await;
+                return;
+            }
+            None => return,
         };
         let req: Request = match protocol::decode(&first) {
             Ok(r) => r,
@@ -367,11 +359,26 @@ impl Broker {
                 let resp = self.list(uid, caller.as_ref(), user.as_deref());
                 conn.send(&resp).await;
             }
-            Request::Stop { user, project } => {
+            Request::Stop {
+                user,
+                project,
+                purge,
+            } => {
                 let resp = if uid != 0 {
                     err("only root may stop sessions: run it with sudo")
                 } else {
-                    self.stop(&user, project.as_deref()).await
+                    self.stop(&user, project.as_deref(), purge).await
+                };
+                conn.send(&resp).await;
+            }
+            Request::Status {} => {
+                let resp = match self
+                    .lc
+                    .snapshot(&|u, p| self.leases_of(&(u.to_string(), p.to_string())))
+                    .await
+                {
+                    Ok(snapshot) => Response::Status { snapshot },
+                    Err(e) => err(e),
                 };
                 conn.send(&resp).await;
             }
@@ -393,7 +400,7 @@ impl Broker {
             Some(a) if crate::names::validate_user(&a.name).is_err() => {
                 Some(format!("account name {:?} is not a valid podspawn user name", a.name))
             }
-            Some(a) if !crate::keys::is_registered(&self.cfg.auth.key_dir, &a.name) => Some(format!(
+            Some(a) if !crate::keys::is_registered(&self.cfg().auth.key_dir, &a.name) => Some(format!(
                 "{} is not a registered podspawn user; register with: sudo podspawn add-user {} --key ...",
                 a.name, a.name
             )),
@@ -428,7 +435,7 @@ impl Broker {
             Err(e) => {
                 tracing::error!(podspawn_user = %account.name, podspawn_container = %container, "exec failed: {e}");
                 conn.send(&err(e)).await;
-                self.release(&key, None).await;
+                self.release(&key, &container, None).await;
                 return;
             }
         };
@@ -450,10 +457,29 @@ impl Broker {
             )
             .await;
         drop(stream);
+        let command = match session::route(req.command.as_deref()) {
+            Route::Shell => None,
+            _ => req.command.clone(),
+        };
+        let mut done = false;
         if ok {
-            self.session_loop(&mut conn, &exec_id).await;
+            done = self
+                .session_loop(&mut conn, &key, &container, &exec_id, command.as_deref())
+                .await;
         }
-        self.release(&key, Some(&exec_id)).await;
+        if !done {
+            if let Some(c) = &command {
+                // The client went away before the command finished.
+                self.lc.audit(Event::Command {
+                    user: key.0.clone(),
+                    project: key.1.clone(),
+                    container: container.clone(),
+                    command: c.clone(),
+                    exit_code: None,
+                });
+            }
+        }
+        self.release(&key, &container, Some(&exec_id)).await;
     }
 
     async fn serve_resume(
@@ -471,53 +497,109 @@ impl Broker {
         }
         let key: Key = (account.name.clone(), project.clone());
         let check = async {
-            let (_g, _f) = self.user_guard(&account.name).await?;
-            let row = lock(&self.db)
+            let _g = self.lc.lock_user(&account.name).await?;
+            let row = self
+                .lc
+                .db()
                 .get(&account.name, &project)?
                 .ok_or_else(|| "the session no longer exists".to_string())?;
-            let owner = self.docker.exec_container(&exec_id).await?;
+            let owner = self.lc.docker.exec_container(&exec_id).await?;
             if owner != row.container_id {
                 return Err("that exec does not belong to your session".to_string());
             }
             self.add_lease(&key);
-            lock(&self.db).set_status(&account.name, &project, Status::Running, None, now())?;
-            Ok::<(), String>(())
+            self.lc
+                .db()
+                .set_status(&account.name, &project, Status::Running, None, now())?;
+            Ok::<String, String>(row.container_name)
         };
-        if let Err(e) = check.await {
-            conn.send(&err(e)).await;
-            return;
-        }
+        let container = match check.await {
+            Ok(c) => c,
+            Err(e) => {
+                conn.send(&err(e)).await;
+                return;
+            }
+        };
         tracing::info!(podspawn_user = %account.name, podspawn_project = %project, "session resumed");
         if conn.send(&Response::Ok).await {
-            self.session_loop(&mut conn, &exec_id).await;
+            self.session_loop(&mut conn, &key, &container, &exec_id, None)
+                .await;
         }
-        self.release(&key, Some(&exec_id)).await;
+        self.release(&key, &container, Some(&exec_id)).await;
     }
 
-    /// Serves Resize and Wait until spawn closes the connection.
-    async fn session_loop(&self, conn: &mut Conn, exec_id: &str) {
-        while let Some(line) = conn.read_line().await {
-            let resp = match line.and_then(|l| protocol::decode::<Request>(&l)) {
-                Ok(Request::Resize { rows, cols }) => {
-                    match self.docker.resize_exec(exec_id, rows, cols).await {
-                        Ok(()) => Response::Ok,
+    /// Serves Resize and Wait, and forwards notices, until spawn closes the connection. Returns
+    /// whether the command's exit was reported.
+    async fn session_loop(
+        &self,
+        conn: &mut Conn,
+        key: &Key,
+        container: &str,
+        exec_id: &str,
+        command: Option<&str>,
+    ) -> bool {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let id = self
+            .next_notifier
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.notifiers)
+            .entry(key.clone())
+            .or_default()
+            .push((id, tx));
+        let mut reported = false;
+        loop {
+            tokio::select! {
+                line = conn.read_line() => {
+                    let Some(line) = line else { break };
+                    let resp = match line.and_then(|l| protocol::decode::<Request>(&l)) {
+                        Ok(Request::Resize { rows, cols }) => match self.lc.docker.resize_exec(exec_id, rows, cols).await {
+                            Ok(()) => Response::Ok,
+                            Err(e) => err(e),
+                        },
+                        Ok(Request::Wait { .. }) => {
+                            let r = self.wait_exec(exec_id).await;
+                            if let (Response::Exited { code }, Some(c)) = (&r, command) {
+                                if !reported {
+                                    self.lc.audit(Event::Command {
+                                        user: key.0.clone(),
+                                        project: key.1.clone(),
+                                        container: container.to_string(),
+                                        command: c.to_string(),
+                                        exit_code: Some(*code),
+                                    });
+                                }
+                            }
+                            reported = true;
+                            r
+                        }
+                        Ok(_) => err("only resize and wait are accepted on a session connection"),
                         Err(e) => err(e),
+                    };
+                    if !conn.send(&resp).await {
+                        break;
                     }
                 }
-                Ok(Request::Wait { .. }) => self.wait_exec(exec_id).await,
-                Ok(_) => err("only resize and wait are accepted on a session connection"),
-                Err(e) => err(e),
-            };
-            if !conn.send(&resp).await {
-                break;
+                Some(message) = rx.recv() => {
+                    if !conn.send(&Response::Notice { message }).await {
+                        break;
+                    }
+                }
             }
         }
+        let mut n = lock(&self.notifiers);
+        if let Some(v) = n.get_mut(key) {
+            v.retain(|(i, _)| *i != id);
+            if v.is_empty() {
+                n.remove(key);
+            }
+        }
+        reported
     }
 
     async fn wait_exec(&self, exec_id: &str) -> Response {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            match self.docker.inspect_exec(exec_id).await {
+            match self.lc.docker.inspect_exec(exec_id).await {
                 Ok(st) if !st.running => {
                     let code = st.exit_code.unwrap_or(255);
                     return Response::Exited {
@@ -539,129 +621,93 @@ impl Broker {
     async fn acquire(&self, account: &Account, project: &str) -> Result<(String, bool), String> {
         let user = account.name.as_str();
         let key: Key = (user.to_string(), project.to_string());
-        let (_g, _f) = self.user_guard(user).await?;
+        let _g = self.lc.lock_user(user).await?;
         let t = now();
-        let row = lock(&self.db).get(user, project)?;
+        let row = self.lc.db().get(user, project)?;
         let name = crate::names::container_name(user, project);
         let target = row
             .as_ref()
             .map(|r| r.container_id.clone())
             .unwrap_or_else(|| name.clone());
-        let (state, _) = self.docker.container_state(&target).await?;
+        let (state, _) = self.lc.docker.container_state(&target).await?;
         let decision = session::decide_open(row.as_ref(), state, t);
         let created = match decision {
             OpenDecision::Reattach => {
-                lock(&self.db).set_status(user, project, Status::Running, None, t)?;
+                self.lc
+                    .db()
+                    .set_status(user, project, Status::Running, None, t)?;
                 false
             }
             OpenDecision::StartAndReattach => {
-                self.docker.start(&target).await?;
-                lock(&self.db).set_status(user, project, Status::Running, None, t)?;
+                self.lc.docker.start(&target).await?;
+                self.lc
+                    .db()
+                    .set_status(user, project, Status::Running, None, t)?;
                 false
             }
             OpenDecision::Create { remove_old } => {
-                if remove_old {
-                    if let Some(r) = &row {
-                        tracing::info!(podspawn_user = user, podspawn_container = %r.container_name,
-                            reason = session::expiry_reason(r, t).map(|r| r.as_str()).unwrap_or("replaced"),
-                            "removing expired session");
+                match &row {
+                    Some(r) if state == ContainerState::Missing => {
+                        // Its container is gone: forget the row.
+                        self.lc.db().delete(user, project)?;
+                        let _ = self
+                            .lc
+                            .docker
+                            .remove_network(&runtime::network_name(&r.container_name))
+                            .await;
                     }
-                    self.remove_owned(&target).await?;
+                    Some(r) => {
+                        let reason = session::expiry_reason(r, t).unwrap_or(EndReason::Orphan);
+                        self.lc.destroy(r, reason).await?;
+                    }
+                    None if remove_old => self.remove_owned(&name).await?,
+                    None => {}
                 }
-                if row.is_some() {
-                    lock(&self.db).delete(user, project)?;
-                }
-                // A container with our name but no row (crash between create and insert).
-                if row.is_some() || !remove_old {
-                    self.remove_owned(&name).await?;
-                }
-                self.create(account, project, t).await?;
+                self.check_limit(user, project).await?;
+                self.lc.create(account, project, t).await?;
                 true
             }
         };
-        self.add_lease(&key);
+        let n = self.add_lease(&key);
+        self.lc.audit(Event::Connect {
+            user: user.to_string(),
+            project: project.to_string(),
+            container: name.clone(),
+            connections: n,
+        });
         Ok((name, created))
     }
 
-    /// Removes a container only if podspawn owns it.
-    async fn remove_owned(&self, name_or_id: &str) -> Result<(), String> {
-        match self.docker.container_labels(name_or_id).await? {
-            None => Ok(()),
-            Some(l) if l.get(runtime::LABEL_MANAGED).map(String::as_str) == Some("podspawn") => {
-                self.docker.remove(name_or_id).await
-            }
-            Some(_) => Err(format!(
-                "a container named {name_or_id} exists and is not managed by podspawn; rename or remove it"
-            )),
-        }
-    }
-
-    async fn create(&self, account: &Account, project: &str, t: i64) -> Result<(), String> {
-        let user = account.name.as_str();
-        // Limit: the user's other sessions whose container still exists.
-        let others: Vec<SessionRow> = lock(&self.db)
+    /// `resources.max_per_user`: the user's other sessions whose container still exists.
+    async fn check_limit(&self, user: &str, project: &str) -> Result<(), String> {
+        let others: Vec<SessionRow> = self
+            .lc
+            .db()
             .list(Some(user))?
             .into_iter()
             .filter(|r| r.project != project)
             .collect();
         let mut live = Vec::new();
         for r in others {
-            if self.docker.container_state(&r.container_id).await?.0 != ContainerState::Missing {
+            if self.lc.docker.container_state(&r.container_id).await?.0 != ContainerState::Missing {
                 live.push(r.project);
             }
         }
-        session::check_limit(user, &live, self.cfg.resources.max_per_user)?;
-        let ov = UserOverrides::load(&self.cfg.users_dir, user).map_err(|e| e.to_string())?;
-        let spec = runtime::container_spec(&self.cfg, &ov, user, project);
-        self.docker.ensure_image(&spec.image).await?;
-        let id = self.docker.create_and_start(&spec).await?;
-        let shell = ov
-            .shell
-            .clone()
-            .unwrap_or_else(|| self.cfg.defaults.shell.clone());
-        let home = format!("/home/{user}");
-        let setup = runtime::user_setup_argv(user, account.uid, account.gid, &home, &shell);
-        let fail = match self.docker.exec_collect(&id, setup).await {
-            Ok((0, _)) => None,
-            Ok((code, out)) => Some(format!(
-                "setting up {user} in image {} failed (exit {code}): {}",
-                spec.image,
-                out.trim()
+        session::check_limit(user, &live, self.cfg().resources.max_per_user)
+    }
+
+    /// Removes a container (left without a row by a crash) only if podspawn owns it.
+    async fn remove_owned(&self, name: &str) -> Result<(), String> {
+        match self.lc.docker.container_labels(name).await? {
+            None => Ok(()),
+            Some(l) if l.get(runtime::LABEL_MANAGED).map(String::as_str) == Some("podspawn") => {
+                self.lc.docker.remove(name).await?;
+                self.lc.docker.remove_network(&runtime::network_name(name)).await
+            }
+            Some(_) => Err(format!(
+                "a container named {name} exists and is not managed by podspawn; rename or remove it"
             )),
-            Err(e) => Some(e),
-        };
-        if let Some(e) = fail {
-            let _ = self.docker.remove(&id).await;
-            return Err(e);
         }
-        let mode = ov.mode.unwrap_or(self.cfg.session.mode);
-        let row = SessionRow {
-            user: user.to_string(),
-            project: project.to_string(),
-            container_id: id.clone(),
-            container_name: spec.name.clone(),
-            image: spec.image.clone(),
-            mode,
-            status: Status::Running,
-            created_at: t,
-            last_activity: t,
-            grace_expiry: None,
-            expires_at: session::deadline(
-                mode,
-                t,
-                self.cfg.session.max_lifetime.as_secs(),
-                self.cfg.session.ttl.as_secs(),
-            ),
-            uid: account.uid,
-        };
-        let inserted = lock(&self.db).insert(&row);
-        if let Err(e) = inserted {
-            let _ = self.docker.remove(&id).await;
-            return Err(e);
-        }
-        tracing::info!(podspawn_user = user, podspawn_project = project, podspawn_container = %spec.name,
-            image = %spec.image, mode = mode.as_str(), "container created");
-        Ok(())
     }
 
     async fn start_stream(
@@ -671,11 +717,11 @@ impl Broker {
         container: &str,
     ) -> Result<(String, std::os::unix::net::UnixStream), String> {
         let ov =
-            UserOverrides::load(&self.cfg.users_dir, &account.name).map_err(|e| e.to_string())?;
+            UserOverrides::load(&self.cfg().users_dir, &account.name).map_err(|e| e.to_string())?;
         let shell = ov
             .shell
             .clone()
-            .unwrap_or_else(|| self.cfg.defaults.shell.clone());
+            .unwrap_or_else(|| self.cfg().defaults.shell.clone());
         let route = session::route(req.command.as_deref());
         let home = format!("/home/{}", account.name);
         let mut env = vec![
@@ -702,56 +748,69 @@ impl Broker {
             workdir: home,
             tty,
         };
-        let exec_id = self.docker.create_exec(container, &spec).await?;
-        let d = &self.docker;
+        let exec_id = self.lc.docker.create_exec(container, &spec).await?;
+        let d = &self.lc.docker;
         let id2 = exec_id.clone();
         let stream = tokio::task::block_in_place(|| d.start_exec_stream(&id2, tty))
             .map_err(|e| format!("docker: start exec: {e}"))?;
         if tty {
-            let _ = self.docker.resize_exec(&exec_id, req.rows, req.cols).await;
+            let _ = self
+                .lc
+                .docker
+                .resize_exec(&exec_id, req.rows, req.cols)
+                .await;
         }
         Ok((exec_id, stream))
     }
 
     /// Ends a lease. If the command is still running (the client went away), it is ended too.
-    async fn release(&self, key: &Key, exec_id: Option<&str>) {
+    async fn release(&self, key: &Key, container: &str, exec_id: Option<&str>) {
         if let Some(id) = exec_id {
             self.end_exec(id).await;
         }
-        let Ok((_g, _f)) = self.user_guard(&key.0).await else {
+        let Ok(_g) = self.lc.lock_user(&key.0).await else {
             self.drop_lease(key);
             return;
         };
-        if self.drop_lease(key) > 0 {
+        let remaining = self.drop_lease(key);
+        self.lc.audit(Event::Disconnect {
+            user: key.0.clone(),
+            project: key.1.clone(),
+            container: container.to_string(),
+            remaining,
+        });
+        if remaining > 0 {
             return;
         }
-        let row = match lock(&self.db).get(&key.0, &key.1) {
+        let row = match self.lc.db().get(&key.0, &key.1) {
             Ok(Some(r)) => r,
             _ => return,
         };
         let t = now();
-        match session::decide_last_close(row.mode, self.cfg.session.grace_period.as_secs(), t) {
-            CloseDecision::Destroy => {
-                if let Err(e) = self.docker.remove(&row.container_id).await {
-                    tracing::error!(podspawn_user = %key.0, "removing container: {e}");
-                    return;
-                }
-                let _ = lock(&self.db).delete(&key.0, &key.1);
-                tracing::info!(podspawn_user = %key.0, podspawn_project = %key.1,
-                    podspawn_container = %row.container_name, reason = "disconnect", "container removed");
-            }
+        let res = match session::decide_last_close(
+            row.mode,
+            self.cfg().session.grace_period.as_secs(),
+            t,
+        ) {
+            CloseDecision::Destroy => self.lc.destroy(&row, EndReason::Disconnect).await,
             CloseDecision::Grace { until } => {
-                let _ = lock(&self.db).set_status(&key.0, &key.1, Status::Grace, Some(until), t);
+                self.lc
+                    .db()
+                    .set_status(&key.0, &key.1, Status::Grace, Some(until), t)
             }
-            CloseDecision::Keep => {
-                let _ = lock(&self.db).set_status(&key.0, &key.1, Status::Idle, None, t);
-            }
+            CloseDecision::Keep => self
+                .lc
+                .db()
+                .set_status(&key.0, &key.1, Status::Idle, None, t),
+        };
+        if let Err(e) = res {
+            tracing::error!(podspawn_user = %key.0, podspawn_container = %container, "ending session: {e}");
         }
     }
 
     /// Hangs up a still-running exec: SIGHUP to its process group, SIGKILL if it lingers.
     async fn end_exec(&self, exec_id: &str) {
-        let Ok(st) = self.docker.inspect_exec(exec_id).await else {
+        let Ok(st) = self.lc.docker.inspect_exec(exec_id).await else {
             return;
         };
         let Some(pid) = st.pid.filter(|p| st.running && *p > 1) else {
@@ -767,7 +826,7 @@ impl Broker {
                 libc::kill(pid, sig);
             }
             for _ in 0..50 {
-                match self.docker.inspect_exec(exec_id).await {
+                match self.lc.docker.inspect_exec(exec_id).await {
                     Ok(s) if s.running => tokio::time::sleep(Duration::from_millis(40)).await,
                     _ => return,
                 }
@@ -775,37 +834,41 @@ impl Broker {
         }
     }
 
-    /// Removes expired sessions that nobody holds.
+    /// Tells live sessions about an upcoming ttl / max-lifetime removal, then removes expired
+    /// sessions that nobody holds (the same decisions as the cleanup pass).
     async fn sweep(&self) {
-        let rows = match lock(&self.db).list(None) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("sweep: {e}");
-                return;
-            }
-        };
         let t = now();
-        for r in rows.into_iter().filter(|r| session::is_expired(r, t)) {
-            let key: Key = (r.user.clone(), r.project.clone());
-            let Ok((_g, _f)) = self.user_guard(&r.user).await else {
-                continue;
-            };
-            let Ok(Some(cur)) = lock(&self.db).get(&r.user, &r.project) else {
-                continue;
-            };
-            let Some(reason) = session::expiry_reason(&cur, now()) else {
-                continue;
-            };
-            if reason == session::EndReason::GraceExpired && self.leases_of(&key) > 0 {
-                continue;
+        if let Ok(rows) = self.lc.db().list(None) {
+            for r in rows.iter().filter(|r| r.status == Status::Running) {
+                let (Some(end), Some(before)) = (r.expires_at, session::warn_before(r)) else {
+                    continue;
+                };
+                let key: Key = (r.user.clone(), r.project.clone());
+                if t < end - before || !lock(&self.warned).insert((key.clone(), r.created_at)) {
+                    continue;
+                }
+                if let Some(msg) = session::removal_notice(r, t) {
+                    for (_, tx) in lock(&self.notifiers)
+                        .get(&key)
+                        .map(|v| v.as_slice())
+                        .unwrap_or(&[])
+                    {
+                        let _ = tx.send(msg.clone());
+                    }
+                }
             }
-            if let Err(e) = self.docker.remove(&cur.container_id).await {
-                tracing::error!(podspawn_user = %r.user, "removing expired container: {e}");
-                continue;
-            }
-            let _ = lock(&self.db).delete(&r.user, &r.project);
-            tracing::info!(podspawn_user = %r.user, podspawn_project = %r.project,
-                podspawn_container = %cur.container_name, reason = reason.as_str(), "container removed");
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let mut report = crate::lifecycle::Report::default();
+        self.lc
+            .expire(
+                &|u, p| self.leases_of(&(u.to_string(), p.to_string())) > 0,
+                &stop,
+                &mut report,
+            )
+            .await;
+        for e in report.errors {
+            tracing::warn!("sweep: {e}");
         }
     }
 
@@ -818,7 +881,8 @@ impl Broker {
                 None => return err("unknown caller"),
             }
         };
-        match lock(&self.db).list(filter.as_deref()) {
+        let rows = self.lc.db().list(filter.as_deref());
+        match rows {
             Ok(rows) => Response::Sessions {
                 sessions: rows
                     .into_iter()
@@ -844,14 +908,14 @@ impl Broker {
         }
     }
 
-    async fn stop(&self, user: &str, project: Option<&str>) -> Response {
+    async fn stop(&self, user: &str, project: Option<&str>, purge: bool) -> Response {
         if let Err(e) = crate::names::validate_user(user) {
             return err(e);
         }
-        let Ok((_g, _f)) = self.user_guard(user).await else {
+        let Ok(_g) = self.lc.lock_user(user).await else {
             return err("cannot take the user's lock");
         };
-        let rows = match lock(&self.db).list(Some(user)) {
+        let rows = match self.lc.db().list(Some(user)) {
             Ok(r) => r,
             Err(e) => return err(e),
         };
@@ -860,13 +924,20 @@ impl Broker {
             .into_iter()
             .filter(|r| project.is_none_or(|p| p == r.project))
         {
-            if let Err(e) = self.docker.remove(&r.container_id).await {
+            if let Err(e) = self.lc.destroy(&r, EndReason::Stop).await {
                 return err(e);
             }
-            let _ = lock(&self.db).delete(&r.user, &r.project);
-            tracing::info!(podspawn_user = %r.user, podspawn_project = %r.project,
-                podspawn_container = %r.container_name, reason = "stop", "container removed");
             stopped.push(r.container_name);
+        }
+        if purge {
+            match self.lc.purge_home(user) {
+                Ok(true) => stopped.push(format!(
+                    "home {}",
+                    self.cfg().state.homes_dir.join(user).display()
+                )),
+                Ok(false) => {}
+                Err(e) => return err(e),
+            }
         }
         if stopped.is_empty() {
             let what = match project {
@@ -917,12 +988,18 @@ pub mod admin {
             .collect())
     }
 
-    fn stop_req(cfg: &Config, user: &str, project: Option<&str>) -> Result<Vec<String>, String> {
+    fn stop_req(
+        cfg: &Config,
+        user: &str,
+        project: Option<&str>,
+        purge: bool,
+    ) -> Result<Vec<String>, String> {
         let mut c = client(cfg)?;
         match c
             .call(&Request::Stop {
                 user: user.to_string(),
                 project: project.map(str::to_string),
+                purge,
             })
             .map_err(|e| format!("broker: {e}"))?
         {
@@ -934,17 +1011,45 @@ pub mod admin {
 
     /// Stops every session of the user; returns how many.
     pub fn stop_user(cfg: &Config, user: &str) -> Result<usize, String> {
-        match stop_req(cfg, user, None) {
+        match stop_req(cfg, user, None, false) {
             Ok(v) => Ok(v.len()),
             Err(e) if e.starts_with("no session") => Ok(0),
             Err(e) => Err(e),
         }
     }
 
-    /// `podspawn stop alice[@project]`.
-    pub fn stop(cfg: &Config, user: &str, project: &str) -> Result<(), String> {
-        for c in stop_req(cfg, user, Some(project))? {
-            println!("stopped {c}");
+    /// `podspawn stop alice[@project] [--purge]`.
+    pub fn stop(cfg: &Config, user: &str, project: &str, purge: bool) -> Result<(), String> {
+        for c in stop_req(cfg, user, Some(project), purge)? {
+            if c.starts_with("home ") {
+                println!("removed {c}");
+            } else {
+                println!("stopped {c}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Aggregate numbers from the broker.
+    pub fn snapshot(cfg: &Config) -> Result<crate::metrics::Snapshot, String> {
+        let mut c = client(cfg)?;
+        match c
+            .call(&Request::Status {})
+            .map_err(|e| format!("broker: {e}"))?
+        {
+            Response::Status { snapshot } => Ok(snapshot),
+            Response::Error { message } => Err(message),
+            other => Err(format!("unexpected broker reply {other:?}")),
+        }
+    }
+
+    /// `podspawn status [--prometheus]`.
+    pub fn status(cfg: &Config, prometheus: bool) -> Result<(), String> {
+        let s = snapshot(cfg)?;
+        if prometheus {
+            print!("{}", crate::metrics::render_prometheus(&s));
+        } else {
+            print!("{}", crate::metrics::render_human(&s));
         }
         Ok(())
     }

@@ -55,8 +55,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// End a session and remove its container: `alice` or `alice@project`.
-    Stop { target: String },
+    /// End a session and remove its container (and network): `alice` or `alice@project`.
+    Stop {
+        target: String,
+        /// Also delete the user's persistent home (named sessions).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Session counts, connections, containers and cleanup totals.
+    Status {
+        /// Prometheus text format.
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Expire grace periods, enforce ttl and max lifetime, reconcile orphans.
+    Cleanup {
+        /// Keep running, one pass every --interval (sd-notify READY, STATUS, WATCHDOG).
+        #[arg(long)]
+        daemon: bool,
+        /// Time between passes with --daemon, e.g. 60s.
+        #[arg(long, default_value = "60s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
+    /// Answer one HTTP request with the Prometheus metrics (socket-activated, Accept=yes).
+    MetricsHttp {
+        /// Serve on this TCP address instead (without systemd).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -109,10 +135,21 @@ pub fn main() -> ExitCode {
         }
         Command::ListUsers => admin(&cli.config, crate::users::list_users),
         Command::List { json } => admin(&cli.config, |cfg| crate::broker::admin::list(cfg, json)),
-        Command::Stop { target } => admin(&cli.config, |cfg| {
+        Command::Stop { target, purge } => admin(&cli.config, |cfg| {
             let (user, project) = crate::names::parse_target(&target)?;
-            crate::broker::admin::stop(cfg, &user, &project)
+            crate::broker::admin::stop(cfg, &user, &project, purge)
         }),
+        Command::Status { prometheus } => admin(&cli.config, |cfg| {
+            crate::broker::admin::status(cfg, prometheus)
+        }),
+        Command::Cleanup { daemon, interval } => match load_config(&cli.config) {
+            Ok(cfg) => crate::cleanup::run(cfg, daemon, interval),
+            Err(code) => code,
+        },
+        Command::MetricsHttp { listen } => match load_config(&cli.config) {
+            Ok(cfg) => crate::exporter::run(&cfg, listen),
+            Err(code) => code,
+        },
         Command::Config {
             action: ConfigAction::Validate { file },
         } => {
@@ -129,6 +166,14 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("the interval must be more than 0, e.g. 60s".into());
+    }
+    Ok(d)
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {

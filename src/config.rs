@@ -111,6 +111,26 @@ pub struct SecurityConfig {
     pub readonly_rootfs: bool,
     pub tmpfs: BTreeMap<String, String>,
     pub runtime: Option<String>,
+    /// `isolated` (default): one bridge network per session, so users cannot reach each other's
+    /// containers; `shared`: Docker's default bridge (no per-session networks; use it when the
+    /// engine's address pools are too small for one network per session).
+    pub network: NetworkMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    #[default]
+    Isolated,
+    Shared,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Isolated => "isolated",
+            NetworkMode::Shared => "shared",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +192,7 @@ impl Default for Config {
                 readonly_rootfs: false,
                 tmpfs: BTreeMap::new(),
                 runtime: None,
+                network: NetworkMode::Isolated,
             },
             resources: ResourcesConfig { max_per_user: 3 },
             projects_file: "/etc/podspawn/projects.yaml".into(),
@@ -259,6 +280,7 @@ impl Config {
                 readonly_rootfs: raw.security.readonly_rootfs,
                 tmpfs: raw.security.tmpfs,
                 runtime: raw.security.runtime,
+                network: raw.security.network,
             },
             resources: ResourcesConfig {
                 max_per_user: raw.resources.max_per_user,
@@ -404,6 +426,10 @@ security:
   tmpfs: {}
   # OCI runtime registered with Docker, e.g. runsc ("" = Docker's default).
   runtime: ""
+  # isolated: one bridge network per session (users cannot reach each other's containers);
+  # shared: Docker's default bridge. Docker's default address pools allow about 30 bridges;
+  # raise default-address-pools in /etc/docker/daemon.json for more isolated sessions.
+  network: isolated
 
 resources:
   # Containers one user may have at the same time (0 = unlimited).
@@ -688,6 +714,17 @@ fn parse_pids_limit(text: &str) -> Result<i64, String> {
     Ok(n)
 }
 
+fn parse_network(text: &str) -> Result<NetworkMode, String> {
+    match text.trim() {
+        "isolated" => Ok(NetworkMode::Isolated),
+        "shared" => Ok(NetworkMode::Shared),
+        other => Err(format!(
+            "invalid network mode {other:?}: use isolated (one network per session) or shared \
+             (Docker's default bridge)"
+        )),
+    }
+}
+
 fn parse_runtime(text: &str) -> Result<Option<String>, String> {
     if text.is_empty() {
         return Ok(None);
@@ -858,6 +895,7 @@ text_fields! {
     de_bool -> bool, "true or false", parse_bool;
     de_pids_limit -> i64, "a whole number such as 256", parse_pids_limit;
     de_runtime -> Option<String>, "a runtime name such as runsc", parse_runtime;
+    de_network -> NetworkMode, "isolated or shared", parse_network;
     de_max_per_user -> u32, "a whole number such as 3", parse_max_per_user;
     de_projects_file -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/etc/podspawn/projects.yaml");
     de_users_dir -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/etc/podspawn/users");
@@ -1069,6 +1107,7 @@ impl Default for RawConfig {
                 readonly_rootfs: d.security.readonly_rootfs,
                 tmpfs: d.security.tmpfs,
                 runtime: d.security.runtime,
+                network: d.security.network,
             },
             resources: RawResources {
                 max_per_user: d.resources.max_per_user,
@@ -1186,7 +1225,7 @@ struct RawLog {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the keys cap_drop, cap_add, no_new_privileges, pids_limit, readonly_rootfs, tmpfs, runtime"
+    expecting = "a mapping with the keys cap_drop, cap_add, no_new_privileges, pids_limit, readonly_rootfs, tmpfs, runtime, network"
 )]
 struct RawSecurity {
     #[serde(deserialize_with = "de_caps")]
@@ -1203,6 +1242,8 @@ struct RawSecurity {
     tmpfs: BTreeMap<String, String>,
     #[serde(deserialize_with = "de_runtime")]
     runtime: Option<String>,
+    #[serde(deserialize_with = "de_network")]
+    network: NetworkMode,
 }
 
 #[derive(Deserialize)]
@@ -2242,6 +2283,19 @@ broker: {socket: /run/p.sock}
             2,
             Some("security.readonly_rootfs"),
             &["true or false"],
+        );
+    }
+
+    #[test]
+    fn network_mode() {
+        assert_eq!(Config::default().security.network, NetworkMode::Isolated);
+        let c = parse("security:\n  network: shared\n").unwrap();
+        assert_eq!(c.security.network, NetworkMode::Shared);
+        check(
+            "security:\n  network: host\n",
+            2,
+            Some("security.network"),
+            &["invalid network mode", "isolated", "shared"],
         );
     }
 

@@ -5,13 +5,18 @@
 //! the only process with Docker access and the state database).
 
 pub mod accounts;
+pub mod audit;
 pub mod authkeys;
 pub mod broker;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
+pub mod exporter;
 pub mod keys;
+pub mod lifecycle;
 pub mod locks;
 pub mod logging;
+pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod runtime;

@@ -28,10 +28,15 @@ pub enum Request {
     /// List sessions (root: all or `user`; others: their own).
     List { user: Option<String> },
     /// End sessions: one project, or all of the user's when `project` is None. Root only.
+    /// `purge` also deletes a named session's persistent home.
     Stop {
         user: String,
         project: Option<String>,
+        #[serde(default)]
+        purge: bool,
     },
+    /// Aggregate numbers for `podspawn status` and the metrics endpoint (no names).
+    Status {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +73,13 @@ pub enum Response {
     },
     Stopped {
         containers: Vec<String>,
+    },
+    Status {
+        snapshot: crate::metrics::Snapshot,
+    },
+    /// Unprompted, on a session connection: one line for the user (e.g. an upcoming removal).
+    Notice {
+        message: String,
     },
     Error {
         message: String,
@@ -158,6 +170,8 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, String> {
 pub struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Notices received while waiting for a reply, for the caller to show.
+    pub notices: Vec<String>,
 }
 
 impl Client {
@@ -166,6 +180,7 @@ impl Client {
         Ok(Client {
             stream,
             buf: Vec::new(),
+            notices: Vec::new(),
         })
     }
 
@@ -181,14 +196,35 @@ impl Client {
         self.stream.write_all(&encode(req))
     }
 
-    /// Reads one response line, collecting any file descriptor passed with it.
+    fn pop_line(&mut self) -> Option<Vec<u8>> {
+        let pos = self.buf.iter().position(|&b| b == b'\n')?;
+        let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+        line.pop();
+        Some(line)
+    }
+
+    /// Moves complete notice lines already received into `notices` (the broker only speaks
+    /// unprompted to send notices; anything else is dropped).
+    pub fn collect_notices(&mut self) {
+        while let Some(line) = self.pop_line() {
+            if let Ok(Response::Notice { message }) = decode::<Response>(&line) {
+                self.notices.push(message);
+            }
+        }
+    }
+
+    /// Reads one response line, collecting any file descriptor passed with it. Notices that arrive
+    /// first are kept in `notices`.
     pub fn recv(&mut self) -> io::Result<(Response, Option<OwnedFd>)> {
         let mut fd_out: Option<OwnedFd> = None;
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                let resp = decode::<Response>(&line[..line.len() - 1])
+            while let Some(line) = self.pop_line() {
+                let resp = decode::<Response>(&line)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if let Response::Notice { message } = resp {
+                    self.notices.push(message);
+                    continue;
+                }
                 return Ok((resp, fd_out));
             }
             if self.buf.len() > MAX_LINE {
@@ -333,6 +369,7 @@ mod tests {
         let mut c = Client {
             stream: b,
             buf: Vec::new(),
+            notices: Vec::new(),
         };
         let (resp, fd) = c.recv().unwrap();
         assert_eq!(resp, Response::Ok);

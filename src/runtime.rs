@@ -24,6 +24,25 @@ use std::time::Duration;
 pub const LABEL_MANAGED: &str = "managed-by";
 pub const LABEL_USER: &str = "podspawn-user";
 pub const LABEL_PROJECT: &str = "podspawn-project";
+/// Which podspawn installation (state database) owns an object; reconciliation only ever touches
+/// objects of its own instance, so two installations (or test runs) on one engine leave each other alone.
+pub const LABEL_INSTANCE: &str = "podspawn-instance";
+
+/// The instance id of a state database path: FNV-1a 64 of the path, in hex. Stable across restarts
+/// and across a re-created database at the same path.
+pub fn instance_id(db_path: &Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in db_path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The per-session bridge network: isolates one user's containers from everyone else's.
+pub fn network_name(container: &str) -> String {
+    format!("{container}-net")
+}
 
 pub struct Docker {
     client: bollard::Docker,
@@ -47,6 +66,8 @@ pub struct ContainerSpec {
     pub tmpfs: HashMap<String, String>,
     pub runtime: Option<String>,
     pub binds: Vec<String>,
+    /// Network to attach to (created by the caller); None = Docker's default bridge.
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,10 +124,7 @@ pub fn container_spec(
     user: &str,
     project: &str,
 ) -> ContainerSpec {
-    let mut labels = HashMap::new();
-    labels.insert(LABEL_MANAGED.to_string(), "podspawn".to_string());
-    labels.insert(LABEL_USER.to_string(), user.to_string());
-    labels.insert(LABEL_PROJECT.to_string(), project.to_string());
+    let labels = labels(cfg, user, project);
     let cpus = ov.cpus.unwrap_or(cfg.defaults.cpus);
     let memory = ov.memory.unwrap_or(cfg.defaults.memory);
     ContainerSpec {
@@ -136,7 +154,18 @@ pub fn container_spec(
             .collect(),
         runtime: cfg.security.runtime.clone(),
         binds: Vec::new(),
+        network: None,
     }
+}
+
+/// The labels every podspawn object of (user, project) carries.
+pub fn labels(cfg: &Config, user: &str, project: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    labels.insert(LABEL_MANAGED.to_string(), "podspawn".to_string());
+    labels.insert(LABEL_USER.to_string(), user.to_string());
+    labels.insert(LABEL_PROJECT.to_string(), project.to_string());
+    labels.insert(LABEL_INSTANCE.to_string(), instance_id(&cfg.state.db_path));
+    labels
 }
 
 /// Root script run once in every new container: an account with the host uid/gid and its home.
@@ -275,6 +304,7 @@ impl Docker {
             tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone()),
             runtime: spec.runtime.clone(),
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            network_mode: spec.network.clone(),
             init: Some(true),
             ..Default::default()
         };
@@ -324,6 +354,94 @@ impl Docker {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(derr(&format!("remove container {name_or_id}"), e)),
         }
+    }
+
+    /// Creates the network if it does not exist yet; returns its id.
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<String, String> {
+        match self
+            .client
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(n) => {
+                let l = n.labels.unwrap_or_default();
+                if l.get(LABEL_MANAGED).map(String::as_str) != Some("podspawn") {
+                    return Err(format!(
+                        "a network named {name} exists and is not managed by podspawn; rename or remove it"
+                    ));
+                }
+                return Ok(n.id.unwrap_or_default());
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(derr("inspect network", e)),
+        }
+        let req = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        let r = self
+            .client
+            .create_network(req)
+            .await
+            .map_err(|e| derr(&format!("create network {name}"), e))?;
+        Ok(r.id)
+    }
+
+    /// Removes a network; a missing one is not an error.
+    pub async fn remove_network(&self, name: &str) -> Result<(), String> {
+        match self.client.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(derr(&format!("remove network {name}"), e)),
+        }
+    }
+
+    /// podspawn networks of this instance: (name, labels, number of attached containers).
+    pub async fn list_managed_networks(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>, usize)>, String> {
+        let mut filters = HashMap::new();
+        filters.insert(
+            "label".to_string(),
+            vec![format!("{LABEL_INSTANCE}={instance}")],
+        );
+        let opts = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        };
+        let nets = self
+            .client
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| derr("list networks", e))?;
+        let mut out = Vec::new();
+        for n in nets {
+            let Some(name) = n.name else { continue };
+            // The list endpoint does not report attached containers; inspect does.
+            let attached = match self
+                .client
+                .inspect_network(
+                    &name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+            {
+                Ok(i) => i.containers.map(|c| c.len()).unwrap_or(0),
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(derr("inspect network", e)),
+            };
+            out.push((name, n.labels.unwrap_or_default(), attached));
+        }
+        Ok(out)
     }
 
     pub async fn list_managed(&self) -> Result<Vec<ManagedContainer>, String> {

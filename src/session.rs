@@ -91,6 +91,72 @@ pub fn expiry_reason(row: &SessionRow, now: i64) -> Option<EndReason> {
     None
 }
 
+/// What a cleanup pass does with one session row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupAction {
+    Keep,
+    /// Remove the container (and network) and the row.
+    Destroy(EndReason),
+    /// The container was stopped by a Docker or host restart and the mode keeps it: start it again.
+    Restart,
+    /// The container is gone: forget the row.
+    ForgetRow,
+}
+
+/// Decides one row of a cleanup pass. `leased` says whether the session has live connections
+/// (the broker knows; a separate cleanup process reads it from the row's status).
+pub fn decide_cleanup(
+    row: &SessionRow,
+    container: ContainerState,
+    leased: bool,
+    now: i64,
+) -> CleanupAction {
+    if container == ContainerState::Missing {
+        return CleanupAction::ForgetRow;
+    }
+    match expiry_reason(row, now) {
+        // Someone reconnected since the grace period started.
+        Some(EndReason::GraceExpired) if leased => {}
+        Some(reason) => return CleanupAction::Destroy(reason),
+        None => {}
+    }
+    if container == ContainerState::Stopped {
+        return match row.mode {
+            SessionMode::Named | SessionMode::Ttl => CleanupAction::Restart,
+            SessionMode::GracePeriod | SessionMode::DestroyOnDisconnect => {
+                CleanupAction::Destroy(EndReason::Orphan)
+            }
+        };
+    }
+    CleanupAction::Keep
+}
+
+/// Seconds before a ttl / max-lifetime removal at which live sessions are told: five minutes, or
+/// half the session's whole lifetime when that is shorter.
+pub fn warn_before(row: &SessionRow) -> Option<i64> {
+    let end = row.expires_at?;
+    Some(300.min((end - row.created_at).max(0) / 2))
+}
+
+/// The one line shown in a live session before its container is removed.
+pub fn removal_notice(row: &SessionRow, now: i64) -> Option<String> {
+    let end = row.expires_at?;
+    let left = (end - now).max(0);
+    let why = if row.mode == SessionMode::Ttl {
+        "its ttl"
+    } else {
+        "session.max_lifetime"
+    };
+    let when = if left >= 60 {
+        format!("{}m{}s", left / 60, left % 60)
+    } else {
+        format!("{left}s")
+    };
+    Some(format!(
+        "podspawn: this container will be removed in {when} ({why} is reached); save your work"
+    ))
+}
+
 /// What to do when the last live connection of a session ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseDecision {
@@ -331,6 +397,81 @@ mod tests {
         assert!(err.contains("max 3"), "{err}");
         assert!(err.contains("podspawn stop alice@a"), "{err}");
         assert!(check_limit("alice", &vec!["a".to_string(); 50], 0).is_ok());
+    }
+
+    #[test]
+    fn cleanup_decisions() {
+        use ContainerState::*;
+        let live = row(Status::Running, None, Some(100), SessionMode::GracePeriod);
+        assert_eq!(
+            decide_cleanup(&live, Missing, true, 10),
+            CleanupAction::ForgetRow
+        );
+        assert_eq!(
+            decide_cleanup(&live, Running, true, 10),
+            CleanupAction::Keep
+        );
+        // max lifetime caps even a session in use
+        assert_eq!(
+            decide_cleanup(&live, Running, true, 100),
+            CleanupAction::Destroy(EndReason::MaxLifetime)
+        );
+        let grace = row(
+            Status::Grace,
+            Some(50),
+            Some(1000),
+            SessionMode::GracePeriod,
+        );
+        assert_eq!(
+            decide_cleanup(&grace, Running, false, 49),
+            CleanupAction::Keep
+        );
+        assert_eq!(
+            decide_cleanup(&grace, Running, false, 50),
+            CleanupAction::Destroy(EndReason::GraceExpired)
+        );
+        // a login reattached in between: keep
+        assert_eq!(
+            decide_cleanup(&grace, Running, true, 50),
+            CleanupAction::Keep
+        );
+        // stopped by a Docker restart
+        assert_eq!(
+            decide_cleanup(&grace, Stopped, false, 10),
+            CleanupAction::Destroy(EndReason::Orphan)
+        );
+        let named = row(Status::Idle, None, None, SessionMode::Named);
+        assert_eq!(
+            decide_cleanup(&named, Stopped, false, i64::MAX),
+            CleanupAction::Restart
+        );
+        assert_eq!(
+            decide_cleanup(&named, Running, false, i64::MAX),
+            CleanupAction::Keep
+        );
+        let ttl = row(Status::Idle, None, Some(70), SessionMode::Ttl);
+        assert_eq!(
+            decide_cleanup(&ttl, Stopped, false, 10),
+            CleanupAction::Restart
+        );
+        assert_eq!(
+            decide_cleanup(&ttl, Stopped, false, 70),
+            CleanupAction::Destroy(EndReason::Ttl)
+        );
+    }
+
+    #[test]
+    fn removal_notices() {
+        let mut r = row(Status::Running, None, Some(10_000), SessionMode::Ttl);
+        r.created_at = 0;
+        assert_eq!(warn_before(&r), Some(300));
+        let n = removal_notice(&r, 10_000 - 299).unwrap();
+        assert!(n.contains("4m59s") && n.contains("ttl"), "{n}");
+        r.expires_at = Some(20);
+        assert_eq!(warn_before(&r), Some(10));
+        assert!(removal_notice(&r, 15).unwrap().contains("5s"));
+        let named = row(Status::Running, None, None, SessionMode::Named);
+        assert_eq!(warn_before(&named), None);
     }
 
     #[test]

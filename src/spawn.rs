@@ -462,12 +462,29 @@ impl Pump {
             if self.pending_resize {
                 self.send_resize();
             }
+            self.show_notices();
         };
         if let Some(code) = hangup_code {
             // Closing the broker connection ends the lease; the broker hangs up the command.
             return code;
         }
         self.exit_code()
+    }
+
+    /// Shows the broker's notices (e.g. an upcoming removal) as one line each on stderr.
+    fn show_notices(&mut self) {
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        b.collect_notices();
+        for n in b.notices.drain(..) {
+            let line = if self.tty {
+                format!("\r\n{n}\r\n")
+            } else {
+                format!("{n}\n")
+            };
+            let _ = write_all_fd(2, line.as_bytes());
+        }
     }
 
     fn drain_signals(&mut self, sig: Option<&OwnedFd>) -> Option<u8> {
@@ -512,7 +529,7 @@ impl Pump {
         tracing::warn!("lost the broker connection; resuming");
     }
 
-    /// The broker never speaks unprompted: readable means it closed (restart).
+    /// Readable means a notice arrived, or the broker closed (restart).
     fn check_broker(&mut self) {
         if let Some(b) = self.broker.as_mut() {
             match b.read_nonblocking() {

@@ -72,6 +72,11 @@ const MIGRATIONS: &[&str] = &[
         host TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (user, project)
     );",
+    // 2: counters for metrics (cleanup passes, removals by reason)
+    "CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 pub struct Db {
@@ -213,6 +218,33 @@ impl Db {
         Ok(())
     }
 
+    /// Adds one to a named counter.
+    pub fn bump(&self, name: &str) -> Result<(), String> {
+        self.conn
+            .execute(
+                "INSERT INTO counters (name, value) VALUES (?1, 1)
+                 ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                params![name],
+            )
+            .map_err(to_err)?;
+        Ok(())
+    }
+
+    pub fn counters(&self) -> Result<Vec<(String, u64)>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, value FROM counters ORDER BY name")
+            .map_err(to_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })
+            .map_err(to_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(to_err)?;
+        Ok(rows)
+    }
+
     pub fn delete(&self, user: &str, project: &str) -> Result<(), String> {
         self.conn
             .execute(
@@ -287,6 +319,43 @@ mod tests {
         );
         db.delete("alice", "").unwrap();
         assert_eq!(db.get("alice", "").unwrap(), None);
+        db.bump("removals.ttl").unwrap();
+        db.bump("removals.ttl").unwrap();
+        db.bump("cleanup.passes").unwrap();
+        assert_eq!(
+            db.counters().unwrap(),
+            vec![
+                ("cleanup.passes".to_string(), 1),
+                ("removals.ttl".to_string(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn migrates_a_version_1_database() {
+        let dir = std::env::temp_dir().join(format!("podspawn-state-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO sessions (user, project, container_id, container_name, image, mode, created_at, last_activity, uid)
+                 VALUES ('alice', '', 'id', 'podspawn-alice', 'img', 'named', 1, 1, 1000)",
+                [],
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len());
+        assert_eq!(
+            db.get("alice", "").unwrap().unwrap().mode,
+            SessionMode::Named
+        );
+        db.bump("x").unwrap();
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -43,3 +43,17 @@ pub fn notify_status(status: &str) {
 pub fn notify_stopping() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
+
+pub fn notify_watchdog() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+}
+
+/// How often to send WATCHDOG=1: half of WATCHDOG_USEC when the watchdog is on for this process.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(std::time::Duration::from_micros(usec / 2))
+    } else {
+        None
+    }
+}

@@ -477,10 +477,20 @@ fn grace_expiry_removes_and_destroy_on_disconnect() {
     let u = env.add_user();
     assert!(env.ssh(&u, "true").status.success());
     assert_eq!(env.containers_of(&u.name).len(), 1);
-    env.wait_for("grace expiry to remove the container", 30, || {
-        env.containers_of(&u.name).is_empty()
-    });
-    assert!(Env::session_of(&env.sessions(), &u.name).is_none());
+    assert_eq!(
+        env.networks_of(&u.name).len(),
+        1,
+        "one isolated network per session"
+    );
+    env.wait_for(
+        "grace expiry to remove the container, its network and its row",
+        30,
+        || {
+            env.containers_of(&u.name).is_empty()
+                && env.networks_of(&u.name).is_empty()
+                && Env::session_of(&env.sessions(), &u.name).is_none()
+        },
+    );
 
     let mut env2 = Env::with(Opts {
         mode: "destroy-on-disconnect",

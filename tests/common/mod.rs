@@ -381,6 +381,16 @@ impl Env {
     }
 
     /// Containers (by id) with the podspawn-user label of `user`.
+    pub fn networks_of(&self, user: &str) -> Vec<String> {
+        let out = run(Command::new("docker")
+            .args(["network", "ls", "-q", "--filter"])
+            .arg(format!("label=podspawn-user={user}")));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn containers_of(&self, user: &str) -> Vec<String> {
         let out = run(Command::new("docker")
             .args(["ps", "-aq", "--no-trunc", "--filter"])
