@@ -19,5 +19,6 @@ try:
 # Removes what an interrupted test run may have left behind.
 clean-test:
 	-docker ps -aq --filter label=managed-by=podspawn --format '{{.ID}} {{.Names}}' | awk '$$2 ~ /^podspawn-pst/ {print $$1}' | xargs -r docker rm -f
+	-docker network ls --format '{{.Name}}' | grep '^podspawn-pst' | xargs -r docker network rm
 	-for u in $$(getent passwd | cut -d: -f1 | grep '^pst'); do userdel -r -f $$u; done
 	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-*

@@ -22,6 +22,7 @@ cleanup() {
   [ -f "$ROOT/sshd.pid" ] && kill "$(cat "$ROOT/sshd.pid")" 2>/dev/null
   [ -n "${BROKER:-}" ] && kill "$BROKER" 2>/dev/null
   docker rm -f "podspawn-$USERNAME" >/dev/null 2>&1
+  docker network rm "podspawn-$USERNAME-net" >/dev/null 2>&1
   userdel -r -f "$USERNAME" >/dev/null 2>&1
   rm -rf "$ROOT" "$BIN_DIR"
 }

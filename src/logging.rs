@@ -60,7 +60,9 @@ fn try_file(path: &Path, f: EnvFilter) -> bool {
 
 /// For auth-keys and spawn: journald, else `log.file`, else nothing. Never stderr or stdout.
 pub fn init_quiet(component: &str, cfg: Option<&Config>) {
-    let ident = format!("podspawn-{component}");
+    // One identifier for every component (journalctl -t podspawn); the component is a field.
+    let _ = component;
+    let ident = "podspawn".to_string();
     if try_journald(&ident, filter(cfg, "info")) {
         return;
     }

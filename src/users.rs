@@ -3,6 +3,7 @@
 //! These print to the terminal; errors come back as one message that says what was wrong and how
 //! to fix it. `add-user` validates and fetches everything before it changes anything.
 use crate::accounts;
+use crate::audit::{Audit, Event};
 use crate::config::Config;
 use crate::keys::{self, KeyError, KeyFile, KeyFileError, PublicKey};
 use std::io::Read;
@@ -304,8 +305,37 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
             plural(added, "key"),
             all.len()
         );
+        audit(
+            cfg,
+            Event::UserAdd {
+                user: name.to_string(),
+                keys: added,
+                actor: actor(),
+            },
+        );
     }
     Ok(())
+}
+
+/// Who ran an admin command: the invoking user behind sudo, else the current account.
+fn actor() -> String {
+    std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| crate::names::validate_user(u).is_ok())
+        .or_else(|| {
+            // SAFETY: getuid cannot fail.
+            accounts::lookup_uid(unsafe { libc::getuid() }).map(|a| a.name)
+        })
+        .unwrap_or_else(|| "root".to_string())
+}
+
+/// Records an admin event when `log.audit_log` is set; a failure to open it is reported, not fatal.
+fn audit(cfg: &Config, ev: Event) {
+    match Audit::open(cfg) {
+        Ok(Some(a)) => a.record(&ev),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: audit log: {e}"),
+    }
 }
 
 /// `podspawn stop` target for a container name (`podspawn-alice-backend` → `alice@backend`).
@@ -415,6 +445,14 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
     }
 
     if problems.is_empty() {
+        audit(
+            cfg,
+            Event::UserRemove {
+                user: name.to_string(),
+                purge: args.purge,
+                actor: actor(),
+            },
+        );
         Ok(())
     } else {
         Err(format!(

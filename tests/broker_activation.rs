@@ -11,13 +11,22 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn recv_until(sock: &UnixDatagram, needle: &str) -> String {
+fn recv_until(sock: &UnixDatagram, needle: &str, child: &mut std::process::Child) -> String {
     let mut all = String::new();
     let mut buf = [0u8; 4096];
     loop {
-        let n = sock
-            .recv(&mut buf)
-            .unwrap_or_else(|e| panic!("no {needle} from the broker ({e}); got {all:?}"));
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut s) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = s.read_to_string(&mut err);
+                }
+                panic!("no {needle} from the broker ({e}); got {all:?}; broker stderr: {err}");
+            }
+        };
         all.push_str(&String::from_utf8_lossy(&buf[..n]));
         all.push('\n');
         if all.contains(needle) {
@@ -61,14 +70,20 @@ fn socket_activation_and_sd_notify() {
     // SAFETY: dup2 is async-signal-safe; it places the listening socket at fd 3 for the child.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(lfd, 3) < 0 {
+            // dup2(3, 3) would keep FD_CLOEXEC, so clear it instead when the listener already is fd 3.
+            let r = if lfd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(lfd, 3)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
     let mut child = cmd.spawn().unwrap();
-    let got = recv_until(&notify, "READY=1");
+    let got = recv_until(&notify, "READY=1", &mut child);
     assert!(got.contains("READY=1"), "{got}");
 
     // The passed socket serves requests.
@@ -128,7 +143,7 @@ fn socket_activation_and_sd_notify() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let got = recv_until(&notify, "STOPPING=1");
+    let got = recv_until(&notify, "STOPPING=1", &mut child);
     assert!(got.contains("STOPPING=1"), "{got}");
     let st = child.wait().unwrap();
     assert!(st.success(), "broker exit: {st:?}");

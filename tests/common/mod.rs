@@ -55,7 +55,11 @@ fn free_port() -> u16 {
 pub struct Opts {
     pub mode: &'static str,
     pub grace: &'static str,
+    pub ttl: &'static str,
+    pub max_lifetime: &'static str,
     pub max_per_user: u32,
+    /// Write the audit log to <root>/audit.jsonl.
+    pub audit: bool,
     pub extra: String,
 }
 
@@ -64,7 +68,10 @@ impl Default for Opts {
         Opts {
             mode: "grace-period",
             grace: "60s",
+            ttl: "1h",
+            max_lifetime: "8h",
             max_per_user: 3,
+            audit: false,
             extra: String::new(),
         }
     }
@@ -105,17 +112,31 @@ impl Env {
         std::fs::create_dir_all(&bin_dir).unwrap();
         std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let b = bin_dir.join("podspawn");
-        std::fs::copy(bin(), &b).unwrap();
-        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Copied by a separate process: if this (multi-threaded) test process held a write fd to the
+        // new binary, a fork in another test thread could inherit it and exec would fail with
+        // ETXTBSY ("Text file busy"), for us or for sshd.
+        let out = run(Command::new("install")
+            .arg("-m")
+            .arg("0755")
+            .arg(bin())
+            .arg(&b));
+        assert!(
+            out.status.success(),
+            "install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let socket = root.join("run/podspawn.sock");
         let config = root.join("config.yaml");
         let cfg = format!(
             "auth:\n  key_dir: {r}/keys\ndefaults:\n  image: {IMAGE}\n  shell: /bin/bash\n  cpus: 1\n  memory: 512m\n\
-             session:\n  grace_period: {grace}\n  mode: {mode}\nstate:\n  db_path: {r}/state/state.db\n  lock_dir: {r}/state/locks\n  homes_dir: {r}/state/homes\n\
+             session:\n  grace_period: {grace}\n  mode: {mode}\n  ttl: {ttl}\n  max_lifetime: {maxl}\nlog:\n  audit_log: \"{audit}\"\nstate:\n  db_path: {r}/state/state.db\n  lock_dir: {r}/state/locks\n  homes_dir: {r}/state/homes\n\
              resources:\n  max_per_user: {max}\nusers_dir: {r}/users\nprojects_file: {r}/projects.yaml\nbroker:\n  socket: {s}\n{extra}",
             r = root.display(),
             grace = opts.grace,
             mode = opts.mode,
+            ttl = opts.ttl,
+            maxl = opts.max_lifetime,
+            audit = if opts.audit { format!("{}/audit.jsonl", root.display()) } else { String::new() },
             max = opts.max_per_user,
             s = socket.display(),
             extra = opts.extra,
@@ -211,6 +232,10 @@ impl Env {
                 .status();
             let _ = c.wait();
         }
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.root.join("audit.jsonl")
     }
 
     pub fn broker_log(&self) -> String {
@@ -436,6 +461,13 @@ impl Drop for Env {
                 let _ = Command::new("docker")
                     .args(["rm", "-f", &id])
                     .stdout(Stdio::null())
+                    .status();
+            }
+            for id in self.networks_of(u) {
+                let _ = Command::new("docker")
+                    .args(["network", "rm", &id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
                     .status();
             }
             let _ = Command::new("pkill")
