@@ -429,7 +429,7 @@ impl Broker {
             }
         };
         // From here on this connection holds a lease.
-        let started = self.start_stream(&account, &req, &container).await;
+        let started = self.start_stream(&account, &req, &container, created).await;
         let (exec_id, stream) = match started {
             Ok(v) => v,
             Err(e) => {
@@ -715,6 +715,7 @@ impl Broker {
         account: &Account,
         req: &OpenRequest,
         container: &str,
+        created: bool,
     ) -> Result<(String, std::os::unix::net::UnixStream), String> {
         let ov =
             UserOverrides::load(&self.cfg().users_dir, &account.name).map_err(|e| e.to_string())?;
@@ -741,14 +742,37 @@ impl Broker {
             env.push(format!("{k}={v}"));
         }
         let tty = req.tty && route != Route::Sftp;
+        let argv = session::exec_argv(&route, &shell);
+        // A new container may still be creating the account and home: its first exec waits.
+        let (argv, workdir) = if created {
+            (runtime::wait_ready_argv(argv), "/".to_string())
+        } else {
+            (argv, home)
+        };
         let spec = ExecSpec {
-            argv: session::exec_argv(&route, &shell),
+            argv,
             user: format!("{}:{}", account.uid, account.gid),
             env,
-            workdir: home,
+            workdir,
             tty,
         };
-        let exec_id = self.lc.docker.create_exec(container, &spec).await?;
+        let exec_id = match self.lc.docker.create_exec(container, &spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                // A start command that failed (e.g. an image without /bin/sh) stops the container.
+                if let Ok((ContainerState::Stopped, _)) =
+                    self.lc.docker.container_state(container).await
+                {
+                    let logs = self.lc.docker.logs_tail(container).await;
+                    return Err(format!(
+                        "the container {container} stopped while setting up {}: {}",
+                        account.name,
+                        if logs.is_empty() { e } else { logs }
+                    ));
+                }
+                return Err(e);
+            }
+        };
         let d = &self.lc.docker;
         let id2 = exec_id.clone();
         let stream = tokio::task::block_in_place(|| d.start_exec_stream(&id2, tty))
@@ -838,7 +862,14 @@ impl Broker {
     /// sessions that nobody holds (the same decisions as the cleanup pass).
     async fn sweep(&self) {
         let t = now();
-        if let Ok(rows) = self.lc.db().list(None) {
+        let rows = self.lc.db().list(None);
+        if let Ok(rows) = rows {
+            // Forget warnings about sessions that are gone, so this set stays small.
+            let live: HashSet<(Key, i64)> = rows
+                .iter()
+                .map(|r| ((r.user.clone(), r.project.clone()), r.created_at))
+                .collect();
+            lock(&self.warned).retain(|k| live.contains(k));
             for r in rows.iter().filter(|r| r.status == Status::Running) {
                 let (Some(end), Some(before)) = (r.expires_at, session::warn_before(r)) else {
                     continue;

@@ -44,6 +44,10 @@ pub enum Command {
         #[arg(long)]
         listen: Option<PathBuf>,
     },
+    /// Set up sshd, accounts, groups, directories and units for a tarball install (idempotent).
+    ServerSetup(crate::setup::ServerSetupArgs),
+    /// Check the installation and print the command that fixes each problem.
+    Doctor(crate::doctor::DoctorArgs),
     /// Register a user's SSH keys and set up the host account.
     AddUser(crate::users::AddUserArgs),
     /// Unregister a user.
@@ -82,6 +86,13 @@ pub enum Command {
         /// Serve on this TCP address instead (without systemd).
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Write man pages and shell completions generated from these definitions (for packaging).
+    #[command(hide = true)]
+    GenAssets {
+        /// Output directory (man/ and completions/ are created in it).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Configuration commands.
     Config {
@@ -129,6 +140,19 @@ pub fn main() -> ExitCode {
             crate::logging::init_daemon("podspawn", &cfg);
             crate::broker::run(cfg, listen)
         }
+        Command::ServerSetup(args) => {
+            admin(&cli.config, |cfg| crate::setup::server_setup(cfg, &args))
+        }
+        Command::Doctor(args) => {
+            crate::logging::init_terminal();
+            // An unreadable or invalid config is one of the things doctor reports (with its fix),
+            // so fall back to the defaults instead of stopping here.
+            let cfg = Config::load(&cli.config).unwrap_or_else(|_| Config {
+                path: cli.config.clone(),
+                ..Config::default()
+            });
+            crate::doctor::doctor(&cfg, &args)
+        }
         Command::AddUser(args) => admin(&cli.config, |cfg| crate::users::add_user(cfg, &args)),
         Command::RemoveUser(args) => {
             admin(&cli.config, |cfg| crate::users::remove_user(cfg, &args))
@@ -150,6 +174,13 @@ pub fn main() -> ExitCode {
             Ok(cfg) => crate::exporter::run(&cfg, listen),
             Err(code) => code,
         },
+        Command::GenAssets { out } => match gen_assets(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("podspawn: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config {
             action: ConfigAction::Validate { file },
         } => {
@@ -166,6 +197,42 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// podspawn.1, podspawn-<sub>.1 for every visible subcommand, and bash/zsh/fish completions.
+fn gen_assets(out: &Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    let man = out.join("man");
+    let comp = out.join("completions");
+    for d in [&man, &comp] {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let cmd = Cli::command();
+    let write_man = |name: &str, c: clap::Command| -> Result<(), String> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c)
+            .render(&mut buf)
+            .map_err(|e| format!("man page {name}: {e}"))?;
+        let path = man.join(format!("{name}.1"));
+        std::fs::write(&path, buf).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write_man("podspawn", cmd.clone())?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("podspawn-{}", sub.get_name());
+        write_man(&name, sub.clone().name(name.clone()))?;
+    }
+    for (shell, file) in [
+        (clap_complete::Shell::Bash, "podspawn"),
+        (clap_complete::Shell::Zsh, "_podspawn"),
+        (clap_complete::Shell::Fish, "podspawn.fish"),
+    ] {
+        let mut c = Cli::command();
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut c, "podspawn", &mut buf);
+        let path = comp.join(file);
+        std::fs::write(&path, buf).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {

@@ -1259,15 +1259,13 @@ pub fn check_cleanup(
 
 /// Is this argv a `podspawn cleanup --daemon`?
 pub fn is_cleanup_daemon(argv: &[String]) -> bool {
-    let Some(i) = argv.iter().position(|a| {
-        Path::new(a)
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("podspawn"))
-    }) else {
+    let Some((exe, rest)) = argv.split_first() else {
         return false;
     };
-    let rest = &argv[i + 1..];
-    rest.iter().any(|a| a == "cleanup") && rest.iter().any(|a| a == "--daemon")
+    let is_podspawn = Path::new(exe)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("podspawn"));
+    is_podspawn && rest.iter().any(|a| a == "cleanup") && rest.iter().any(|a| a == "--daemon")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1369,8 +1367,10 @@ fn comm(pid: u32) -> String {
 }
 
 /// The sshd listener serving `config`: the pid file's process, else an sshd whose parent is not
-/// sshd and whose `-f` (or the default) is `config`.
-fn find_listener(config: &Path, pidfile: Option<&str>) -> Option<Listener> {
+/// sshd and whose `-f` (or the default) is `config`. sshd re-executes itself on SIGHUP (same
+/// pid and start time) and then rewrites its pid file, so the pid file's mtime tells when it
+/// last read its configuration (checked with OpenSSH 9.2).
+pub fn find_listener(config: &Path, pidfile: Option<&str>) -> Option<Listener> {
     let btime = parse_btime(&std::fs::read_to_string("/proc/stat").ok()?)?;
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -122,7 +122,8 @@ impl Lifecycle {
         let labels = runtime::labels(&self.cfg, user, project);
         if self.cfg.security.network == NetworkMode::Isolated {
             let net = runtime::network_name(&spec.name);
-            self.docker.ensure_network(&net, &labels).await.map_err(|e| {
+            let t0 = std::time::Instant::now();
+            let made = self.docker.ensure_network(&net, &labels).await.map_err(|e| {
                 if e.contains("address pool") {
                     format!(
                         "{e}; Docker has no address space left for another network: raise \
@@ -131,9 +132,22 @@ impl Lifecycle {
                 } else {
                     e
                 }
-            })?;
+            });
+            tracing::debug!(
+                podspawn_user = user,
+                ms = t0.elapsed().as_millis() as u64,
+                "network"
+            );
+            made?;
             spec.network = Some(net);
         }
+        let shell = ov
+            .shell
+            .clone()
+            .unwrap_or_else(|| self.cfg.defaults.shell.clone());
+        spec.cmd = runtime::init_argv(user, account.uid, account.gid, &home, &shell);
+        spec.user = Some("0:0".into());
+        let started = std::time::Instant::now();
         let id = match self.docker.create_and_start(&spec).await {
             Ok(id) => id,
             Err(e) => {
@@ -143,20 +157,11 @@ impl Lifecycle {
                 return Err(e);
             }
         };
-        let shell = ov
-            .shell
-            .clone()
-            .unwrap_or_else(|| self.cfg.defaults.shell.clone());
-        let setup = runtime::user_setup_argv(user, account.uid, account.gid, &home, &shell);
-        let fail = match self.docker.exec_collect(&id, setup).await {
-            Ok((0, _)) => None,
-            Ok((code, out)) => Some(format!(
-                "setting up {user} in image {} failed (exit {code}): {}",
-                spec.image,
-                out.trim()
-            )),
-            Err(e) => Some(e),
-        };
+        tracing::debug!(
+            podspawn_user = user,
+            ms = started.elapsed().as_millis() as u64,
+            "container create+start"
+        );
         let row = SessionRow {
             user: user.to_string(),
             project: project.to_string(),
@@ -176,10 +181,7 @@ impl Lifecycle {
             ),
             uid: account.uid,
         };
-        let fail = match fail {
-            Some(e) => Some(e),
-            None => self.db().insert(&row).err(),
-        };
+        let fail = self.db().insert(&row).err();
         if let Some(e) = fail {
             let _ = self.docker.remove(&id).await;
             if let Some(n) = &spec.network {

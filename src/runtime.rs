@@ -68,6 +68,9 @@ pub struct ContainerSpec {
     pub binds: Vec<String>,
     /// Network to attach to (created by the caller); None = Docker's default bridge.
     pub network: Option<String>,
+    /// The start command and the user it runs as.
+    pub cmd: Vec<String>,
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +158,8 @@ pub fn container_spec(
         runtime: cfg.security.runtime.clone(),
         binds: Vec::new(),
         network: None,
+        cmd: vec!["sleep".into(), "infinity".into()],
+        user: None,
     }
 }
 
@@ -168,9 +173,15 @@ pub fn labels(cfg: &Config, user: &str, project: &str) -> HashMap<String, String
     labels
 }
 
-/// Root script run once in every new container: an account with the host uid/gid and its home.
+/// Written by the container's start command once the user's account and home exist.
+pub const READY_MARKER: &str = "/run/.podspawn-ready";
+
+/// The container's start command (run as root, under docker-init): creates an account with the
+/// host uid/gid and its home, marks the container ready, then sleeps. Doing this in the start
+/// command rather than in a separate exec saves an exec round trip on every cold login.
 /// Values are positional parameters, never interpolated into the script.
-const USER_SETUP: &str = r#"set -e
+const INIT: &str = r#"set -e
+rm -f /run/.podspawn-ready
 u="$1"; uid="$2"; gid="$3"; home="$4"; shell="$5"
 [ -x "$shell" ] || shell=/bin/sh
 if ! grep -q "^[^:]*:[^:]*:$gid:" /etc/group 2>/dev/null; then
@@ -185,14 +196,41 @@ if [ -f /etc/shadow ] && ! grep -q "^$u:" /etc/shadow; then echo "$u:*:19000:0:9
 mkdir -p "$home"
 chown "$uid:$gid" "$home"
 chmod 0750 "$home"
+mkdir -p /run
+: > /run/.podspawn-ready
+exec sleep infinity
 "#;
 
-pub fn user_setup_argv(user: &str, uid: u32, gid: u32, home: &str, shell: &str) -> Vec<String> {
+/// The first exec in a new container waits (at most 30 s) for the start command to finish the
+/// account, then runs in the user's home.
+const WAIT_READY: &str = r#"i=0
+while [ ! -e /run/.podspawn-ready ]; do
+  i=$((i+1))
+  if [ "$i" -gt 3000 ]; then echo "podspawn: the container did not finish setting up your account" >&2; exit 1; fi
+  sleep 0.01 2>/dev/null || sleep 1
+done
+cd "$HOME" 2>/dev/null || cd /
+exec "$@"
+"#;
+
+/// Wraps a session argv so it waits for a new container's setup.
+pub fn wait_ready_argv(inner: Vec<String>) -> Vec<String> {
+    let mut v = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        WAIT_READY.to_string(),
+        "podspawn-session".to_string(),
+    ];
+    v.extend(inner);
+    v
+}
+
+pub fn init_argv(user: &str, uid: u32, gid: u32, home: &str, shell: &str) -> Vec<String> {
     vec![
         "/bin/sh".into(),
         "-c".into(),
-        USER_SETUP.into(),
-        "podspawn-setup".into(),
+        INIT.into(),
+        "podspawn-init".into(),
         user.into(),
         uid.to_string(),
         gid.to_string(),
@@ -312,7 +350,8 @@ impl Docker {
             image: Some(spec.image.clone()),
             hostname: Some(spec.hostname.clone()),
             labels: Some(spec.labels.clone()),
-            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            cmd: Some(spec.cmd.clone()),
+            user: spec.user.clone(),
             open_stdin: Some(false),
             host_config: Some(host),
             ..Default::default()
@@ -472,42 +511,19 @@ impl Docker {
             .collect())
     }
 
-    /// Runs a command as root in the container and collects its output (setup steps).
-    pub async fn exec_collect(
-        &self,
-        container: &str,
-        argv: Vec<String>,
-    ) -> Result<(i64, String), String> {
-        let cfg = ExecConfig {
-            cmd: Some(argv),
-            user: Some("0:0".into()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let exec = self
-            .client
-            .create_exec(container, cfg)
-            .await
-            .map_err(|e| derr("create exec", e))?;
+    /// The last lines of a container's output (to explain a failed start command).
+    pub async fn logs_tail(&self, id: &str) -> String {
+        let opts = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail("20")
+            .build();
         let mut out = String::new();
-        match self
-            .client
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| derr("start exec", e))?
-        {
-            bollard::exec::StartExecResults::Attached { mut output, .. } => {
-                while let Some(Ok(chunk)) = output.next().await {
-                    if out.len() < 64 * 1024 {
-                        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                    }
-                }
-            }
-            bollard::exec::StartExecResults::Detached => {}
+        let mut stream = self.client.logs(id, Some(opts));
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
         }
-        let st = self.inspect_exec(&exec.id).await?;
-        Ok((st.exit_code.unwrap_or(-1), out))
+        out.trim().to_string()
     }
 
     pub async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String, String> {
@@ -670,7 +686,7 @@ mod tests {
 
     #[test]
     fn setup_argv_passes_values_as_parameters() {
-        let a = user_setup_argv("alice", 1001, 1002, "/home/alice", "/bin/bash");
+        let a = init_argv("alice", 1001, 1002, "/home/alice", "/bin/bash");
         assert_eq!(a[0], "/bin/sh");
         assert!(!a[2].contains("alice"));
         assert_eq!(

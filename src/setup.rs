@@ -1299,7 +1299,7 @@ fn filesystem_steps(cfg: &Config, log: &mut Log) -> Result<(), String> {
 struct FileChange {
     path: PathBuf,
     /// Previous bytes, owner and mode (`None`: the file is new).
-    old: Option<(Vec<u8>, u32, u32, u32)>,
+    old: Existing,
     new: Vec<u8>,
     /// Owner and mode of the new file.
     uid: u32,
@@ -1308,7 +1308,10 @@ struct FileChange {
     what: String,
 }
 
-fn read_existing(path: &Path) -> Result<Option<(Vec<u8>, u32, u32, u32)>, String> {
+/// A file's bytes, owner and mode (`None`: it does not exist).
+type Existing = Option<(Vec<u8>, u32, u32, u32)>;
+
+fn read_existing(path: &Path) -> Result<Existing, String> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot stat {}: {e}", path.display())),

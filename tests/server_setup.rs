@@ -97,6 +97,7 @@ impl Drop for Env {
     }
 }
 
+#[allow(clippy::field_reassign_with_default)]
 fn env(main_fixture: &str, dropins: &[(&str, &str)]) -> Env {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "server-setup-{}-{}",
@@ -628,4 +629,38 @@ fn refuses_to_run_with_a_probe_user_outside_the_group() {
     a.probe_user = Some("pst-no-such-user".into());
     assert!(setup_run(&e, &a).0.unwrap_err().contains("no such account"));
     assert_eq!(before, snapshot(&e.dir));
+}
+
+/// After server-setup, doctor's sshd, binary and file checks pass for the same configuration.
+#[test]
+fn doctor_agrees_after_setup() {
+    if !can_run() {
+        return;
+    }
+    use podspawn::doctor::{self, Status};
+    let e = env("no-include.sshd_config", &[]);
+    let m = Member::new();
+    setup_run(&e, &args(&e, Some(&m))).0.unwrap();
+    let checks = doctor::gather(
+        &e.cfg,
+        &doctor::DoctorArgs {
+            json: false,
+            sshd_config: e.config.clone(),
+        },
+    );
+    let status = |n: &str| {
+        let c = checks
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("no check {n}"));
+        eprintln!("{c:?}");
+        c.status
+    };
+    assert_eq!(status(doctor::SSHD_CHECK), Status::Pass);
+    assert_eq!(status(doctor::BINARY_CHECK), Status::Pass);
+    assert_eq!(status(doctor::CONFIG_CHECK), Status::Pass);
+    assert_eq!(status(doctor::KEY_DIR_CHECK), Status::Pass);
+    assert_eq!(status(doctor::KEY_FILES_CHECK), Status::Pass);
+    assert_eq!(status(doctor::LOCK_CHECK), Status::Pass);
+    assert_eq!(status(doctor::STATE_CHECK), Status::Warn);
 }

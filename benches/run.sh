@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# podspawn benchmarks: every figure is printed next to its floor, measured in the same run on the
+# same sshd, the same Docker engine and the same image. Benchmarks are not tests: nothing here
+# fails on a number. Needs root, Docker, OpenSSH, hyperfine, jq, sqlite3 and curl
+# (apt-get install hyperfine jq sqlite3 curl).
+#
+#   bash benches/run.sh                 # everything
+#   BENCH_ONLY="authkeys warm" bash benches/run.sh
+#   BENCH_CLEANUP_N=1000 BENCH_GIB=1 bash benches/run.sh
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+cd "$(dirname "$0")/.."
+for t in hyperfine jq sqlite3 curl ssh /usr/sbin/sshd docker; do
+  command -v "$t" >/dev/null 2>&1 || { echo "missing $t (apt-get install hyperfine jq sqlite3 curl openssh-server)" >&2; exit 1; }
+done
+ONLY=${BENCH_ONLY:-"authkeys warm cold throughput concurrency cleanup broker"}
+want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+CLEANUP_N=${BENCH_CLEANUP_N:-1000}
+GIB=${BENCH_GIB:-1}
+IMAGE=podspawn-test:latest
+CIPHER=aes128-gcm@openssh.com
+
+cargo build --release --locked 2>&1 | tail -1
+sh tests/support/build-test-image.sh "$IMAGE"
+ID=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+ROOT=/var/tmp/podspawn-bench-$ID
+BIN_DIR=/usr/local/libexec/podspawn-bench-$ID
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$ROOT/client" "$ROOT/out" "$BIN_DIR" /run/sshd
+chmod 0755 "$ROOT" "$BIN_DIR"
+install -m 0755 target/release/podspawn "$BIN_DIR/podspawn"
+BIN="$BIN_DIR/podspawn"
+CFG="$ROOT/config.yaml"
+P() { "$BIN" --config "$CFG" "$@"; }
+USERS=()
+cleanup() {
+  set +e
+  [ -f "$ROOT/sshd.pid" ] && kill "$(cat "$ROOT/sshd.pid")" 2>/dev/null
+  [ -n "${BROKER:-}" ] && kill "$BROKER" 2>/dev/null
+  docker ps -aq --filter "label=podspawn-bench=$ID" | xargs -r docker rm -f >/dev/null 2>&1
+  for u in "${USERS[@]}"; do
+    docker ps -aq --filter "label=podspawn-user=$u" | xargs -r docker rm -f >/dev/null 2>&1
+    docker network ls -q --filter "label=podspawn-user=$u" | xargs -r docker network rm >/dev/null 2>&1
+    userdel -r -f "$u" >/dev/null 2>&1
+  done
+  rm -rf "$ROOT" "$BIN_DIR"
+}
+trap cleanup EXIT INT TERM
+
+cat > "$CFG" <<CFG
+auth:
+  key_dir: $ROOT/keys
+defaults:
+  image: $IMAGE
+  shell: /bin/bash
+  cpus: 0
+  memory: "0"
+session:
+  grace_period: 1h
+state:
+  db_path: $ROOT/state/state.db
+  lock_dir: $ROOT/state/locks
+  homes_dir: $ROOT/state/homes
+resources:
+  max_per_user: 0
+users_dir: $ROOT/users
+broker:
+  socket: $ROOT/run/podspawn.sock
+security:
+  network: ${BENCH_NETWORK:-isolated}
+CFG
+chmod 0644 "$CFG"
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$ROOT/client/id"
+ssh-keygen -q -t ed25519 -N '' -f "$ROOT/hostkey"
+PUB=$(cat "$ROOT/client/id.pub")
+KEYTYPE=$(echo "$PUB" | cut -d' ' -f1); KEYDATA=$(echo "$PUB" | cut -d' ' -f2)
+ALICE=pb${ID}a
+PLAIN=pb${ID}p
+USERS+=("$ALICE" "$PLAIN")
+P add-user "$ALICE" --key "$PUB" >/dev/null
+# The floor's account: a normal host account with the same key in ~/.ssh/authorized_keys.
+useradd -m -s /bin/sh -p '*' "$PLAIN"
+install -d -m 0700 -o "$PLAIN" -g "$PLAIN" "/home/$PLAIN/.ssh"
+install -m 0600 -o "$PLAIN" -g "$PLAIN" "$ROOT/client/id.pub" "/home/$PLAIN/.ssh/authorized_keys"
+PODSPAWN_LOG=warn "$BIN" --config "$CFG" serve --listen "$ROOT/run/podspawn.sock" 2>"$ROOT/broker.log" &
+BROKER=$!
+cat > "$ROOT/sshd_config" <<CFG
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $ROOT/hostkey
+PidFile $ROOT/sshd.pid
+UsePAM yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PrintMotd no
+MaxStartups 200:30:300
+MaxSessions 100
+Subsystem sftp /usr/lib/openssh/sftp-server
+Match Group podspawn-users
+  AuthorizedKeysCommand $BIN --config $CFG auth-keys %u %t %k
+  AuthorizedKeysCommandUser podspawn
+  AuthorizedKeysFile none
+  PermitUserRC no
+  AllowStreamLocalForwarding no
+  AllowTcpForwarding no
+  X11Forwarding no
+  PermitTunnel no
+CFG
+/usr/sbin/sshd -f "$ROOT/sshd_config" -E "$ROOT/sshd.log"
+for _ in $(seq 50); do [ -S "$ROOT/run/podspawn.sock" ] && break; sleep 0.1; done
+SSH="ssh -q -i $ROOT/client/id -p $PORT -c $CIPHER -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=no"
+
+# hyperfine helpers: median and p95 in milliseconds of the n-th result of an export.
+med() { jq -r ".results[$2].median * 1000 | . * 100 | round / 100" "$1"; }
+p95() { jq -r "[.results[$2].times[]] | sort | .[(length * 0.95 | floor)] * 1000 | . * 100 | round / 100" "$1"; }
+row() { printf '%-52s %12s %12s\n' "$1" "$2" "$3"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+echo
+echo "podspawn benchmarks, security.network=${BENCH_NETWORK:-isolated}, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, Docker $(docker version -f '{{.Server.Version}}'), $(ssh -V 2>&1 | cut -d, -f1)"
+
+if want authkeys; then
+  echo; echo "== auth-keys latency (as sshd runs it: as the podspawn user, one process per call) =="
+  # 10,000 registered users in another key dir; a key file of 100 keys.
+  mkdir -p "$ROOT/keys10k"; chmod 0750 "$ROOT/keys10k"; chown root:podspawn "$ROOT/keys10k"
+  for i in $(seq 1 10000); do echo "$PUB" > "$ROOT/keys10k/pbu$i"; done
+  chown root:podspawn "$ROOT"/keys10k/*; chmod 0640 "$ROOT"/keys10k/*
+  cp "$ROOT/keys/$ALICE" "$ROOT/keys10k/$ALICE"
+  for i in $(seq 1 99); do ssh-keygen -q -t ed25519 -N '' -f "$ROOT/client/k$i"; cat "$ROOT/client/k$i.pub"; done > "$ROOT/keys10k/pbhundred"
+  echo "$PUB" >> "$ROOT/keys10k/pbhundred"
+  chown root:podspawn "$ROOT/keys10k/pbhundred"; chmod 0640 "$ROOT/keys10k/pbhundred"
+  sed "s|key_dir: $ROOT/keys|key_dir: $ROOT/keys10k|" "$CFG" > "$ROOT/config10k.yaml"; chmod 0644 "$ROOT/config10k.yaml"
+  AS="setpriv --reuid=podspawn --regid=podspawn --clear-groups"
+  hyperfine -N -w 20 -r 300 --export-json "$ROOT/out/ak.json" \
+    "$AS /bin/true" \
+    "$AS $BIN --config $CFG auth-keys $ALICE $KEYTYPE $KEYDATA" \
+    "$AS $BIN --config $ROOT/config10k.yaml auth-keys $ALICE $KEYTYPE $KEYDATA" \
+    "$AS $BIN --config $ROOT/config10k.yaml auth-keys pbhundred $KEYTYPE $KEYDATA" \
+    "$AS $BIN --config $CFG auth-keys nosuchuser $KEYTYPE $KEYDATA" >/dev/null
+  row "case" "p50 ms" "p95 ms"
+  row "floor: setpriv + /bin/true (process start)" "$(med "$ROOT/out/ak.json" 0)" "$(p95 "$ROOT/out/ak.json" 0)"
+  row "1 registered user" "$(med "$ROOT/out/ak.json" 1)" "$(p95 "$ROOT/out/ak.json" 1)"
+  row "10,000 registered users" "$(med "$ROOT/out/ak.json" 2)" "$(p95 "$ROOT/out/ak.json" 2)"
+  row "key file of 100 keys" "$(med "$ROOT/out/ak.json" 3)" "$(p95 "$ROOT/out/ak.json" 3)"
+  row "unknown user" "$(med "$ROOT/out/ak.json" 4)" "$(p95 "$ROOT/out/ak.json" 4)"
+fi
+
+start_container() { $SSH "$ALICE@127.0.0.1" true; }
+CID() { docker ps -q --filter "label=podspawn-user=$ALICE" | head -1; }
+
+if want warm; then
+  echo; echo "== warm login: ssh user@host true into a running container =="
+  start_container
+  C=$(CID)
+  hyperfine -N -w 3 -r 40 --export-json "$ROOT/out/warm.json" \
+    "$SSH $PLAIN@127.0.0.1 true" \
+    "docker exec $C true" \
+    "$SSH $ALICE@127.0.0.1 true" >/dev/null
+  F1=$(med "$ROOT/out/warm.json" 0); F2=$(med "$ROOT/out/warm.json" 1); W=$(med "$ROOT/out/warm.json" 2)
+  FLOOR=$(python3 -c "print(round($F1+$F2,2))")
+  row "case" "p50 ms" "p95 ms"
+  row "floor: ssh plain@host true" "$F1" "$(p95 "$ROOT/out/warm.json" 0)"
+  row "floor: docker exec (CLI) true" "$F2" "$(p95 "$ROOT/out/warm.json" 1)"
+  row "floor total" "$FLOOR" ""
+  row "podspawn warm login" "$W" "$(p95 "$ROOT/out/warm.json" 2)"
+  row "ratio to floor (target <= 1.10)" "$(ratio "$W" "$FLOOR")" ""
+fi
+
+if want cold; then
+  echo; echo "== cold login: no container yet =="
+  # Floor: the same engine work through the API (create, start, exec create, exec start).
+  cat > "$ROOT/floor-cold.sh" <<EOF
+#!/bin/sh
+set -e
+D="curl -sf --unix-socket /var/run/docker.sock -H Content-Type:application/json"
+id=\$(\$D -X POST -d '{"Image":"$IMAGE","Cmd":["sleep","infinity"],"Labels":{"podspawn-bench":"$ID"},"HostConfig":{"Init":true}}' http://d/containers/create | jq -r .Id)
+\$D -X POST http://d/containers/\$id/start
+ex=\$(\$D -X POST -d '{"Cmd":["true"],"AttachStdout":true}' http://d/containers/\$id/exec | jq -r .Id)
+\$D -X POST -d '{"Detach":false}' http://d/exec/\$ex/start >/dev/null
+EOF
+  chmod +x "$ROOT/floor-cold.sh"
+  hyperfine -N -w 1 -r 15 --export-json "$ROOT/out/cold.json" \
+    --prepare "docker ps -aq --filter label=podspawn-bench=$ID" \
+    "$SSH $PLAIN@127.0.0.1 true" \
+    --prepare "sh -c 'docker ps -aq --filter label=podspawn-bench=$ID | xargs -r docker rm -f >/dev/null'" \
+    "$ROOT/floor-cold.sh" \
+    --prepare "sh -c '$BIN --config $CFG stop $ALICE >/dev/null 2>&1; true'" \
+    "$SSH $ALICE@127.0.0.1 true" >/dev/null
+  F1=$(med "$ROOT/out/cold.json" 0); F2=$(med "$ROOT/out/cold.json" 1); C=$(med "$ROOT/out/cold.json" 2)
+  FLOOR=$(python3 -c "print(round($F1+$F2,2))")
+  row "case" "p50 ms" "p95 ms"
+  row "floor: ssh plain@host true" "$F1" "$(p95 "$ROOT/out/cold.json" 0)"
+  row "floor: create+start+exec via the API (curl)" "$F2" "$(p95 "$ROOT/out/cold.json" 1)"
+  row "floor total" "$FLOOR" ""
+  row "podspawn cold login" "$C" "$(p95 "$ROOT/out/cold.json" 2)"
+  row "over the floor (target <= +50 ms)" "$(python3 -c "print(round($C-$FLOOR,2))")" ""
+  docker ps -aq --filter "label=podspawn-bench=$ID" | xargs -r docker rm -f >/dev/null
+fi
+
+if want throughput; then
+  echo; echo "== throughput: ${GIB} GiB through the session, cipher $CIPHER =="
+  start_container
+  C=$(CID)
+  BYTES=$((GIB * 1024 * 1024 * 1024))
+  head -c "$BYTES" /dev/urandom > "$ROOT/big"
+  hyperfine -w 1 -r 3 --export-json "$ROOT/out/tp.json" \
+    "docker exec -i $C sh -c 'cat > /dev/null' < $ROOT/big" \
+    "$SSH $PLAIN@127.0.0.1 'cat > /dev/null' < $ROOT/big" \
+    "$SSH $ALICE@127.0.0.1 'cat > /dev/null' < $ROOT/big" \
+    "docker exec $C head -c $BYTES /dev/zero > /dev/null" \
+    "$SSH $PLAIN@127.0.0.1 head -c $BYTES /dev/zero > /dev/null" \
+    "$SSH $ALICE@127.0.0.1 head -c $BYTES /dev/zero > /dev/null" >/dev/null
+  mbs() { python3 -c "print(round($GIB*1024/$(jq -r ".results[$1].median" "$ROOT/out/tp.json"),1))"; }
+  row "direction / path" "MiB/s" ""
+  row "upload: plain docker exec -i" "$(mbs 0)" ""
+  row "upload: plain ssh to the host" "$(mbs 1)" ""
+  row "upload: podspawn" "$(mbs 2)" "x$(ratio "$(mbs 2)" "$(mbs 0)") of exec"
+  row "download: plain docker exec" "$(mbs 3)" ""
+  row "download: plain ssh to the host" "$(mbs 4)" ""
+  row "download: podspawn" "$(mbs 5)" "x$(ratio "$(mbs 5)" "$(mbs 3)") of exec"
+  rm -f "$ROOT/big"
+fi
+
+broker_rss() { awk '/VmRSS/ {print $2}' "/proc/$BROKER/status"; }
+broker_hwm() { awk '/VmHWM/ {print $2}' "/proc/$BROKER/status"; }
+broker_cpu() { awk '{print $14+$15}' "/proc/$BROKER/stat"; }
+TCK=$(getconf CLK_TCK)
+
+if want concurrency; then
+  echo; echo "== concurrent logins =="
+  one() { local s e; s=$(date +%s%N); if $SSH "$1@127.0.0.1" true; then e=$(date +%s%N); echo "ok $(( (e - s) / 1000000 ))"; else echo fail; fi; }
+  summarize() {
+    local f=$1 ok fails p50 p95
+    ok=$(grep -c '^ok' "$f" || true); fails=$(grep -c '^fail' "$f" || true)
+    p50=$(grep '^ok' "$f" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    p95=$(grep '^ok' "$f" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.95); if (i<1) i=1; print a[i]}')
+    echo "$ok ok, $fails failed, p50 ${p50} ms, p95 ${p95} ms"
+  }
+  P stop "$ALICE" >/dev/null 2>&1 || true
+  CPU0=$(broker_cpu)
+  for _ in $(seq 50); do one "$ALICE" >> "$ROOT/out/c50" & done; wait
+  CPU1=$(broker_cpu)
+  row "50 concurrent logins of one user (cold)" "$(summarize "$ROOT/out/c50")" ""
+  row "  containers created" "$(docker ps -q --filter "label=podspawn-user=$ALICE" | wc -l)" ""
+  row "  broker CPU during the burst" "$(python3 -c "print(round(($CPU1-$CPU0)/$TCK,2))") s" ""
+  MANY=()
+  for i in $(seq 1 10); do u=pb${ID}m$i; USERS+=("$u"); MANY+=("$u"); P add-user "$u" --key "$PUB" >/dev/null; done
+  for u in "${MANY[@]}"; do for _ in 1 2 3 4 5; do one "$u" >> "$ROOT/out/c10x5" & done; done; wait
+  row "10 users x 5 concurrent logins (cold)" "$(summarize "$ROOT/out/c10x5")" ""
+  n=0; for u in "${MANY[@]}"; do n=$((n + $(docker ps -q --filter "label=podspawn-user=$u" | wc -l))); done
+  row "  containers created (want 10)" "$n" ""
+  for u in "${MANY[@]}"; do P stop "$u" >/dev/null 2>&1 || true; done
+fi
+
+if want broker; then
+  echo; echo "== broker resources =="
+  C0=$(broker_cpu); sleep 10; C1=$(broker_cpu)
+  row "idle RSS" "$(broker_rss) KiB" ""
+  row "idle CPU over 10 s" "$(python3 -c "print(round(($C1-$C0)/$TCK,3))") s" ""
+  row "peak RSS so far (VmHWM)" "$(broker_hwm) KiB" ""
+fi
+
+if want cleanup; then
+  echo; echo "== cleanup pass over $CLEANUP_N sessions (rows and running containers) =="
+  INST=$(docker inspect -f '{{index .Config.Labels "podspawn-instance"}}' "$(CID)" 2>/dev/null || true)
+  if [ -z "$INST" ]; then start_container; INST=$(docker inspect -f '{{index .Config.Labels "podspawn-instance"}}' "$(CID)"); fi
+  NOW=$(date +%s)
+  : > "$ROOT/out/rows.sql"
+  for i in $(seq 1 "$CLEANUP_N"); do
+    id=$(docker run -d --init --network none --label managed-by=podspawn --label "podspawn-user=pbfake$i" \
+      --label podspawn-project= --label "podspawn-instance=$INST" --label "podspawn-bench=$ID" \
+      "$IMAGE" sleep infinity)
+    # Half are idle named sessions (kept), half grace periods that ended (removed).
+    if [ $((i % 2)) = 0 ]; then mode=named; st=idle; ge=NULL; else mode=grace-period; st=grace_period; ge=$((NOW - 10)); fi
+    echo "INSERT INTO sessions (user, project, container_id, container_name, image, mode, status, created_at, last_activity, grace_expiry, expires_at, uid) VALUES ('pbfake$i', '', '$id', 'podspawn-pbfake$i', '$IMAGE', '$mode', '$st', $NOW, $NOW, $ge, NULL, 1000);" >> "$ROOT/out/rows.sql"
+  done
+  sqlite3 "$ROOT/state/state.db" < "$ROOT/out/rows.sql"
+  s=$(date +%s%N); P cleanup > "$ROOT/out/cleanup.txt" 2>&1 || true; e=$(date +%s%N)
+  row "one pass (removes $((CLEANUP_N / 2)), keeps $((CLEANUP_N / 2)))" "$(( (e - s) / 1000000 )) ms" ""
+  s=$(date +%s%N); P cleanup > "$ROOT/out/cleanup2.txt" 2>&1 || true; e=$(date +%s%N)
+  row "next pass (nothing to do)" "$(( (e - s) / 1000000 )) ms" ""
+  tail -1 "$ROOT/out/cleanup.txt"
+  sqlite3 "$ROOT/state/state.db" "DELETE FROM sessions WHERE user LIKE 'pbfake%'"
+fi
+echo
+echo "broker log warnings/errors: $(grep -ciE 'warn|error' "$ROOT/broker.log" || true)"
