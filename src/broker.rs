@@ -436,6 +436,7 @@ impl Broker {
                 tracing::error!(podspawn_user = %account.name, podspawn_container = %container, "exec failed: {e}");
                 conn.send(&err(e)).await;
                 self.release(&key, &container, None).await;
+                self.remove_if_dead(&key).await;
                 return;
             }
         };
@@ -764,10 +765,19 @@ impl Broker {
                     self.lc.docker.container_state(container).await
                 {
                     let logs = self.lc.docker.logs_tail(container).await;
+                    let image = self
+                        .lc
+                        .db()
+                        .get(&account.name, &req.project)
+                        .ok()
+                        .flatten()
+                        .map(|r| r.image)
+                        .unwrap_or_default();
                     return Err(format!(
-                        "the container {container} stopped while setting up {}: {}",
+                        "the container {container} (image {image}) stopped while setting up {}: {}; \
+                         check the image with: podspawn verify-image {image}",
                         account.name,
-                        if logs.is_empty() { e } else { logs }
+                        if logs.is_empty() { e } else { logs.replace('\n', " ") }
                     ));
                 }
                 return Err(e);
@@ -829,6 +839,27 @@ impl Broker {
         };
         if let Err(e) = res {
             tracing::error!(podspawn_user = %key.0, podspawn_container = %container, "ending session: {e}");
+        }
+    }
+
+    /// A session whose container stopped before anyone could use it (a broken image) is removed at
+    /// once instead of lingering for a grace period.
+    async fn remove_if_dead(&self, key: &Key) {
+        let Ok(_g) = self.lc.lock_user(&key.0).await else {
+            return;
+        };
+        if self.leases_of(key) > 0 {
+            return;
+        }
+        let Ok(Some(row)) = self.lc.db().get(&key.0, &key.1) else {
+            return;
+        };
+        if let Ok((ContainerState::Stopped, _)) =
+            self.lc.docker.container_state(&row.container_id).await
+        {
+            if let Err(e) = self.lc.destroy(&row, EndReason::Orphan).await {
+                tracing::warn!(podspawn_user = %key.0, "removing a container that did not start: {e}");
+            }
         }
     }
 

@@ -81,6 +81,8 @@ pub enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_interval)]
         interval: std::time::Duration,
     },
+    /// Check an image for what SSH sessions need (shell, sftp-server, locale, ...).
+    VerifyImage { image: String },
     /// Answer one HTTP request with the Prometheus metrics (socket-activated, Accept=yes).
     MetricsHttp {
         /// Serve on this TCP address instead (without systemd).
@@ -170,6 +172,10 @@ pub fn main() -> ExitCode {
             Ok(cfg) => crate::cleanup::run(cfg, daemon, interval),
             Err(code) => code,
         },
+        Command::VerifyImage { image } => {
+            crate::logging::init_terminal();
+            crate::verify::run(&image)
+        }
         Command::MetricsHttp { listen } => match load_config(&cli.config) {
             Ok(cfg) => crate::exporter::run(&cfg, listen),
             Err(code) => code,

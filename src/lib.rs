@@ -27,3 +27,4 @@ pub mod spawn;
 pub mod state;
 pub mod systemd;
 pub mod users;
+pub mod verify;

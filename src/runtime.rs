@@ -511,6 +511,31 @@ impl Docker {
             .collect())
     }
 
+    /// Runs `sh -c script` as root in the container; true when it exits 0.
+    pub async fn run_check(&self, container: &str, script: &str) -> Result<bool, String> {
+        let cfg = ExecConfig {
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+            user: Some("0:0".into()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self
+            .client
+            .create_exec(container, cfg)
+            .await
+            .map_err(|e| derr("create exec", e))?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+            .client
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| derr("start exec", e))?
+        {
+            while output.next().await.is_some() {}
+        }
+        Ok(self.inspect_exec(&exec.id).await?.exit_code == Some(0))
+    }
+
     /// The last lines of a container's output (to explain a failed start command).
     pub async fn logs_tail(&self, id: &str) -> String {
         let opts = bollard::query_parameters::LogsOptionsBuilder::new()

@@ -261,3 +261,89 @@ fn stop_and_list() {
     assert!(!o.status.success());
     assert!(out(&o).contains("no session"), "{}", out(&o));
 }
+
+/// An image with no shell at all, built locally.
+fn shell_less_image() -> &'static str {
+    let tag = "podspawn-test-nosh:latest";
+    let dir = std::env::temp_dir().join(format!("pst-nosh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("README"), "no shell here\n").unwrap();
+    let tar = dir.join("rootfs.tar");
+    assert!(run(Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("README"))
+    .status
+    .success());
+    let o = run(Command::new("docker")
+        .args(["import", "--change", "LABEL podspawn-test=1"])
+        .arg(&tar)
+        .arg(tag));
+    assert!(o.status.success(), "{}", out(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    tag
+}
+
+#[test]
+fn verify_image_reports_what_an_image_lacks() {
+    common::ensure_image();
+    let o = run(Command::new(common::bin()).args(["verify-image", common::IMAGE]));
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    for found in [
+        "/bin/sh found",
+        "sftp-server found",
+        "/bin/bash found",
+        "rsync found",
+        "sleep infinity found",
+    ] {
+        assert!(text.contains(found), "{found:?} missing in {text}");
+    }
+    assert!(text.contains("git not found: install git"), "{text}");
+    let o = run(Command::new(common::bin()).args(["verify-image", shell_less_image()]));
+    let text = out(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("/bin/sh not found") && text.contains("sftp-server not found"),
+        "{text}"
+    );
+    let left =
+        run(Command::new("docker").args(["ps", "-aq", "--filter", "label=podspawn-verify=1"]));
+    assert!(
+        left.stdout.is_empty(),
+        "verify-image left a container behind"
+    );
+}
+
+#[test]
+fn a_login_into_an_image_without_a_shell_fails_with_one_line() {
+    let mut env = Env::start();
+    let u = env.add_user();
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(common::IMAGE, shell_less_image());
+    std::fs::write(&env.config, cfg).unwrap();
+    env.stop_broker(false);
+    env.start_broker();
+    let o = env.ssh(&u, "true");
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.starts_with("podspawn: ") && e.contains("podspawn-test-nosh"),
+        "{e}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).is_empty());
+    // Nothing half-made is left behind.
+    env.wait_for(
+        "the failed container, its network and its row to be gone",
+        20,
+        || {
+            env.containers_of(&u.name).is_empty()
+                && env.networks_of(&u.name).is_empty()
+                && env.sessions().as_array().unwrap().is_empty()
+        },
+    );
+}
