@@ -851,23 +851,13 @@ pub fn check_key_dir(dir: &Path, podspawn_gid: Option<u32>) -> Check {
             format!(
                 "{} is {} {}, expected root:{sys} 0750: {why}",
                 dir.display(),
-                owner_name(m.uid(), m.gid()),
+                crate::accounts::owner_text(m.uid(), m.gid()),
                 mode_of(mode)
             ),
             fix,
         );
     }
     Check::pass(KEY_DIR_CHECK, format!("{} root:{sys} 0750", dir.display()))
-}
-
-fn owner_name(uid: u32, gid: u32) -> String {
-    let u = uzers::get_user_by_uid(uid)
-        .map(|u| u.name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| uid.to_string());
-    let g = uzers::get_group_by_gid(gid)
-        .map(|g| g.name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| gid.to_string());
-    format!("{u}:{g}")
 }
 
 /// Key files: regular files (not symlinks), root:podspawn 0640.
@@ -904,7 +894,7 @@ pub fn check_key_files(dir: &Path, podspawn_gid: Option<u32>) -> Check {
             bad_modes.push(format!(
                 "{} ({} {})",
                 p.display(),
-                owner_name(m.uid(), m.gid()),
+                crate::accounts::owner_text(m.uid(), m.gid()),
                 mode_of(m.mode())
             ));
         }
@@ -1064,7 +1054,7 @@ fn check_root_file(path: &Path, problems: &mut Vec<String>, files: &mut Vec<Stri
         problems.push(format!(
             "{} is {} {}",
             path.display(),
-            owner_name(m.uid(), m.gid()),
+            crate::accounts::owner_text(m.uid(), m.gid()),
             mode_of(m.mode())
         ));
     } else {
@@ -1083,7 +1073,7 @@ pub fn check_state_db(db: &Path) -> Check {
                 problems.push(format!(
                     "{} is {} {}, expected root 0700",
                     dir.display(),
-                    owner_name(m.uid(), m.gid()),
+                    crate::accounts::owner_text(m.uid(), m.gid()),
                     mode_of(m.mode())
                 ));
                 return Check::fail(
@@ -1141,7 +1131,7 @@ pub fn check_lock_dir(dir: &Path) -> Check {
             format!(
                 "{} is {} {}, expected root 0700 (only the broker and cleanup use it)",
                 dir.display(),
-                owner_name(m.uid(), m.gid()),
+                crate::accounts::owner_text(m.uid(), m.gid()),
                 mode_of(m.mode())
             ),
             fix,
@@ -1199,7 +1189,7 @@ pub fn check_broker(
             BROKER_CHECK,
             format!(
                 "{s} is {} {}, expected root:{} 0660 (members connect, nobody else)",
-                owner_name(facts.uid, facts.gid),
+                crate::accounts::owner_text(facts.uid, facts.gid),
                 mode_of(facts.mode),
                 accounts::USERS_GROUP
             ),

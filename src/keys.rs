@@ -88,7 +88,7 @@ pub fn is_known_algorithm(alg: &str) -> bool {
 }
 
 /// A short, escaped rendering of untrusted text for messages.
-fn preview(s: &str) -> String {
+pub fn preview(s: &str) -> String {
     const MAX: usize = 40;
     if s.chars().count() <= MAX {
         format!("{s:?}")

@@ -1077,16 +1077,6 @@ pub fn wanted_dirs(cfg: &Config) -> Vec<(PathBuf, &'static str, u32)> {
     v
 }
 
-fn owner_text(uid: u32, gid: u32) -> String {
-    let u = uzers::get_user_by_uid(uid)
-        .map(|u| u.name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| uid.to_string());
-    let g = uzers::get_group_by_gid(gid)
-        .map(|g| g.name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| gid.to_string());
-    format!("{u}:{g}")
-}
-
 /// Collects what was (or would be) done.
 struct Log<'a> {
     out: &'a mut dyn Write,
@@ -1137,7 +1127,7 @@ fn ensure_dir_step(
             format!(
                 "change {} from {} {:04o} to root:{group} {mode:04o}",
                 path.display(),
-                owner_text(m.uid(), m.gid()),
+                crate::accounts::owner_text(m.uid(), m.gid()),
                 m.mode() & 0o7777
             )
         }
@@ -1185,7 +1175,7 @@ fn fix_file_step(
     let desc = format!(
         "change {what} {} from {} {:04o} to root:{group} {mode:04o}",
         path.display(),
-        owner_text(m.uid(), m.gid()),
+        crate::accounts::owner_text(m.uid(), m.gid()),
         m.mode() & 0o7777
     );
     if !log.dry {

@@ -57,16 +57,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// A short, escaped rendering of untrusted text for messages.
-fn preview(s: &str) -> String {
-    const MAX: usize = 40;
-    if s.chars().count() <= MAX {
-        format!("{s:?}")
-    } else {
-        let head: String = s.chars().take(MAX).collect();
-        format!("{head:?}...")
-    }
-}
+use crate::keys::preview;
 
 /// One `--key` value.
 pub fn parse_key_arg(k: &str) -> Result<PublicKey, String> {
