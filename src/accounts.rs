@@ -511,6 +511,17 @@ pub fn delete_host_account(name: &str) -> Result<bool, String> {
     }
 }
 
+/// `user:group` for messages, falling back to the numbers.
+pub fn owner_text(uid: u32, gid: u32) -> String {
+    let u = uzers::get_user_by_uid(uid)
+        .map(|u| u.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| uid.to_string());
+    let g = uzers::get_group_by_gid(gid)
+        .map(|g| g.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| gid.to_string());
+    format!("{u}:{g}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,15 +699,4 @@ mod tests {
         assert!(!home.exists());
         assert_eq!(delete_host_account(&created), Ok(false));
     }
-}
-
-/// `user:group` for messages, falling back to the numbers.
-pub fn owner_text(uid: u32, gid: u32) -> String {
-    let u = uzers::get_user_by_uid(uid)
-        .map(|u| u.name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| uid.to_string());
-    let g = uzers::get_group_by_gid(gid)
-        .map(|g| g.name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| gid.to_string());
-    format!("{u}:{g}")
 }
