@@ -107,6 +107,8 @@ pub enum Command {
 pub enum ConfigAction {
     /// Check a configuration file; exits non-zero and names the file, line and key on errors.
     Validate { file: Option<PathBuf> },
+    /// Print the default configuration, with a comment for every key.
+    Default,
 }
 
 pub fn main() -> ExitCode {
@@ -187,6 +189,12 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Config {
+            action: ConfigAction::Default,
+        } => {
+            print!("{}", crate::config::default_config_yaml());
+            ExitCode::SUCCESS
+        }
         Command::Config {
             action: ConfigAction::Validate { file },
         } => {

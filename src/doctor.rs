@@ -111,6 +111,30 @@ fn mode_of(m: u32) -> String {
 /// The effective sshd settings for podspawn users. `member`: the account checked with
 /// `sshd -T -C user=<member>` (`None`: podspawn-users has no members); `dump`: that command's
 /// output or error; `report`: the text analysis of the configuration files.
+/// The package moves its sshd drop-in aside when `sshd -t` rejected it at install time; a failing
+/// sshd check then has a more precise fix: put it back once sshd accepts it.
+pub fn with_disabled_dropin(check: Check, disabled: Option<&Path>) -> Check {
+    match (check.status, disabled) {
+        (Status::Fail, Some(p)) => {
+            let active = p.with_extension("");
+            Check {
+                detail: format!(
+                    "{}; the package disabled its drop-in as {} because sshd rejected it at install time",
+                    check.detail,
+                    p.display()
+                ),
+                fix: Some(format!(
+                    "sudo mv {} {} && sudo sshd -t && sudo systemctl reload ssh",
+                    p.display(),
+                    active.display()
+                )),
+                ..check
+            }
+        }
+        _ => check,
+    }
+}
+
 pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &ShadowReport) -> Check {
     let dump = match dump {
         Ok(d) => d,
@@ -1502,7 +1526,11 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
                     &report,
                 ),
             };
-            checks.push(check);
+            let disabled = config
+                .parent()
+                .map(|d| d.join("sshd_config.d/10-podspawn.conf.disabled"))
+                .filter(|p| p.exists());
+            checks.push(with_disabled_dropin(check, disabled.as_deref()));
             akc_binary = dump
                 .ok()
                 .filter(|_| member.is_some())
@@ -1651,6 +1679,31 @@ fn url_path(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod disabled_dropin_tests {
+    use super::*;
+
+    #[test]
+    fn a_disabled_dropin_changes_the_fix_of_a_failing_sshd_check() {
+        let p = Path::new("/etc/ssh/sshd_config.d/10-podspawn.conf.disabled");
+        let fail = Check::fail(
+            SSHD_CHECK,
+            "no podspawn block",
+            "sudo podspawn server-setup",
+        );
+        let c = with_disabled_dropin(fail.clone(), Some(p));
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("sudo mv /etc/ssh/sshd_config.d/10-podspawn.conf.disabled /etc/ssh/sshd_config.d/10-podspawn.conf && sudo sshd -t && sudo systemctl reload ssh")
+        );
+        assert!(c.detail.contains("disabled its drop-in"));
+        assert_eq!(with_disabled_dropin(fail.clone(), None), fail);
+        let pass = Check::pass(SSHD_CHECK, "ok");
+        assert_eq!(with_disabled_dropin(pass.clone(), Some(p)), pass);
+    }
 }
 
 #[cfg(test)]
