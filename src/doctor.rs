@@ -30,11 +30,15 @@ pub struct DoctorArgs {
     /// The main sshd configuration file.
     #[arg(long, value_name = "PATH", default_value = setup::SSHD_CONFIG)]
     pub sshd_config: PathBuf,
+    /// Check sshd's effective settings for this account (default: a member of podspawn-users).
+    #[arg(long, value_name = "USER")]
+    pub probe_user: Option<String>,
 }
 
 impl Default for DoctorArgs {
     fn default() -> Self {
         DoctorArgs {
+            probe_user: None,
             json: false,
             sshd_config: PathBuf::from(setup::SSHD_CONFIG),
         }
@@ -1507,7 +1511,7 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
             let managed =
                 |d: &setup::Directive| d.context.as_deref().is_some_and(setup::is_podspawn_match);
             let report = setup::analyze(&flat.directives, &managed);
-            let member = setup::podspawn_member();
+            let member = args.probe_user.clone().or_else(setup::podspawn_member);
             let dump = setup::sshd_dump(&sshd, config, member.as_deref());
             pidfile = setup::sshd_dump(&sshd, config, None).ok().and_then(|t| {
                 setup::parse_sshd_t(&t)

@@ -464,7 +464,9 @@ fn dry_run_changes_nothing() {
     }
     let e = env("no-include.sshd_config", &[]);
     let before = snapshot(&e.dir);
-    let mut a = args(&e, None);
+    // Our own member: other tests add and remove group members concurrently.
+    let probe = Member::new();
+    let mut a = args(&e, Some(&probe));
     a.dry_run = true;
     let (r, out) = setup_run(&e, &a);
     let r = r.unwrap();
@@ -484,7 +486,9 @@ fn dry_run_changes_nothing() {
         &[("05-cloud.conf", "05-cloud-match-all.conf")],
     );
     let before = snapshot(&e.dir);
-    let mut a = args(&e, None);
+    // Our own member: other tests add and remove group members concurrently.
+    let probe = Member::new();
+    let mut a = args(&e, Some(&probe));
     a.dry_run = true;
     let r = setup_run(&e, &a).0.unwrap();
     assert!(
@@ -509,7 +513,9 @@ fn an_unsafe_binary_is_refused() {
     let b = d.join("podspawn");
     std::fs::copy(env!("CARGO_BIN_EXE_podspawn"), &b).unwrap();
     let before = snapshot(&e.dir);
-    let mut a = args(&e, None);
+    // Our own member: other tests add and remove group members concurrently.
+    let probe = Member::new();
+    let mut a = args(&e, Some(&probe));
     a.binary = Some(b);
     let err = setup_run(&e, &a).0.unwrap_err();
     assert!(err.contains("group- or world-writable"), "{err}");
@@ -558,7 +564,9 @@ fn existing_files_get_the_right_owner_and_mode() {
     std::fs::write(&wal, b"x").unwrap();
     std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o664)).unwrap();
 
-    let a = args(&e, None);
+    // Our own member: other tests add and remove group members concurrently.
+    let probe = Member::new();
+    let a = args(&e, Some(&probe));
     let r = setup_run(&e, &a).0.unwrap();
     let g = podspawn_gid();
     assert_eq!(mode(keys), (0, g, 0o750));
@@ -646,6 +654,8 @@ fn doctor_agrees_after_setup() {
         &doctor::DoctorArgs {
             json: false,
             sshd_config: e.config.clone(),
+            // Other tests add and remove members of podspawn-users concurrently: probe ours.
+            probe_user: Some(m.0.clone()),
         },
     );
     let status = |n: &str| {
