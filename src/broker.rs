@@ -429,7 +429,7 @@ impl Broker {
             }
         };
         // From here on this connection holds a lease.
-        let started = self.start_stream(&account, &req, &container, created).await;
+        let started = self.start_stream(&account, &req, &container).await;
         let (exec_id, stream) = match started {
             Ok(v) => v,
             Err(e) => {
@@ -716,7 +716,6 @@ impl Broker {
         account: &Account,
         req: &OpenRequest,
         container: &str,
-        created: bool,
     ) -> Result<(String, std::os::unix::net::UnixStream), String> {
         let ov =
             UserOverrides::load(&self.cfg().users_dir, &account.name).map_err(|e| e.to_string())?;
@@ -744,12 +743,10 @@ impl Broker {
         }
         let tty = req.tty && route != Route::Sftp;
         let argv = session::exec_argv(&route, &shell);
-        // A new container may still be creating the account and home: its first exec waits.
-        let (argv, workdir) = if created {
-            (runtime::wait_ready_argv(argv), "/".to_string())
-        } else {
-            (argv, home)
-        };
+        // The container's start command may still be creating the account and home (a login right
+        // after another one created it, or after Docker restarted it): every exec waits for its
+        // ready marker, then changes to the home directory. Once ready that costs one `test`.
+        let (argv, workdir) = (runtime::wait_ready_argv(argv), "/".to_string());
         let spec = ExecSpec {
             argv,
             user: format!("{}:{}", account.uid, account.gid),

@@ -201,7 +201,7 @@ mkdir -p /run
 exec sleep infinity
 "#;
 
-/// The first exec in a new container waits (at most 30 s) for the start command to finish the
+/// Every session exec waits (at most 30 s) for the start command to finish the
 /// account, then runs in the user's home.
 const WAIT_READY: &str = r#"i=0
 while [ ! -e /run/.podspawn-ready ]; do
@@ -213,7 +213,7 @@ cd "$HOME" 2>/dev/null || cd /
 exec "$@"
 "#;
 
-/// Wraps a session argv so it waits for a new container's setup.
+/// Wraps a session argv so it waits for the container's setup.
 pub fn wait_ready_argv(inner: Vec<String>) -> Vec<String> {
     let mut v = vec![
         "/bin/sh".to_string(),

@@ -762,3 +762,27 @@ fn config_errors_name_file_line_and_key() {
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&env_dir);
 }
+
+#[test]
+fn the_session_stream_does_not_reach_the_docker_api() {
+    // The stream spawn is handed is the upgraded engine connection: after the upgrade every byte is
+    // the process's stdin. An HTTP request written into it must come back from `cat`, not be served.
+    let mut env = Env::start();
+    let u = env.add_user();
+    let req = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n\r\nPOST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nContent-Length: 2\r\n\r\n{}";
+    let mut c = env.ssh_cmd(&u);
+    c.arg(format!("{}@127.0.0.1", u.name))
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(req).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, req.to_vec());
+    assert_eq!(
+        env.containers_of(&u.name).len(),
+        1,
+        "a request in the stream created a container"
+    );
+}
