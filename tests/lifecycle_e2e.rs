@@ -330,6 +330,16 @@ fn journal_fields(mut d: &[u8]) -> Vec<(String, String)> {
     out
 }
 
+/// A child process killed and reaped when dropped.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn recv_all(sock: &UnixDatagram, until: impl Fn(&str) -> bool, secs: u64) -> String {
     let mut all = String::new();
     let t = Instant::now();
@@ -354,7 +364,7 @@ fn cleanup_daemon_speaks_sd_notify_with_watchdog() {
     let env = Env::start();
     let notify_path = env.root.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let mut child = Command::new("sh")
+    let mut child = Reap(Command::new("sh")
         .arg("-c")
         .arg("WATCHDOG_PID=$$ WATCHDOG_USEC=600000 exec \"$0\" --config \"$1\" cleanup --daemon --interval 1s")
         .arg(&env.bin)
@@ -365,7 +375,7 @@ fn cleanup_daemon_speaks_sd_notify_with_watchdog() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let got = recv_all(
         &notify,
         |s| {
@@ -377,10 +387,10 @@ fn cleanup_daemon_speaks_sd_notify_with_watchdog() {
     );
     assert!(got.contains("STATUS=0 sessions"), "{got}");
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let got = recv_all(&notify, |s| s.contains("STOPPING=1"), 20);
     assert!(got.contains("STOPPING=1"));
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }
 
 #[test]
@@ -394,7 +404,8 @@ fn broker_logs_structured_fields_to_journald() {
     std::fs::create_dir_all(&jdir).unwrap();
     let journal = UnixDatagram::bind(jdir.join("socket")).unwrap();
     std::fs::create_dir_all("/run/systemd/journal").unwrap();
-    let mut broker = Command::new("unshare")
+    // Killed on drop too, so a failing assertion does not leave this broker running.
+    let mut broker = Reap(Command::new("unshare")
         .args(["-m", "sh", "-c", "mount --bind \"$0\" /run/systemd/journal && exec \"$1\" --config \"$2\" serve --listen \"$3\""])
         .arg(&jdir)
         .arg(&env.bin)
@@ -406,7 +417,7 @@ fn broker_logs_structured_fields_to_journald() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap());
     env.wait_for("the broker on the stand-in journal", 20, || {
         std::os::unix::net::UnixStream::connect(&env.socket).is_ok()
     });
@@ -452,10 +463,11 @@ fn broker_logs_structured_fields_to_journald() {
         Some("5"),
         "{attached:?}"
     );
-    let _ = broker.kill();
-    let _ = broker.wait();
+    let _ = broker.0.kill();
+    let _ = broker.0.wait();
     let mut err = String::new();
     broker
+        .0
         .stderr
         .take()
         .unwrap()
@@ -588,14 +600,16 @@ fn list_status_and_metrics_match_what_was_created() {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Command::new(&env.bin)
-        .arg("--config")
-        .arg(&env.config)
-        .args(["metrics-http", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Reap(
+        Command::new(&env.bin)
+            .arg("--config")
+            .arg(&env.config)
+            .args(["metrics-http", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let t = Instant::now();
     let mut conn = loop {
         match std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -610,8 +624,7 @@ fn list_status_and_metrics_match_what_was_created() {
         .unwrap();
     let mut resp = String::new();
     conn.read_to_string(&mut resp).unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("podspawn_sessions_total 2"), "{resp}");
     // … and the way systemd's Accept=yes runs it: the connection on stdin/stdout.
