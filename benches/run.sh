@@ -99,7 +99,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 # The throughput floor logs in as root with a key file private to this benchmark's sshd.
 Match User root
   PermitRootLogin prohibit-password
-  AuthorizedKeysFile $ROOT/root_keys
+  AuthorizedKeysFile $BIN_DIR/root_keys
 Match Group podspawn-users
   AuthorizedKeysCommand $BIN --config $CFG auth-keys %u %t %k
   AuthorizedKeysCommandUser podspawn
@@ -110,7 +110,7 @@ Match Group podspawn-users
   X11Forwarding no
   PermitTunnel no
 CFG
-install -m 0600 "$ROOT/client/id.pub" "$ROOT/root_keys"
+install -m 0600 "$ROOT/client/id.pub" "$BIN_DIR/root_keys"  # StrictModes: a root-owned 0755 path
 /usr/sbin/sshd -f "$ROOT/sshd_config" -E "$ROOT/sshd.log"
 for _ in $(seq 50); do [ -S "$ROOT/run/podspawn.sock" ] && break; sleep 0.1; done
 SSH="ssh -q -i $ROOT/client/id -p $PORT -c $CIPHER -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=no"
