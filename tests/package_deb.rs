@@ -271,20 +271,8 @@ impl Drop for TestContainer {
 fn ssh(key: &Path, port: u16, user: &str, cmd: &str) -> Output {
     common::run(
         Command::new("ssh")
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "ConnectTimeout=20",
-            ])
+            .args(common::SSH_OPTIONS)
+            .args(["-o", "ConnectTimeout=20"])
             .arg("-i")
             .arg(key)
             .arg("-p")

@@ -13,6 +13,19 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "podspawn-test:latest";
+/// Client options for every test login: no prompts, no host-key bookkeeping, only the given key.
+pub const SSH_OPTIONS: &[&str] = &[
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "IdentitiesOnly=yes",
+];
 static IMAGE_ONCE: Once = Once::new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -338,26 +351,12 @@ impl Env {
 
     pub fn ssh_cmd(&self, user: &User) -> Command {
         let mut c = Command::new("ssh");
-        c.args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "ServerAliveInterval=5",
-        ])
-        .arg("-i")
-        .arg(&user.key)
-        .arg("-p")
-        .arg(self.port.to_string());
+        c.args(SSH_OPTIONS)
+            .args(["-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=5"])
+            .arg("-i")
+            .arg(&user.key)
+            .arg("-p")
+            .arg(self.port.to_string());
         c
     }
 
@@ -372,20 +371,10 @@ impl Env {
 
     /// Options usable by scp/sftp/rsync -e.
     pub fn ssh_opts(&self, user: &User) -> Vec<String> {
-        vec![
-            "-o".into(),
-            "BatchMode=yes".into(),
-            "-o".into(),
-            "StrictHostKeyChecking=no".into(),
-            "-o".into(),
-            "UserKnownHostsFile=/dev/null".into(),
-            "-o".into(),
-            "LogLevel=ERROR".into(),
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
-            "-i".into(),
-            user.key.display().to_string(),
-        ]
+        let mut v: Vec<String> = SSH_OPTIONS.iter().map(|s| s.to_string()).collect();
+        v.push("-i".into());
+        v.push(user.key.display().to_string());
+        v
     }
 
     pub fn sessions(&self) -> serde_json::Value {
