@@ -162,6 +162,24 @@ impl Lifecycle {
             ms = started.elapsed().as_millis() as u64,
             "container create+start"
         );
+        // Hand out no session before the start command has made the account: a broken image
+        // (no /bin/sh, say) is reported here in one line instead of as an engine error in the
+        // user's terminal.
+        if let Err(e) = self
+            .docker
+            .wait_ready(&id, std::time::Duration::from_secs(60))
+            .await
+        {
+            let _ = self.docker.remove(&id).await;
+            if let Some(n) = &spec.network {
+                let _ = self.docker.remove_network(n).await;
+            }
+            return Err(format!(
+                "the container for {user} (image {}) did not start: {e}; check the image with: \
+                 podspawn verify-image {}",
+                spec.image, spec.image
+            ));
+        }
         let row = SessionRow {
             user: user.to_string(),
             project: project.to_string(),

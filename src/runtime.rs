@@ -175,6 +175,8 @@ pub fn labels(cfg: &Config, user: &str, project: &str) -> HashMap<String, String
 
 /// Written by the container's start command once the user's account and home exist.
 pub const READY_MARKER: &str = "/run/.podspawn-ready";
+/// The line the start command prints (to the container's log) when the container is ready.
+pub const READY_LINE: &str = "podspawn-ready";
 
 /// The container's start command (run as root, under docker-init): creates an account with the
 /// host uid/gid and its home, marks the container ready, then sleeps. Doing this in the start
@@ -198,6 +200,7 @@ chown "$uid:$gid" "$home"
 chmod 0750 "$home"
 mkdir -p /run
 : > /run/.podspawn-ready
+echo podspawn-ready
 exec sleep infinity
 "#;
 
@@ -534,6 +537,47 @@ impl Docker {
             while output.next().await.is_some() {}
         }
         Ok(self.inspect_exec(&exec.id).await?.exit_code == Some(0))
+    }
+
+    /// Follows a new container's log until its start command prints `READY_LINE`. If the container
+    /// exits first (a broken image), returns its output as the error.
+    pub async fn wait_ready(&self, id: &str, timeout: Duration) -> Result<(), String> {
+        let opts = bollard::query_parameters::LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut stream = self.client.logs(id, Some(opts));
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => {
+                    return Err(format!(
+                        "the container did not finish setting up within {}s",
+                        timeout.as_secs()
+                    ))
+                }
+                Ok(Some(Ok(chunk))) => {
+                    if seen.len() < 16 * 1024 {
+                        seen.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                    }
+                    if seen.lines().any(|l| l.trim() == READY_LINE) {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(Err(e))) => return Err(derr("container logs", e)),
+                // The log ends when the container exits: its start command failed.
+                Ok(None) => {
+                    let out = seen.trim().replace('\n', " ");
+                    return Err(if out.is_empty() {
+                        "its start command exited".to_string()
+                    } else {
+                        out
+                    });
+                }
+            }
+        }
     }
 
     /// The last lines of a container's output (to explain a failed start command).
