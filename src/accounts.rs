@@ -610,10 +610,10 @@ mod tests {
     /// Creates and removes real accounts and groups (unique names, cleaned up by a guard).
     #[test]
     fn host_account_lifecycle() {
-        if !nix::unistd::geteuid().is_root() || tool("useradd").is_err() {
-            eprintln!("skipped: needs root and shadow-utils");
-            return;
-        }
+        assert!(
+            nix::unistd::geteuid().is_root() && tool("useradd").is_ok(),
+            "this test needs root and shadow-utils (useradd); run the tests as root"
+        );
         let tag = format!(
             "{:x}{:x}",
             std::process::id() & 0xffff,

@@ -1175,10 +1175,10 @@ mod tests {
 
     #[test]
     fn reads_good_key_file_and_reports_bad_lines() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            is_root(),
+            "this test needs root (root-owned key files); run the tests as root"
+        );
         let t = TempDir::new("good");
         let f = t.0.join("alice");
         write(
@@ -1206,10 +1206,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_key_files() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            is_root(),
+            "this test needs root (root-owned key files); run the tests as root"
+        );
         let t = TempDir::new("bad");
         let good = t.0.join("good");
         write(&good, ED25519, 0o640);
@@ -1267,10 +1267,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_key_dirs() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            is_root(),
+            "this test needs root (root-owned key files); run the tests as root"
+        );
         let t = TempDir::new("dirs");
         let d = t.0.join("keys");
         std::fs::create_dir(&d).unwrap();
@@ -1293,10 +1293,10 @@ mod tests {
 
     #[test]
     fn writes_key_files_atomically() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            is_root(),
+            "this test needs root (root-owned key files); run the tests as root"
+        );
         let t = TempDir::new("write");
         let d = t.0.join("etc/podspawn/keys");
         ensure_key_dir(&d, 65533).unwrap();

@@ -12,7 +12,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 fn is_root() -> bool {
     let r = nix::unistd::geteuid().is_root();
     if !r {
-        eprintln!("skipped: needs root");
+        eprintln!("not running as root");
     }
     r
 }
@@ -196,13 +196,11 @@ fn sshd_check_without_a_member() {
 /// The real sshd with a temp configuration and a real member of podspawn-users.
 #[test]
 fn sshd_check_against_the_real_sshd() {
-    let Some(sshd) = setup::find_sshd() else {
-        eprintln!("skipped: no sshd");
-        return;
-    };
-    if !is_root() {
-        return;
-    }
+    let sshd = setup::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
+    assert!(
+        is_root(),
+        "this test needs root: run the tests as root (see README)"
+    );
     podspawn_gid();
     let t = TempDir::new("sshd");
     let key = t.path("hostkey");
@@ -613,9 +611,10 @@ fn disk_check() {
 
 #[test]
 fn config_file_check() {
-    if !is_root() {
-        return;
-    }
+    assert!(
+        is_root(),
+        "this test needs root: run the tests as root (see README)"
+    );
     let g = podspawn_gid();
     let t = TempDir::new("config");
     let p = t.path("config.yaml");
@@ -656,9 +655,10 @@ fn config_file_check() {
 
 #[test]
 fn key_dir_and_files_checks() {
-    if !is_root() {
-        return;
-    }
+    assert!(
+        is_root(),
+        "this test needs root: run the tests as root (see README)"
+    );
     let g = podspawn_gid();
     let t = TempDir::new("keys");
     let dir = t.path("keys");
@@ -794,9 +794,10 @@ fn user_accounts_check() {
 
 #[test]
 fn state_db_and_lock_dir_checks() {
-    if !is_root() {
-        return;
-    }
+    assert!(
+        is_root(),
+        "this test needs root: run the tests as root (see README)"
+    );
     let t = TempDir::new("state");
     let dir = t.path("lib");
     std::fs::create_dir(&dir).unwrap();
@@ -1040,13 +1041,11 @@ fn gather_against_a_temp_config() {
 /// changed after it started is reported until a SIGHUP makes it re-read its configuration.
 #[test]
 fn sshd_reloaded_against_a_real_sshd() {
-    let Some(sshd) = setup::find_sshd() else {
-        eprintln!("skipped: no sshd");
-        return;
-    };
-    if !is_root() {
-        return;
-    }
+    let sshd = setup::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
+    assert!(
+        is_root(),
+        "this test needs root: run the tests as root (see README)"
+    );
     let t = TempDir::new("listener");
     let key = t.path("hostkey");
     assert!(Command::new("ssh-keygen")
@@ -1076,10 +1075,7 @@ fn sshd_reloaded_against_a_real_sshd() {
     )
     .unwrap();
     let st = Command::new(&sshd).arg("-f").arg(&config).status().unwrap();
-    if !st.success() {
-        eprintln!("skipped: sshd did not start");
-        return;
-    }
+    assert!(st.success(), "the test's private sshd did not start");
     let start = std::time::Instant::now();
     let read_pid = || {
         std::fs::read_to_string(&pidfile)

@@ -564,27 +564,16 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
             .arg(format!("{}:/tmp/podspawn-upgrade.deb", c.name)),
     );
     let mut live = Command::new("ssh");
-    live.args([
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "IdentitiesOnly=yes",
-    ])
-    .arg("-i")
-    .arg(&key)
-    .arg("-p")
-    .arg(port.to_string())
-    .arg(format!("{user}@127.0.0.1"))
-    .arg("echo started; sleep 4; echo survived")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    live.args(common::SSH_OPTIONS)
+        .arg("-i")
+        .arg(&key)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("echo started; sleep 4; echo survived")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut session = live.spawn().unwrap();
     let mut session_out = std::io::BufReader::new(session.stdout.take().unwrap());
     let mut first = String::new();
