@@ -629,6 +629,10 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     let _ = std::fs::remove_dir_all(&up_dir);
 
     // --- Remove: the drop-in stays (conffile) and locks podspawn users out; sshd stays valid.
+    // Under systemd, prerm stops podspawn.service; this container has no systemd, so stop the
+    // hand-started broker here (a broker left running could recreate its lock directory after
+    // the purge below).
+    c.ok("pkill -x podspawn; for i in $(seq 50); do pgrep -x podspawn >/dev/null || exit 0; sleep 0.1; done; exit 1");
     let o = c.sh("dpkg -r podspawn");
     assert!(o.status.success(), "dpkg -r\n{}", out(&o));
     c.ok(&format!("test -f {DROPIN} && ! test -e /usr/bin/podspawn"));
