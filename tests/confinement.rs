@@ -209,3 +209,144 @@ fn effective_sshd_settings_confine_members() {
     );
     assert_eq!(t.get("forcecommand").map(|v| v[0].as_str()), Some("none"));
 }
+
+fn docker(args: &[&str]) -> Output {
+    run(Command::new("docker").args(args))
+}
+
+fn container_running(id: &str) -> bool {
+    let o = docker(&["inspect", "-f", "{{.State.Running}}", id]);
+    o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true"
+}
+
+fn session_container(env: &Env, user: &str, project: &str) -> Option<(String, String)> {
+    let list = env.sessions();
+    list.as_array()?
+        .iter()
+        .find(|s| s["user"] == user && s["project"] == project)
+        .map(|s| {
+            (
+                s["container"].as_str().unwrap_or("").to_string(),
+                s["container_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+}
+
+/// `alice` in project `dev` and user `alice-dev` both prefer the name `podspawn-alice-dev`: neither
+/// may remove or enter the other's container.
+#[test]
+fn colliding_names_never_share_or_remove_a_container() {
+    let mut env = Env::start();
+    let alice = env.add_named_user(&format!("pst{}a", env.id));
+    let alice_dev = env.add_named_user(&format!("pst{}a-dev", env.id));
+
+    let mut long = env.ssh_cmd(&alice);
+    long.args(["-o", "SetEnv=PODSPAWN_PROJECT=dev"])
+        .arg(format!("{}@127.0.0.1", alice.name))
+        .arg("sleep 8; echo alive-$(hostname)")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let long = long.spawn().unwrap();
+    env.wait_for("alice's dev session", 60, || {
+        session_container(&env, &alice.name, "dev").is_some()
+    });
+    let (a_name, a_id) = session_container(&env, &alice.name, "dev").unwrap();
+    assert_eq!(a_name, format!("podspawn-{}-dev", alice.name));
+
+    let o = env.ssh(&alice_dev, "hostname");
+    assert!(o.status.success(), "alice-dev's login: {}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), alice_dev.name);
+    let (d_name, d_id) = session_container(&env, &alice_dev.name, "").unwrap();
+    assert_ne!(d_id, a_id, "both users got the same container");
+    assert!(
+        d_name.starts_with(&format!("podspawn-{}-", alice_dev.name)) && d_name != a_name,
+        "{d_name}"
+    );
+    assert!(container_running(&a_id), "alice's container was removed");
+
+    let out = long.wait_with_output().unwrap();
+    assert!(out.status.success(), "alice's command died: {}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "alive-dev",
+        "{}",
+        text(&out)
+    );
+
+    // `podspawn list` shows the real names; stopping one leaves the other alone.
+    let o = env.podspawn(&["list"]);
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        listing.contains(&a_name) && listing.contains(&d_name),
+        "{listing}"
+    );
+    let o = env.podspawn(&["stop", &alice_dev.name]);
+    assert!(o.status.success(), "stop: {}", text(&o));
+    assert!(
+        container_running(&a_id),
+        "stopping alice-dev removed alice's container"
+    );
+    assert!(!container_running(&d_id));
+    // And the other way round.
+    let o = env.ssh(&alice_dev, "true");
+    assert!(o.status.success(), "{}", text(&o));
+    let (_, d_id) = session_container(&env, &alice_dev.name, "").unwrap();
+    let o = env.podspawn(&["stop", &format!("{}@dev", alice.name)]);
+    assert!(o.status.success(), "stop: {}", text(&o));
+    assert!(
+        container_running(&d_id),
+        "stopping alice@dev removed alice-dev's container"
+    );
+}
+
+/// A container of another installation (another state database) under a user's name is never
+/// removed, neither by a login nor by the cleanup pass.
+#[test]
+fn another_installations_container_is_never_removed() {
+    let mut env = Env::start();
+    let bob = env.add_user();
+    let name = format!("podspawn-{}", bob.name);
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "managed-by=podspawn",
+        "--label",
+        &format!("podspawn-user={}", bob.name),
+        "--label",
+        "podspawn-project=",
+        "--label",
+        "podspawn-instance=0000000000000000",
+        "--label",
+        "podspawn-test=1",
+        common::IMAGE,
+        "sleep",
+        "infinity",
+    ]);
+    assert!(o.status.success(), "docker run: {}", text(&o));
+    let foreign = String::from_utf8_lossy(&o.stdout).trim().to_string();
+
+    let o = env.ssh(&bob, "hostname");
+    assert!(o.status.success(), "bob's login: {}", text(&o));
+    let (bob_name, bob_id) = session_container(&env, &bob.name, "").unwrap();
+    assert_ne!(bob_id, foreign);
+    assert_ne!(bob_name, name);
+    assert!(
+        container_running(&foreign),
+        "a login removed the other installation's container"
+    );
+
+    // Orphan reconciliation (bob's session gone, the foreign container left).
+    let o = env.podspawn(&["stop", &bob.name]);
+    assert!(o.status.success(), "stop: {}", text(&o));
+    let o = env.podspawn(&["cleanup"]);
+    assert!(o.status.success(), "cleanup: {}", text(&o));
+    assert!(
+        container_running(&foreign),
+        "cleanup removed the other installation's container"
+    );
+    docker(&["rm", "-f", &foreign]);
+}

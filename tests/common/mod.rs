@@ -338,6 +338,12 @@ impl Env {
     pub fn add_user(&mut self) -> User {
         let n = self.users.len();
         let name = format!("pst{}u{n}", self.id);
+        self.add_named_user(&name)
+    }
+
+    /// Registers `name` (which should start with `pst` and this env's id) with a fresh key.
+    pub fn add_named_user(&mut self, name: &str) -> User {
+        let name = name.to_string();
         let kdir = self.root.join("client");
         std::fs::create_dir_all(&kdir).unwrap();
         let key = kdir.join(&name);
