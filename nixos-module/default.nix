@@ -155,6 +155,8 @@ let
   };
 
   nameOk = n: builtins.match "[a-z_][a-z0-9_-]{0,31}" n != null && !(builtins.elem n reservedNames);
+  # Accounts and files only for names podspawn accepts; the others fail an assertion.
+  validUsers = lib.filterAttrs (n: _: nameOk n) cfg.users;
   keyOk = k: builtins.match "(ssh-[a-z0-9-]+|ecdsa-sha2-nistp[0-9]+|sk-[a-z0-9-]+@openssh.com) [A-Za-z0-9+/]+=*( .*)?" k != null;
 in
 {
@@ -310,7 +312,7 @@ in
 
     # One host account, key file and override file per declared user.
     {
-      users.groups = builtins.mapAttrs (_: _: { }) cfg.users;
+      users.groups = builtins.mapAttrs (_: _: { }) validUsers;
       users.users = builtins.mapAttrs
         (name: _: {
           isNormalUser = true;
@@ -322,19 +324,23 @@ in
           hashedPassword = "*";
           description = "podspawn user";
         })
-        cfg.users;
-      environment.etc = lib.mapAttrs' (name: u: lib.nameValuePair "podspawn/keys/${name}" {
-        text = lib.concatLines u.keys;
-        mode = "0640";
-        user = "root";
-        group = "podspawn";
-      }) cfg.users
-      // lib.mapAttrs' (name: u: lib.nameValuePair "podspawn/users/${name}.yaml" {
-        text = builtins.toJSON (overrides u) + "\n";
-        mode = "0644";
-        user = "root";
-        group = "root";
-      }) (lib.filterAttrs (_: u: overrides u != { }) cfg.users);
+        validUsers;
+      environment.etc = lib.mapAttrs'
+        (name: u: lib.nameValuePair "podspawn/keys/${name}" {
+          text = lib.concatLines u.keys;
+          mode = "0640";
+          user = "root";
+          group = "podspawn";
+        })
+        validUsers
+      // lib.mapAttrs'
+        (name: u: lib.nameValuePair "podspawn/users/${name}.yaml" {
+          text = builtins.toJSON (overrides u) + "\n";
+          mode = "0644";
+          user = "root";
+          group = "root";
+        })
+        (lib.filterAttrs (_: u: overrides u != { }) validUsers);
     }
 
     (mkIf (cfg.cleanup.mode == "daemon") {

@@ -11,10 +11,13 @@ let
   inherit (import ./standin/eval-config.nix {
     inherit lib pkgs;
     modules = [ (/. + caseFile) ]
-      ++ lib.optionals withModule [ ../default.nix { services.podspawn.package = podspawn; } ];
+      ++ lib.optionals withModule [ ../default.nix { services.podspawn.package = podspawn; } ]
+      ++ [ ./cases/late-sshd-line.nix ];
   }) config;
 in
 {
+  # nix-build -A configFile: the module's checked /etc/podspawn/config.yaml
+  configFile = config.environment.etc."podspawn/config.yaml".source or null;
   toplevel = config.system.build.toplevel.drvPath;
   sshd = config.system.build.sshdConfig;
   inherit (config.system.build) units;
@@ -22,7 +25,6 @@ in
     (_: e: {
       inherit (e) enable target mode user group text;
       source = toString e.source;
-      drv = e.source.drvPath or null;
     })
     config.environment.etc;
   users = builtins.mapAttrs

@@ -76,11 +76,12 @@ let
       unknown = filter (n: !(decls ? ${n})) (attrNames pushed);
     in
     if unknown != [ ] then throw "The option `${showLoc (loc ++ [ (head unknown) ])}' does not exist."
-    else mapAttrs
-      (n: d:
-        if isOption d then evalOption (loc ++ [ n ]) d (pushed.${n} or [ ])
-        else evalTree (loc ++ [ n ]) d (pushed.${n} or [ ]))
-      decls;
+    else
+      mapAttrs
+        (n: d:
+          if isOption d then evalOption (loc ++ [ n ]) d (pushed.${n} or [ ])
+          else evalTree (loc ++ [ n ]) d (pushed.${n} or [ ]))
+        decls;
 
   evalOption = loc: opt: defs:
     let
@@ -112,8 +113,9 @@ let
 
   # Types ------------------------------------------------------------------------------------
   mergeEqualOption = loc: values: foldl'
-    (a: b: if a == b then a
-    else throw "The option `${showLoc loc}' has conflicting definition values: ${showVal a} and ${showVal b}")
+    (a: b:
+      if a == b then a
+      else throw "The option `${showLoc loc}' has conflicting definition values: ${showVal a} and ${showVal b}")
     (head values)
     (tail values);
   mergeOneOption = loc: values:
@@ -269,8 +271,9 @@ let
     flatten = x: if isList x then concatMap lib.flatten x else [ x ];
     genAttrs = names: f: listToAttrs (map (n: { name = n; value = f n; }) names);
     recursiveUpdate = a: b: zipAttrsWith
-      (_: vs: if length vs == 2 && isAttrs (head vs) && isAttrs (last vs) && !(isDerivation (last vs))
-      then lib.recursiveUpdate (head vs) (last vs) else last vs) [ a b ];
+      (_: vs:
+        if length vs == 2 && isAttrs (head vs) && isAttrs (last vs) && !(isDerivation (last vs))
+        then lib.recursiveUpdate (head vs) (last vs) else last vs) [ a b ];
   };
 in
 lib

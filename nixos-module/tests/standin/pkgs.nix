@@ -23,21 +23,26 @@ let
       let fn = if builtins.isFunction f then f else import f;
       in fn (builtins.intersectAttrs (builtins.functionArgs fn) pkgs // args);
 
-    writeText = name: text: builtins.toFile name text;
+    writeText = name: text: derivation {
+      inherit name system text;
+      builder = "/bin/sh";
+      args = [ "-c" "printf %s \"$text\" > \"$out\"" ];
+    };
     runCommand = name: env: script: derivation ({
       inherit name system;
       builder = "/bin/sh";
-      args = [ "-c" script ];
+      args = [ "-e" "-c" script ]; # stdenv builders run with set -e
       PATH = "/usr/bin:/bin";
     } // env);
 
     formats.yaml = _: { type = jsonValue; };
     formats.json = _: { type = jsonValue; };
 
-    rustPlatform.buildRustPackage = a: fake "${a.pname}-${a.version}" {
-      inherit (a) src;
-      cargoLock = a.cargoLock.lockFile;
-    } // { inherit (a) meta; };
+    rustPlatform.buildRustPackage = a: fake "${a.pname}-${a.version}"
+      {
+        inherit (a) src;
+        cargoLock = a.cargoLock.lockFile;
+      } // { inherit (a) meta; };
 
     mkShell = a: fake "shell" { packages = map toString (a.packages or [ ]); inputsFrom = map toString (a.inputsFrom or [ ]); };
 
@@ -52,7 +57,7 @@ let
           m.nodes;
       in
       fake "vm-test-run-${m.name}" {
-        nodes = map (n: n.drvPath) (builtins.attrValues nodes);
+        nodes = builtins.attrValues nodes;
         inherit (m) testScript;
       };
   } // lib.genAttrs [ "busybox" "cargo" "clippy" "deadnix" "docker" "nixpkgs-fmt" "openssh" "rustc" "rustfmt" ]
