@@ -73,8 +73,17 @@ build_config() {
     --argstr caseFile "$here/cases/$1.nix"
 }
 
+# The repository's files (NUL-separated): git's list, or everything but target/ without git.
+repo_files() {
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard
+  else
+    find . -path ./target -prune -o -path ./.git -prune -o -type f -printf '%P\0'
+  fi
+}
+
 # --- syntax, formatting, dead code ------------------------------------------------------------
-mapfile -t nixfiles < <(git ls-files --cached --others --exclude-standard -- '*.nix' | sort)
+mapfile -d '' -t nixfiles < <(repo_files | grep -z '\.nix$' | sort -z)
 for f in "${nixfiles[@]}"; do
   check "nix-instantiate --parse $f" nix-instantiate --parse "$f"
 done
@@ -283,7 +292,7 @@ if [ -z "${NIXPKGS_LIB:-}" ]; then
   # Nix reads a path: flake from a copy of the tree; git-tracked or not, every file is included.
   src=$tmp/flake-src
   mkdir -p "$src"
-  git ls-files --cached --others --exclude-standard -z | xargs -0 -I{} cp --parents {} "$src/" 2>/dev/null
+  repo_files | (while IFS= read -r -d '' f; do [ -e "$f" ] && cp --parents "$f" "$src/"; done)
   check "nix flake check --no-build with the stand-in nixpkgs" \
     nix flake check --no-build --no-write-lock-file --override-input nixpkgs "path:$here/standin" "path:$src"
   # The same check notices a broken module configuration and a broken VM test node.
