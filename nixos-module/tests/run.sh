@@ -287,6 +287,22 @@ else
   bad "defaults.memory = \"lots\" evaluates (podspawn checks it at build time)" "$(cat "$tmp/mem.err")"
 fi
 
+# --- package.nix: its filtered source holds every file the crate compiles in ----------------------
+if pkgsrc=$(nix-instantiate --eval --read-write-mode --json -E "
+    let lib = import $libFile; pkgs = import $here/standin/pkgs.nix { inherit lib; system = builtins.currentSystem; };
+    in toString (pkgs.callPackage $root/nixos-module/package.nix { }).src" 2>&1); then
+  pkgsrc=$(jq -r . <<<"$pkgsrc")
+  missing=$(cd "$root" && grep -rhoE 'include_(str|bytes)!\("[^"]+"\)' src | sed -E 's/.*\("(.*)"\)/\1/' |
+    while read -r inc; do for d in $(grep -rlF "\"$inc\"" src | xargs -n1 dirname | sort -u); do
+      p=$(realpath -m --relative-to="$root" "$d/$inc"); [ -e "$pkgsrc/$p" ] || echo "$p"; done; done)
+  check "package.nix: the source has Cargo.toml, Cargo.lock, src/ and every include_str! target" \
+    sh -c "[ -f '$pkgsrc/Cargo.toml' ] && [ -f '$pkgsrc/Cargo.lock' ] && [ -f '$pkgsrc/src/main.rs' ] && [ -z '$missing' ] || { echo 'missing: $missing'; exit 1; }"
+  check "package.nix: the source leaves out target/, tests/ and the NixOS files" \
+    sh -c "[ -d '$pkgsrc/src' ] && [ ! -e '$pkgsrc/target' ] && [ ! -e '$pkgsrc/tests' ] && [ ! -e '$pkgsrc/nixos-module' ]"
+else
+  bad "package.nix evaluates" "$pkgsrc"
+fi
+
 # --- the flake, with the stand-in nixpkgs -----------------------------------------------------------
 if [ -z "${NIXPKGS_LIB:-}" ]; then
   # Nix reads a path: flake from a copy of the tree; git-tracked or not, every file is included.
