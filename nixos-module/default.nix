@@ -93,10 +93,10 @@ let
   # the build with podspawn's message (file, key and what is accepted).
   configFile = pkgs.runCommand "podspawn-config.yaml"
     {
-      src = pkgs.writeText "podspawn-config.json" (builtins.toJSON cfg.settings);
+      settingsJson = pkgs.writeText "podspawn-config.json" (builtins.toJSON cfg.settings);
     } ''
-    ${exe} config validate "$src"
-    cp "$src" "$out"
+    ${exe} config validate "$settingsJson"
+    cp "$settingsJson" "$out"
   '';
 
   overrides = u: lib.filterAttrs (_: v: v != null && v != { }) {
