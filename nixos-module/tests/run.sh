@@ -2,7 +2,7 @@
 # Tests of the NixOS module and the flake that run without nixpkgs, a binary cache or KVM.
 #
 #   nixos-module/tests/run.sh                    the stand-in lib (tests/standin/lib.nix)
-#   NIXPKGS_LIB=DIR nixos-module/tests/run.sh    the same assertions on nixpkgs' real module
+#   NIXPKGS_LIB=DIR nixos-module/tests/run.sh    the same assertions (and flake checks) on nixpkgs' real module
 #                                                system (DIR holds nixpkgs' lib/, e.g. 25.05)
 #
 # Needs: nix (Debian's nix-bin 2.8 is enough: no daemon, offline), sshd, ssh-keygen,
@@ -304,20 +304,28 @@ else
 fi
 
 # --- the flake, with the stand-in nixpkgs -----------------------------------------------------------
-if [ -z "${NIXPKGS_LIB:-}" ]; then
+standin=$here/standin
+if [ -n "${NIXPKGS_LIB:-}" ]; then
+  # The stand-in nixpkgs flake with nixpkgs' lib/ in place of the stand-in lib.
+  standin=$tmp/standin-nixpkgs-lib
+  cp -r "$here/standin" "$standin"
+  cp -r "$libFile" "$standin/nixpkgs-lib"
+  echo 'import ./nixpkgs-lib' >"$standin/lib.nix"
+fi
+{
   # Nix reads a path: flake from a copy of the tree; git-tracked or not, every file is included.
   src=$tmp/flake-src
   mkdir -p "$src"
   repo_files | (while IFS= read -r -d '' f; do [ -e "$f" ] && cp --parents "$f" "$src/"; done)
   check "nix flake check --no-build with the stand-in nixpkgs" \
-    nix flake check --no-build --no-write-lock-file --override-input nixpkgs "path:$here/standin" "path:$src"
+    nix flake check --no-build --no-write-lock-file --override-input nixpkgs "path:$standin" "path:$src"
   # The same check notices a broken module configuration and a broken VM test node.
   cp -r "$src" "$tmp/flake-bad1"
   sed -i 's/mode = "named";/mode = "forever";/' "$tmp/flake-bad1/nixos-module/tests/example.nix"
   cp -r "$src" "$tmp/flake-bad2"
   sed -i '/virtualisation.docker.enable = true;/d' "$tmp/flake-bad2/nixos-module/tests/vm.nix"
   for b in "bad1:services.podspawn.users.bob.mode" "bad2:needs a Docker engine"; do
-    if out=$(nix flake check --no-build --no-write-lock-file --override-input nixpkgs "path:$here/standin" "path:$tmp/flake-${b%%:*}" 2>&1); then
+    if out=$(nix flake check --no-build --no-write-lock-file --override-input nixpkgs "path:$standin" "path:$tmp/flake-${b%%:*}" 2>&1); then
       bad "nix flake check fails on flake-${b%%:*} (${b#*:})" "it passed"
     elif grep -qF -- "${b#*:}" <<<"$out"; then
       ok "nix flake check notices $([ "${b%%:*}" = bad1 ] && echo "a bad example.nix" || echo "a VM test node without Docker"): ${b#*:}"
@@ -326,12 +334,12 @@ if [ -z "${NIXPKGS_LIB:-}" ]; then
     fi
   done
   check "nix flake show lists the package, module, checks, devShell and formatter" \
-    sh -c "nix flake show --json --no-write-lock-file --override-input nixpkgs 'path:$here/standin' 'path:$src' 2>/dev/null |
+    sh -c "nix flake show --json --no-write-lock-file --override-input nixpkgs 'path:$standin' 'path:$src' 2>/dev/null |
       jq -e '.packages[\"x86_64-linux\"].default and .nixosModules.default and (.checks[\"x86_64-linux\"] | has(\"package\") and has(\"module\") and has(\"vm\"))
         and .devShells[\"x86_64-linux\"].default and .formatter[\"x86_64-linux\"]' >/dev/null"
   check "flake.lock pins nixpkgs to a revision and hash" \
     jq -e '.nodes.nixpkgs.locked | .type == "github" and (.rev | length) == 40 and (.narHash | startswith("sha256-"))' flake.lock
-fi
+}
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
