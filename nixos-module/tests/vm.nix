@@ -56,7 +56,7 @@ in
 
     client.succeed("install -D -m 600 ${./vm-test-key} /root/.ssh/id_ed25519")
     ssh = "ssh -o StrictHostKeyChecking=no -o BatchMode=yes alice@server"
-    out = client.succeed(f"{ssh} 'id -un; cat /proc/1/cmdline | tr \"\\\\0\" \" \"; test -f /.dockerenv && echo in-a-container'")
+    out = client.succeed(f"{ssh} 'id -un; test -f /.dockerenv && echo in-a-container'")
     assert "in-a-container" in out, out
     assert "alice" in out, out
     server.succeed("docker ps --filter label=podspawn-user=alice --format '{{.Names}}' | grep -qx podspawn-alice")
