@@ -19,6 +19,7 @@ pub mod locks;
 pub mod logging;
 pub mod metrics;
 pub mod names;
+pub mod nixos;
 pub mod protocol;
 pub mod runtime;
 pub mod session;

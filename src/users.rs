@@ -186,6 +186,7 @@ pub fn merge_keys(existing: Vec<PublicKey>, new: Vec<PublicKey>) -> (Vec<PublicK
 }
 
 pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
+    crate::nixos::refuse_user_changes("add-user")?;
     require_root("add-user")?;
     let name = args.name.as_str();
     accounts::check_name_allowed(name)?;
@@ -340,6 +341,7 @@ pub fn stop_target(user: &str, project: &str) -> String {
 }
 
 pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
+    crate::nixos::refuse_user_changes("remove-user")?;
     require_root("remove-user")?;
     let name = args.name.as_str();
     crate::names::validate_user(name)?;
