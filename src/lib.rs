@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod protocol;
+pub mod reconcile;
 pub mod runtime;
 pub mod session;
 pub mod setup;
