@@ -156,7 +156,7 @@ fn deb_contents_modes_and_control() {
         "deb-systemd-helper enable",
         "deb-systemd-invoke try-restart podspawn.service",
         "10-podspawn.conf.disabled",
-        "/usr/bin/podspawn server-setup --users",
+        "podspawn server-setup --users",
     ] {
         assert!(postinst.contains(needle), "postinst lacks {needle}");
     }
