@@ -80,6 +80,12 @@ pub enum Event {
         purge: bool,
         actor: String,
     },
+    /// `add-user --convert` changed an existing account: one line per change.
+    UserConvert {
+        user: String,
+        changes: Vec<String>,
+        actor: String,
+    },
 }
 
 impl Event {
@@ -93,6 +99,7 @@ impl Event {
             Event::ContainerDestroy { .. } => "container.destroy",
             Event::UserAdd { .. } => "user.add",
             Event::UserRemove { .. } => "user.remove",
+            Event::UserConvert { .. } => "user.convert",
         }
     }
 
@@ -177,6 +184,18 @@ impl Event {
             Event::UserRemove { user, purge, actor } => vec![
                 ("user", s(user)),
                 ("purge", Value::Bool(*purge)),
+                ("actor", s(actor)),
+            ],
+            Event::UserConvert {
+                user,
+                changes,
+                actor,
+            } => vec![
+                ("user", s(user)),
+                (
+                    "changes",
+                    Value::Array(changes.iter().map(|c| s(c)).collect()),
+                ),
                 ("actor", s(actor)),
             ],
         }
@@ -561,6 +580,11 @@ mod tests {
                 purge: true,
                 actor: v.into(),
             },
+            Event::UserConvert {
+                user: v.into(),
+                changes: vec![v.into()],
+                actor: v.into(),
+            },
         ]
     }
 
@@ -580,7 +604,7 @@ mod tests {
     #[test]
     fn every_event_has_its_exact_field_set() {
         let ev = all_events("x");
-        let expect: [(&str, &[&str]); 7] = [
+        let expect: [(&str, &[&str]); 8] = [
             (
                 "connect",
                 &[
@@ -634,6 +658,10 @@ mod tests {
             ),
             ("user.add", &["time", "event", "user", "keys", "actor"]),
             ("user.remove", &["time", "event", "user", "purge", "actor"]),
+            (
+                "user.convert",
+                &["time", "event", "user", "changes", "actor"],
+            ),
         ];
         for (e, (name, fields)) in ev.iter().zip(expect.iter()) {
             let line = render(e, 1_795_000_000, 5_000_000);
@@ -666,6 +694,18 @@ mod tests {
         assert_eq!(
             render(&e, 0, 0),
             r#"{"time":"1970-01-01T00:00:00.000Z","event":"user.remove","user":"bob","purge":false,"actor":"root"}"#
+        );
+        let e = Event::UserConvert {
+            user: "bob".into(),
+            changes: vec![
+                "change the login shell from /bin/bash to /bin/sh".into(),
+                "remove bob from the group sudo".into(),
+            ],
+            actor: "root".into(),
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"user.convert","user":"bob","changes":["change the login shell from /bin/bash to /bin/sh","remove bob from the group sudo"],"actor":"root"}"#
         );
         let e = Event::UserAdd {
             user: "bob".into(),

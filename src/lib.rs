@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod names;
 pub mod nixos;
 pub mod protocol;
+pub mod reconcile;
 pub mod runtime;
 pub mod session;
 pub mod setup;
