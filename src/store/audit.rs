@@ -271,7 +271,7 @@ impl Audit {
     /// `O_APPEND|O_CLOEXEC|O_NOFOLLOW`: a new file gets mode 0640, missing parent directories 0750,
     /// and an existing file with permission bits beyond 0640 is narrowed to them. A symlink or
     /// non-regular file at the path, or a file owned by another user, is refused.
-    pub fn open(cfg: &crate::config::Config) -> Result<Option<Audit>, String> {
+    pub fn open(cfg: &crate::core::config::Config) -> Result<Option<Audit>, String> {
         match &cfg.log.audit_log {
             None => Ok(None),
             Some(path) => Audit::open_path(path).map(Some),
@@ -502,7 +502,7 @@ fn clear_nonblock(file: &File) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::core::config::Config;
     use std::collections::BTreeSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

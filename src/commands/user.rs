@@ -2,10 +2,10 @@
 //!
 //! These print to the terminal; errors come back as one message that says what was wrong and how
 //! to fix it. `add-user` validates and fetches everything before it changes anything.
-use crate::accounts;
-use crate::audit::{Audit, Event};
-use crate::config::Config;
-use crate::keys::{self, KeyError, KeyFile, KeyFileError, PublicKey};
+use crate::core::config::Config;
+use crate::host::accounts;
+use crate::store::audit::{Audit, Event};
+use crate::store::keys::{self, KeyError, KeyFile, KeyFileError, PublicKey};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,7 +61,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-use crate::keys::preview;
+use crate::store::keys::preview;
 
 /// One `--key` value.
 pub fn parse_key_arg(k: &str) -> Result<PublicKey, String> {
@@ -190,7 +190,7 @@ pub fn merge_keys(existing: Vec<PublicKey>, new: Vec<PublicKey>) -> (Vec<PublicK
 }
 
 pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
-    crate::nixos::refuse_user_changes("add-user")?;
+    crate::host::nixos::refuse_user_changes("add-user")?;
     require_root("add-user")?;
     let name = args.name.as_str();
     accounts::check_name_allowed(name)?;
@@ -263,7 +263,7 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
         keys::create_parent_dirs(&cfg.path)?;
         keys::write_file_atomic(
             &cfg.path,
-            crate::config::default_config_yaml().as_bytes(),
+            crate::core::config::default_config_yaml().as_bytes(),
             0,
             ids.podspawn_gid,
             0o640,
@@ -327,7 +327,7 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
 fn actor() -> String {
     std::env::var("SUDO_USER")
         .ok()
-        .filter(|u| crate::names::validate_user(u).is_ok())
+        .filter(|u| crate::core::names::validate_user(u).is_ok())
         .or_else(|| {
             // SAFETY: getuid cannot fail.
             accounts::lookup_uid(unsafe { libc::getuid() }).map(|a| a.name)
@@ -355,10 +355,10 @@ pub fn stop_target(user: &str, project: &str) -> String {
 }
 
 pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
-    crate::nixos::refuse_user_changes("remove-user")?;
+    crate::host::nixos::refuse_user_changes("remove-user")?;
     require_root("remove-user")?;
     let name = args.name.as_str();
-    crate::names::validate_user(name)?;
+    crate::core::names::validate_user(name)?;
     let key_path = keys::key_file(&cfg.auth.key_dir, name);
     if !keys::is_registered(&cfg.auth.key_dir, name) {
         return Err(format!(
@@ -367,7 +367,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
         ));
     }
 
-    match crate::broker::admin::user_sessions(cfg, name) {
+    match crate::roles::broker::admin::user_sessions(cfg, name) {
         Ok(sessions) if sessions.is_empty() => {}
         Ok(sessions) => {
             if !args.force {
@@ -382,7 +382,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
                     targets.join(", ")
                 ));
             }
-            let n = crate::broker::admin::stop_user(cfg, name)
+            let n = crate::roles::broker::admin::stop_user(cfg, name)
                 .map_err(|e| format!("cannot stop {name}'s sessions: {e}; nothing was removed"))?;
             println!("stopped {} of {name}", plural(n, "session"));
         }
@@ -510,7 +510,7 @@ pub fn registered_users(key_dir: &Path) -> Result<Vec<String>, String> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if name.starts_with('.') || crate::names::validate_user(&name).is_err() {
+        if name.starts_with('.') || crate::core::names::validate_user(&name).is_err() {
             continue;
         }
         if entry.file_type().is_ok_and(|t| t.is_file()) {
@@ -713,7 +713,7 @@ mod tests {
         );
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let _ = list_users(&Config {
-            auth: crate::config::AuthConfig {
+            auth: crate::core::config::AuthConfig {
                 key_dir: dir.clone(),
                 github_url: String::new(),
             },

@@ -17,9 +17,9 @@
 //! `-o`) does not affect podspawn users, while an earlier `Match` block that matches them
 //! (e.g. `Match all` in a `05-…` drop-in) does. The text analysis below mirrors that, and
 //! `sshd -T -C user=<member>` is the final word.
-use crate::accounts;
-use crate::config::Config;
-use crate::keys;
+use crate::core::config::Config;
+use crate::host::accounts;
+use crate::store::keys;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -32,7 +32,7 @@ pub const SSHD_DIR: &str = "/etc/ssh";
 pub const DROPIN_DIR: &str = "sshd_config.d";
 pub const DROPIN_NAME: &str = "10-podspawn.conf";
 /// The sshd drop-in shipped by the packages (`systemd/sshd/10-podspawn.conf`).
-pub const DROPIN_TEMPLATE: &str = include_str!("../systemd/sshd/10-podspawn.conf");
+pub const DROPIN_TEMPLATE: &str = include_str!("../../systemd/sshd/10-podspawn.conf");
 /// The binary path in the shipped units and drop-in.
 pub const TEMPLATE_BINARY: &str = "/usr/bin/podspawn";
 pub const BLOCK_BEGIN: &str = "# BEGIN podspawn (managed by podspawn server-setup)";
@@ -48,31 +48,31 @@ pub const PACKAGE_UNIT_DIRS: &[&str] = &["/usr/lib/systemd/system", "/lib/system
 pub const UNITS: &[(&str, &str)] = &[
     (
         "podspawn.socket",
-        include_str!("../systemd/podspawn.socket"),
+        include_str!("../../systemd/podspawn.socket"),
     ),
     (
         "podspawn.service",
-        include_str!("../systemd/podspawn.service"),
+        include_str!("../../systemd/podspawn.service"),
     ),
     (
         "podspawn-cleanup.service",
-        include_str!("../systemd/podspawn-cleanup.service"),
+        include_str!("../../systemd/podspawn-cleanup.service"),
     ),
     (
         "podspawn-cleanup-once.service",
-        include_str!("../systemd/podspawn-cleanup-once.service"),
+        include_str!("../../systemd/podspawn-cleanup-once.service"),
     ),
     (
         "podspawn-cleanup.timer",
-        include_str!("../systemd/podspawn-cleanup.timer"),
+        include_str!("../../systemd/podspawn-cleanup.timer"),
     ),
     (
         "podspawn-metrics.socket",
-        include_str!("../systemd/podspawn-metrics.socket"),
+        include_str!("../../systemd/podspawn-metrics.socket"),
     ),
     (
         "podspawn-metrics@.service",
-        include_str!("../systemd/podspawn-metrics@.service"),
+        include_str!("../../systemd/podspawn-metrics@.service"),
     ),
 ];
 
@@ -334,7 +334,7 @@ pub fn render_dropin_with(binary: &str, socket: Option<&str>) -> String {
 
 /// The `--socket` value for the forced command: `None` for the default socket.
 pub fn socket_arg(cfg: &Config) -> Result<Option<String>, String> {
-    if cfg.broker.socket == Path::new(crate::config::DEFAULT_SOCKET) {
+    if cfg.broker.socket == Path::new(crate::core::config::DEFAULT_SOCKET) {
         return Ok(None);
     }
     validate_binary_path(&cfg.broker.socket)
@@ -1224,7 +1224,7 @@ fn ensure_dir_step(
             format!(
                 "change {} from {} {:04o} to root:{group} {mode:04o}",
                 path.display(),
-                crate::accounts::owner_text(m.uid(), m.gid()),
+                crate::host::accounts::owner_text(m.uid(), m.gid()),
                 m.mode() & 0o7777
             )
         }
@@ -1272,7 +1272,7 @@ fn fix_file_step(
     let desc = format!(
         "change {what} {} from {} {:04o} to root:{group} {mode:04o}",
         path.display(),
-        crate::accounts::owner_text(m.uid(), m.gid()),
+        crate::host::accounts::owner_text(m.uid(), m.gid()),
         m.mode() & 0o7777
     );
     if !log.dry {
@@ -1341,7 +1341,7 @@ fn filesystem_steps(cfg: &Config, log: &mut Log) -> Result<(), String> {
                 let gid = sys_gid.ok_or_else(|| format!("group {sys} does not exist"))?;
                 keys::write_file_atomic(
                     &cfg.path,
-                    crate::config::default_config_yaml().as_bytes(),
+                    crate::core::config::default_config_yaml().as_bytes(),
                     0,
                     gid,
                     0o640,
@@ -1531,16 +1531,16 @@ pub fn users_only(cfg: &Config, dry_run: bool, out: &mut dyn Write) -> Result<()
             "server-setup --users changes accounts and /etc/podspawn: run it with sudo".into(),
         );
     }
-    let opts = crate::reconcile::Options {
+    let opts = crate::commands::reconcile::Options {
         dry_run,
         prefix: "podspawn: ",
         identities: true,
     };
-    let report = crate::reconcile::reconcile(cfg, opts, out);
+    let report = crate::commands::reconcile::reconcile(cfg, opts, out);
     users_result(&report)
 }
 
-fn users_result(report: &crate::reconcile::Report) -> Result<(), String> {
+fn users_result(report: &crate::commands::reconcile::Report) -> Result<(), String> {
     if report.problems.is_empty() {
         Ok(())
     } else {
@@ -1640,9 +1640,9 @@ pub fn run(
     let _ = writeln!(log.out, "podspawn files and accounts:");
     filesystem_steps(cfg, &mut log)?;
     let _ = writeln!(log.out, "registered users:");
-    let users = crate::reconcile::reconcile(
+    let users = crate::commands::reconcile::reconcile(
         cfg,
-        crate::reconcile::Options {
+        crate::commands::reconcile::Options {
             dry_run: dry,
             prefix: "  ",
             identities: false,

@@ -512,7 +512,7 @@ fn file_fix(path: &Path) -> String {
     let p = path.display();
     format!(
         "fix: chown root:{} {p} && chmod 0640 {p}",
-        crate::accounts::SYSTEM_USER
+        crate::host::accounts::SYSTEM_USER
     )
 }
 
@@ -520,7 +520,7 @@ fn dir_fix(path: &Path) -> String {
     let p = path.display();
     format!(
         "fix: chown root:{} {p} && chmod 0750 {p}",
-        crate::accounts::SYSTEM_USER
+        crate::host::accounts::SYSTEM_USER
     )
 }
 
@@ -636,7 +636,7 @@ pub fn load_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
             return Err(KeyFileError::Refused(format!(
                 "cannot open key file {}: {e} (auth-keys runs as the {} user); {}",
                 path.display(),
-                crate::accounts::SYSTEM_USER,
+                crate::host::accounts::SYSTEM_USER,
                 file_fix(path)
             )))
         }
@@ -707,7 +707,7 @@ pub fn write_key_file(
     keys: &[PublicKey],
     group_gid: u32,
 ) -> Result<(), String> {
-    crate::names::validate_user(user)?;
+    crate::core::names::validate_user(user)?;
     write_file_atomic(
         &key_file(key_dir, user),
         render_key_file(keys).as_bytes(),

@@ -1,0 +1,7 @@
+//! Pure logic, no I/O: session decisions, names, the broker protocol, configuration, metrics text.
+
+pub mod config;
+pub mod metrics;
+pub mod names;
+pub mod protocol;
+pub mod session;
