@@ -285,14 +285,14 @@ fn gen_assets(out: &Path) -> Result<(), String> {
 
 /// The Match block for `binary`, with `--config` in its commands when the config is not the default.
 fn sshd_block(config: &Path, cfg: &Config, binary: &Path) -> Result<String, String> {
-    let mut b = crate::commands::server_setup::validate_binary_path(binary)?;
+    let mut b = crate::core::sshd_config::validate_binary_path(binary)?;
     if config != Path::new(DEFAULT_CONFIG_PATH) {
-        let c = crate::commands::server_setup::validate_binary_path(config)
+        let c = crate::core::sshd_config::validate_binary_path(config)
             .map_err(|e| format!("--config: {e}"))?;
         b = format!("{b} --config {c}");
     }
-    let socket = crate::commands::server_setup::socket_arg(cfg)?;
-    let dropin = crate::commands::server_setup::render_dropin_with(&b, socket.as_deref());
+    let socket = crate::core::sshd_config::socket_arg(cfg)?;
+    let dropin = crate::core::sshd_config::render_dropin_with(&b, socket.as_deref());
     Ok(dropin
         .lines()
         .skip_while(|l| !l.starts_with("Match "))

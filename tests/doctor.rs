@@ -3,8 +3,10 @@
 use podspawn::commands::doctor::{
     self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts,
 };
-use podspawn::commands::server_setup::{self, Directive, PathEntry, ShadowReport};
+use podspawn::core::sshd_config::{self, Directive, ShadowReport};
 use podspawn::host::accounts::AccountFacts;
+use podspawn::host::fs_policy::{self, PathEntry};
+use podspawn::host::sshd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -228,8 +230,7 @@ fn sshd_check_without_a_member() {
 /// The real sshd with a temp configuration and a real member of podspawn-users.
 #[test]
 fn sshd_check_against_the_real_sshd() {
-    let sshd =
-        server_setup::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
+    let sshd = sshd::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
     assert!(
         is_root(),
         "this test needs root: run the tests as root (see README)"
@@ -258,7 +259,7 @@ fn sshd_check_against_the_real_sshd() {
     .unwrap();
     std::fs::write(
         dropdir.join("10-podspawn.conf"),
-        server_setup::render_dropin("/usr/bin/podspawn"),
+        sshd_config::render_dropin("/usr/bin/podspawn"),
     )
     .unwrap();
     let name = format!("pstdoc{:x}", std::process::id() & 0xffff);
@@ -275,14 +276,14 @@ fn sshd_check_against_the_real_sshd() {
     }
     let _del = Del(name.clone());
     let check = |cfg: &Path| {
-        let flat = server_setup::flatten(cfg, &server_setup::RealFs).unwrap();
+        let flat = sshd_config::flatten(cfg, &sshd::RealFs).unwrap();
         let managed = |d: &Directive| {
             d.context
                 .as_deref()
-                .is_some_and(server_setup::is_podspawn_match)
+                .is_some_and(sshd_config::is_podspawn_match)
         };
-        let report = server_setup::analyze(&flat.directives, &managed);
-        let dump = server_setup::sshd_dump(&sshd, cfg, Some(&name));
+        let report = sshd_config::analyze(&flat.directives, &managed);
+        let dump = sshd::sshd_dump(&sshd, cfg, Some(&name));
         doctor::check_sshd(
             Some(&name),
             dump.as_deref().map_err(|e| e.as_str()),
@@ -310,7 +311,7 @@ fn binary_check() {
     assert_status(&c, Status::Warn);
     let c = doctor::check_binary(
         Some("/nonexistent/podspawn"),
-        server_setup::path_chain(Path::new("/nonexistent/podspawn")),
+        fs_policy::path_chain(Path::new("/nonexistent/podspawn")),
     );
     assert_status(&c, Status::Fail);
     assert!(c.detail.contains("does not exist"));
@@ -327,12 +328,12 @@ fn binary_check() {
         chown(&dir, 0, 0);
         chown(&b, 0, 0);
         assert_status(
-            &doctor::check_binary(Some(bs), server_setup::path_chain(&b)),
+            &doctor::check_binary(Some(bs), fs_policy::path_chain(&b)),
             Status::Pass,
         );
         // A group-writable directory on the way: sshd says "Unsafe AuthorizedKeysCommand".
         chmod(&dir, 0o775);
-        let c = doctor::check_binary(Some(bs), server_setup::path_chain(&b));
+        let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
         assert_status(&c, Status::Fail);
         assert_eq!(
             c.fix.as_deref(),
@@ -341,7 +342,7 @@ fn binary_check() {
         chmod(&dir, 0o755);
         // Not owned by root.
         chown(&b, 1, 1);
-        let c = doctor::check_binary(Some(bs), server_setup::path_chain(&b));
+        let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
         assert_status(&c, Status::Fail);
         assert!(c.fix.as_deref().unwrap().starts_with("sudo chown root"));
         chown(&b, 0, 0);
@@ -349,10 +350,7 @@ fn binary_check() {
         let link = t.path("link");
         std::os::unix::fs::symlink(&b, &link).unwrap();
         assert_status(
-            &doctor::check_binary(
-                Some(link.to_str().unwrap()),
-                server_setup::path_chain(&link),
-            ),
+            &doctor::check_binary(Some(link.to_str().unwrap()), fs_policy::path_chain(&link)),
             Status::Pass,
         );
     }
@@ -1130,8 +1128,7 @@ fn gather_against_a_temp_config() {
 /// changed after it started is reported until a SIGHUP makes it re-read its configuration.
 #[test]
 fn sshd_reloaded_against_a_real_sshd() {
-    let sshd =
-        server_setup::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
+    let sshd = sshd::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
     assert!(
         is_root(),
         "this test needs root: run the tests as root (see README)"
@@ -1193,7 +1190,7 @@ fn sshd_reloaded_against_a_real_sshd() {
     assert_eq!(by_cmdline.pid, pid as u32);
 
     let files = || {
-        server_setup::flatten(&config, &server_setup::RealFs)
+        sshd_config::flatten(&config, &sshd::RealFs)
             .unwrap()
             .files
             .iter()
@@ -1219,7 +1216,7 @@ fn sshd_reloaded_against_a_real_sshd() {
 
     // A drop-in written after sshd read its configuration.
     let dropin = dropdir.join("10-podspawn.conf");
-    std::fs::write(&dropin, server_setup::render_dropin("/usr/bin/podspawn")).unwrap();
+    std::fs::write(&dropin, sshd_config::render_dropin("/usr/bin/podspawn")).unwrap();
     let changed_at = l.loaded_at + 1;
     std::fs::File::options()
         .write(true)

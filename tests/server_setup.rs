@@ -3,6 +3,8 @@
 //! touches /etc/ssh or a running sshd (`--no-reload`, no units).
 use podspawn::commands::server_setup::{self, ServerSetupArgs, SetupReport};
 use podspawn::core::config::Config;
+use podspawn::core::sshd_config;
+use podspawn::host::sshd as host_sshd;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ fn fixture(name: &str) -> String {
 
 fn can_run() -> bool {
     let ok = nix::unistd::geteuid().is_root()
-        && server_setup::find_sshd().is_some()
+        && host_sshd::find_sshd().is_some()
         && Path::new("/usr/sbin/useradd").exists();
     // Required, not skipped: a test that passes without running proves nothing.
     assert!(
@@ -201,11 +203,11 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, u32, u32)> {
 }
 
 fn sshd() -> PathBuf {
-    server_setup::find_sshd().unwrap()
+    host_sshd::find_sshd().unwrap()
 }
 
 fn effective(e: &Env, user: &str) -> BTreeMap<String, Vec<String>> {
-    server_setup::parse_sshd_t(&server_setup::sshd_dump(&sshd(), &e.config, Some(user)).unwrap())
+    sshd_config::parse_sshd_t(&host_sshd::sshd_dump(&sshd(), &e.config, Some(user)).unwrap())
 }
 
 fn bin() -> String {
@@ -280,7 +282,7 @@ fn debian_gets_a_dropin() {
     assert_eq!(
         std::fs::read_to_string(&dropin).unwrap(),
         // This config moves the broker socket, so the forced command names it.
-        server_setup::render_dropin_with(
+        sshd_config::render_dropin_with(
             &bin(),
             Some(
                 &e.dir
@@ -296,7 +298,7 @@ fn debian_gets_a_dropin() {
         main_before,
         "main file untouched"
     );
-    server_setup::sshd_test(&sshd(), &e.config).unwrap();
+    host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
     // Non-members keep the main file's settings.
     let root = effective(&e, "root");
@@ -329,7 +331,7 @@ fn fedora_gets_a_dropin_before_its_own() {
         e.dir.join("ssh/sshd_config.d/10-podspawn.conf")
     );
     assert_eq!(std::fs::read(&e.config).unwrap(), main_before);
-    server_setup::sshd_test(&sshd(), &e.config).unwrap();
+    host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
     // 50-redhat.conf's X11Forwarding yes still applies to everyone else; ours wins for members.
     assert_eq!(effective(&e, "root")["x11forwarding"], vec!["yes"]);
@@ -354,19 +356,19 @@ fn without_include_a_block_goes_before_the_first_match() {
     let r = setup_run(&e, &a).0.unwrap();
     assert_eq!(r.sshd_target, e.config);
     let text = std::fs::read_to_string(&e.config).unwrap();
-    let begin = text.find(server_setup::BLOCK_BEGIN).expect("marked block");
-    let end = text.find(server_setup::BLOCK_END).unwrap();
+    let begin = text.find(sshd_config::BLOCK_BEGIN).expect("marked block");
+    let end = text.find(sshd_config::BLOCK_END).unwrap();
     let user_match = text.find("Match User backup").unwrap();
     assert!(begin < end && end < user_match, "{text}");
     // Only the block was added.
-    let (without, had) = server_setup::remove_block(&text).unwrap();
+    let (without, had) = sshd_config::remove_block(&text).unwrap();
     assert!(had);
     assert_eq!(without, original);
     // The original is kept as a backup, with the original's owner and mode.
     let bak = e.dir.join("ssh/sshd_config.podspawn.bak");
     assert_eq!(std::fs::read_to_string(&bak).unwrap(), original);
     assert!(!e.dir.join("ssh/sshd_config.d").exists());
-    server_setup::sshd_test(&sshd(), &e.config).unwrap();
+    host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
     // The trailing Match block still applies to its user, and nothing of ours leaks into it.
     if podspawn::host::accounts::lookup("backup").is_some() {
@@ -387,9 +389,9 @@ fn without_include_a_block_goes_before_the_first_match() {
     a2.binary = Some(other_bin.clone());
     setup_run(&e, &a2).0.unwrap();
     let text = std::fs::read_to_string(&e.config).unwrap();
-    assert_eq!(text.matches(server_setup::BLOCK_BEGIN).count(), 1);
+    assert_eq!(text.matches(sshd_config::BLOCK_BEGIN).count(), 1);
     assert!(text.contains(&format!("{} auth-keys %u %t %k", other_bin.display())));
-    assert!(text.find(server_setup::BLOCK_END).unwrap() < text.find("Match User backup").unwrap());
+    assert!(text.find(sshd_config::BLOCK_END).unwrap() < text.find("Match User backup").unwrap());
     let _ = std::fs::remove_dir_all(&other);
 }
 
@@ -492,7 +494,7 @@ fn dry_run_changes_nothing() {
     assert_eq!(before, snapshot(&e.dir));
     assert!(out.contains("nothing is changed"), "{out}");
     assert!(out.contains("would create"), "{out}");
-    assert!(out.contains(server_setup::BLOCK_BEGIN), "{out}");
+    assert!(out.contains(sshd_config::BLOCK_BEGIN), "{out}");
     assert!(
         r.changes.iter().any(|c| c.contains("podspawn's block")),
         "{:?}",
@@ -640,7 +642,7 @@ fn an_old_block_moves_to_the_dropin_when_an_include_appears() {
     // As if an older setup had written a block (before the Include existed).
     let text = std::fs::read_to_string(&e.config).unwrap();
     let with_block =
-        server_setup::insert_block(&text, &server_setup::render_block("/usr/sbin/old-podspawn"))
+        sshd_config::insert_block(&text, &sshd_config::render_block("/usr/sbin/old-podspawn"))
             .unwrap();
     std::fs::write(&e.config, &with_block).unwrap();
     let a = args(&e, Some(&m));

@@ -562,5 +562,5 @@ fn sshd_dropin() {
     // The header explains the prefix.
     assert!(text.contains("20-systemd-userdb.conf"));
     assert!(text.contains("FIRST value"));
-    assert_eq!(text, podspawn::commands::server_setup::DROPIN_TEMPLATE);
+    assert_eq!(text, podspawn::core::sshd_config::DROPIN_TEMPLATE);
 }

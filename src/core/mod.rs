@@ -5,3 +5,4 @@ pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod session;
+pub mod sshd_config;

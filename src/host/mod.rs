@@ -1,6 +1,8 @@
 //! The host system: accounts, logging, systemd integration.
 
 pub mod accounts;
+pub mod fs_policy;
 pub mod logging;
 pub mod nixos;
+pub mod sshd;
 pub mod systemd;
