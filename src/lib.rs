@@ -11,3 +11,5 @@ pub mod engine;
 pub mod host;
 pub mod roles;
 pub mod store;
+#[cfg(test)]
+pub mod test_support;

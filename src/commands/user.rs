@@ -3,9 +3,11 @@
 //! These print to the terminal; errors come back as one message that says what was wrong and how
 //! to fix it. `add-user` validates and fetches everything before it changes anything.
 use crate::core::config::Config;
+use crate::core::keys::KeyError;
+use crate::core::keys::PublicKey;
 use crate::host::accounts;
 use crate::store::audit::{Audit, Event};
-use crate::store::keys::{self, KeyError, KeyFile, KeyFileError, PublicKey};
+use crate::store::keys::{self, KeyFile, KeyFileError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,7 +63,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-use crate::store::keys::preview;
+use crate::core::keys::preview;
 
 /// One `--key` value.
 pub fn parse_key_arg(k: &str) -> Result<PublicKey, String> {
@@ -84,7 +86,7 @@ pub fn keys_from_file_text(source: &str, bytes: &[u8]) -> Result<Vec<PublicKey>,
              private key private"
         ));
     }
-    let (keys, bad) = keys::parse_key_bytes(bytes);
+    let (keys, bad) = crate::core::keys::parse_key_bytes(bytes);
     if !bad.is_empty() {
         return Err(format!(
             "{source} has invalid lines (nothing was written):{}",
@@ -110,9 +112,12 @@ fn read_key_file_arg(path: &Path) -> Result<Vec<PublicKey>, String> {
     }
     let mut buf = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(keys::MAX_FILE_LEN + 1).read_to_end(&mut buf))
+        .and_then(|f| {
+            f.take(crate::core::keys::MAX_FILE_LEN + 1)
+                .read_to_end(&mut buf)
+        })
         .map_err(|e| format!("cannot read --key-file {shown}: {e}"))?;
-    if buf.len() as u64 > keys::MAX_FILE_LEN {
+    if buf.len() as u64 > crate::core::keys::MAX_FILE_LEN {
         return Err(format!("--key-file {shown} is larger than 1 MiB"));
     }
     keys_from_file_text(&shown, &buf)
@@ -165,20 +170,20 @@ pub fn fetch_github_keys(base: &str, user: &str) -> Result<KeyFile, String> {
     };
     let mut body = Vec::new();
     resp.into_reader()
-        .take(keys::MAX_FILE_LEN + 1)
+        .take(crate::core::keys::MAX_FILE_LEN + 1)
         .read_to_end(&mut body)
         .map_err(|e| format!("cannot read the answer of {url}: {e}"))?;
-    if body.len() as u64 > keys::MAX_FILE_LEN {
+    if body.len() as u64 > crate::core::keys::MAX_FILE_LEN {
         return Err(format!("the answer of {url} is larger than 1 MiB"));
     }
-    let (keys, invalid) = keys::parse_key_bytes(&body);
+    let (keys, invalid) = crate::core::keys::parse_key_bytes(&body);
     Ok(KeyFile { keys, invalid })
 }
 
 /// Appends the keys of `new` that `existing` does not have; returns all keys and how many were
 /// added (pure).
 pub fn merge_keys(existing: Vec<PublicKey>, new: Vec<PublicKey>) -> (Vec<PublicKey>, usize) {
-    let mut all = keys::dedupe(existing);
+    let mut all = crate::core::keys::dedupe(existing);
     let before = all.len();
     for k in new {
         if !all.iter().any(|e| e.same_key(&k)) {
@@ -232,7 +237,7 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
         }
         collected.extend(found);
     }
-    let collected = keys::dedupe(collected);
+    let collected = crate::core::keys::dedupe(collected);
     let plan = accounts::plan_host_account(name)?;
     plan.check(name, args.convert)?;
     let existing = match keys::load_key_file(&key_path) {
@@ -260,8 +265,8 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
 
     // (c) A default config, if there is none.
     if !cfg.path.exists() {
-        keys::create_parent_dirs(&cfg.path)?;
-        keys::write_file_atomic(
+        crate::host::fs::create_parent_dirs(&cfg.path)?;
+        crate::host::fs::write_file_atomic(
             &cfg.path,
             crate::core::config::default_config_yaml().as_bytes(),
             0,

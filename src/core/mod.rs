@@ -1,6 +1,7 @@
 //! Pure logic, no I/O: session decisions, names, the broker protocol, configuration, metrics text.
 
 pub mod config;
+pub mod keys;
 pub mod metrics;
 pub mod names;
 pub mod protocol;

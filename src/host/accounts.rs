@@ -734,7 +734,7 @@ fn ensure_home(acct: &Account) -> Result<bool, String> {
             home.display()
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            crate::store::keys::create_parent_dirs(home)?;
+            crate::host::fs::create_parent_dirs(home)?;
             std::fs::create_dir(home)
                 .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
             std::os::unix::fs::chown(home, Some(acct.uid), Some(acct.gid))

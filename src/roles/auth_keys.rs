@@ -5,7 +5,8 @@
 //! keys" plus one log line, so that sshd falls back to its other methods and nothing odd reaches
 //! sshd's parser.
 use crate::core::config::{Config, DEFAULT_SOCKET};
-use crate::store::keys::{self, KeyFileError, PublicKey};
+use crate::core::keys::PublicKey;
+use crate::store::keys::{self, KeyFileError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -174,7 +175,7 @@ pub fn render_line(
         command.push_str(" --socket ");
         command.push_str(&sock);
     }
-    if !keys::is_known_algorithm(&key.algorithm) {
+    if !crate::core::keys::is_known_algorithm(&key.algorithm) {
         return Err(format!("unknown key type {:?}", key.algorithm));
     }
     if key.data.is_empty()

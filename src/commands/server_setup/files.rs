@@ -2,7 +2,6 @@
 //! owner and mode of key files and state files.
 use crate::core::config::Config;
 use crate::host::accounts;
-use crate::store::keys;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -131,7 +130,7 @@ fn ensure_dir_step(
     };
     if !log.dry {
         let gid = gid.ok_or_else(|| format!("group {group} does not exist"))?;
-        keys::ensure_dir(path, 0, gid, mode)?;
+        crate::host::fs::ensure_dir(path, 0, gid, mode)?;
     }
     log.change(desc);
     Ok(())
@@ -227,7 +226,7 @@ pub(super) fn filesystem_steps(cfg: &Config, log: &mut Log) -> Result<(), String
         if !wanted.iter().any(|(p, _, _)| p == d) && !d.exists() {
             log.change(format!("create {} (root:root 0755)", d.display()));
             if !log.dry {
-                keys::ensure_dir(d, 0, 0, 0o755)?;
+                crate::host::fs::ensure_dir(d, 0, 0, 0o755)?;
             }
         }
     }
@@ -239,7 +238,7 @@ pub(super) fn filesystem_steps(cfg: &Config, log: &mut Log) -> Result<(), String
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !log.dry {
                 let gid = sys_gid.ok_or_else(|| format!("group {sys} does not exist"))?;
-                keys::write_file_atomic(
+                crate::host::fs::write_file_atomic(
                     &cfg.path,
                     crate::core::config::default_config_yaml().as_bytes(),
                     0,

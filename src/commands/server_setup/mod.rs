@@ -22,7 +22,6 @@ use crate::core::sshd_config::*;
 use crate::host::accounts;
 use crate::host::fs_policy::{check_chain, path_chain};
 use crate::host::sshd::*;
-use crate::store::keys;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -394,7 +393,7 @@ pub fn run(
 
     // Apply, validate, roll back on any failure.
     if let Some(d) = &created_dir {
-        keys::ensure_dir(d, 0, 0, 0o755)?;
+        crate::host::fs::ensure_dir(d, 0, 0, 0o755)?;
     }
     let (n, applied) = apply_changes(&changes);
     let verdict = applied.and_then(|()| {
@@ -613,7 +612,7 @@ fn units_step(log: &mut Log, binary: &str, args: &ServerSetupArgs) -> Result<(),
             continue;
         }
         if !log.dry {
-            keys::write_file_atomic(&path, want.as_bytes(), 0, 0, 0o644)?;
+            crate::host::fs::write_file_atomic(&path, want.as_bytes(), 0, 0, 0o644)?;
         }
         log.change(format!("write {}", path.display()));
         wrote = true;

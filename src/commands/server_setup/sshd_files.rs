@@ -1,5 +1,4 @@
 //! server-setup's sshd files: planned changes, backups and rollback, byte for byte.
-use crate::store::keys;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -91,7 +90,7 @@ pub(super) fn plan_write(
 
 pub(super) fn apply_changes(changes: &[FileChange]) -> (usize, Result<(), String>) {
     for (i, c) in changes.iter().enumerate() {
-        if let Err(e) = keys::write_file_atomic(&c.path, &c.new, c.uid, c.gid, c.mode) {
+        if let Err(e) = crate::host::fs::write_file_atomic(&c.path, &c.new, c.uid, c.gid, c.mode) {
             return (i, Err(e));
         }
     }
@@ -108,7 +107,7 @@ pub(super) fn rollback(
     for c in changes[..n].iter().rev() {
         let r = match &c.old {
             Some((bytes, uid, gid, mode)) => {
-                keys::write_file_atomic(&c.path, bytes, *uid, *gid, *mode)
+                crate::host::fs::write_file_atomic(&c.path, bytes, *uid, *gid, *mode)
                     .map(|_| format!("restored {}", c.path.display()))
             }
             None => std::fs::remove_file(&c.path)
