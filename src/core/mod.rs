@@ -1,5 +1,6 @@
 //! Pure logic, no I/O: session decisions, names, the broker protocol, configuration, metrics text.
 
+pub mod account_policy;
 pub mod config;
 pub mod keys;
 pub mod metrics;

@@ -1,4 +1,14 @@
-//! Strict allow-lists for every name that reaches Docker, a shell, a path or a label.
+//! Strict allow-lists for every name that reaches Docker, a shell, a path or a label, and the
+//! fixed names of podspawn's own identities.
+
+/// The system user sshd runs auth-keys as (AuthorizedKeysCommandUser).
+pub const SYSTEM_USER: &str = "podspawn";
+/// The group of every podspawn user's host account; sshd's Match block and the broker socket.
+pub const USERS_GROUP: &str = "podspawn-users";
+/// The GECOS field of the host accounts podspawn creates; only those are ever deleted.
+pub const CREATED_MARKER: &str = "podspawn";
+/// Shell of the host accounts podspawn creates (sshd runs the forced command through it).
+pub const DEFAULT_SHELL: &str = "/bin/sh";
 
 /// A host account name podspawn accepts: `^[a-z_][a-z0-9_-]{0,31}$` (the useradd rules).
 pub fn validate_user(name: &str) -> Result<(), String> {

@@ -2,7 +2,6 @@
 //! The broker (and later the cleanup pass) gathers the facts and acts on what these return.
 
 use crate::core::config::SessionMode;
-use crate::store::state::{SessionRow, Status};
 
 /// What Docker says about a session's container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +275,51 @@ pub fn exec_argv(route: &Route, shell: &str) -> Vec<String> {
         Route::Sftp => vec!["/bin/sh".into(), "-c".into(), SFTP_SCRIPT.into()],
         Route::Command(c) => vec!["/bin/sh".into(), "-c".into(), c.clone()],
     }
+}
+
+/// Session status as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// At least one live connection.
+    Running,
+    /// No connection; removed at `grace_expiry` unless someone reconnects.
+    Grace,
+    /// No connection; kept (named until stop, ttl until `expires_at`).
+    Idle,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Grace => "grace_period",
+            Status::Idle => "idle",
+        }
+    }
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "grace_period" => Status::Grace,
+            "idle" => Status::Idle,
+            _ => Status::Running,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub user: String,
+    pub project: String,
+    pub container_id: String,
+    pub container_name: String,
+    pub image: String,
+    pub mode: SessionMode,
+    pub status: Status,
+    pub created_at: i64,
+    pub last_activity: i64,
+    pub grace_expiry: Option<i64>,
+    /// ttl / max-lifetime deadline; None for named sessions.
+    pub expires_at: Option<i64>,
+    pub uid: u32,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! (e.g. `Match all` in a `05-…` drop-in) does. The text analysis below mirrors that, and
 //! `sshd -T -C user=<member>` is the final word.
 use crate::core::config::Config;
-use crate::host::accounts;
+use crate::core::names as accounts;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

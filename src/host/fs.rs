@@ -141,3 +141,168 @@ pub fn ensure_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Strin
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Append-only log files (the audit log, log.file).
+
+/// Mode of the audit log file.
+pub const FILE_MODE: u32 = 0o640;
+/// Mode of parent directories that `open` has to create.
+pub const DIR_MODE: u32 = 0o750;
+
+/// Creates missing ancestors of the audit log with mode 0750 (regardless of the umask).
+fn create_parents(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_parents(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// What an append-only log file is, for messages: its name and the config key that sets it.
+#[derive(Debug, Clone, Copy)]
+pub struct LogKind {
+    pub what: &'static str,
+    pub key: &'static str,
+    pub example: &'static str,
+}
+
+pub const AUDIT_LOG: LogKind = LogKind {
+    what: "audit log",
+    key: "log.audit_log",
+    example: "/var/log/podspawn/audit.jsonl",
+};
+
+pub const LOG_FILE: LogKind = LogKind {
+    what: "log file",
+    key: "log.file",
+    example: "/var/log/podspawn/podspawn.log",
+};
+
+/// Opens a log file for appending the way podspawn opens every log it writes:
+/// `O_APPEND|O_CLOEXEC|O_NOFOLLOW`: a new file gets mode 0640, missing parent directories 0750,
+/// and an existing file with permission bits beyond 0640 is narrowed to them. A symlink or
+/// non-regular file at the path, or a file owned by another user, is refused.
+pub fn open_private_append(path: &Path, kind: LogKind) -> Result<File, String> {
+    let LogKind { what, key, example } = kind;
+    if !path.is_absolute() {
+        return Err(format!(
+            "{what} {}: not an absolute path; set {key} to an absolute path such as {example}",
+            path.display()
+        ));
+    }
+    if let Some(parent) = path.parent() {
+        create_parents(parent).map_err(|e| {
+            format!(
+                "{what} {}: cannot create directory {}: {e}; create it (mode 0750, owned by root) or run as root",
+                path.display(),
+                parent.display()
+            )
+        })?;
+    }
+    let file = open_file(path, kind)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{what} {}: cannot stat: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "{what} {} is not a regular file; remove it or point {key} at a regular file",
+            path.display()
+        ));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(format!(
+            "{what} {} is owned by uid {}, not by uid {euid} which writes it; fix with `chown root:root {}`",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & !FILE_MODE != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & FILE_MODE))
+            .map_err(|e| {
+                format!(
+                    "{what} {} has mode {mode:04o} and cannot be narrowed: {e}; fix with `chmod 0640 {}`",
+                    path.display(),
+                    path.display()
+                )
+            })?;
+    }
+    // O_NONBLOCK only served to keep open() from hanging on a FIFO; clear it for regular writes.
+    clear_nonblock(&file);
+    Ok(file)
+}
+
+fn open_file(path: &Path, kind: LogKind) -> Result<File, String> {
+    let LogKind { what, key, .. } = kind;
+    let flags = libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let err = |e: std::io::Error| -> String {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            format!(
+                "{what} {} is a symlink; refusing to follow it: remove it or point {key} at a regular file",
+                path.display()
+            )
+        } else if e.kind() == ErrorKind::PermissionDenied {
+            format!(
+                "cannot open {what} {}: {e}; the {what} is written by root: run this as root",
+                path.display()
+            )
+        } else {
+            format!(
+                "cannot open {what} {}: {e}; check the path in {key}",
+                path.display()
+            )
+        }
+    };
+    // Create exclusively first, so a new file gets exactly 0640 whatever the umask; if it exists,
+    // open it without O_CREAT. Retry once should it vanish in between.
+    for _ in 0..3 {
+        match OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .custom_flags(flags)
+            .open(path)
+        {
+            Ok(f) => {
+                f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+                    .map_err(err)?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(e)),
+        }
+        match OpenOptions::new()
+            .append(true)
+            .custom_flags(flags)
+            .open(path)
+        {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Err(format!(
+        "cannot open {what} {}: it keeps disappearing; is something else rotating it?",
+        path.display()
+    ))
+}
+
+fn clear_nonblock(file: &File) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(bits) = fcntl(std::os::fd::AsRawFd::as_raw_fd(file), FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_truncate(bits) & !OFlag::O_NONBLOCK;
+        let _ = fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            FcntlArg::F_SETFL(flags),
+        );
+    }
+}

@@ -44,7 +44,7 @@ fn try_journald(ident: &str, f: EnvFilter) -> bool {
 
 /// `log.file`, opened like the audit log (no symlinks, 0640, owned by whoever writes it).
 fn try_file(path: &Path, f: EnvFilter) -> Result<(), String> {
-    let file = crate::store::audit::open_private_append(path, crate::store::audit::LOG_FILE)?;
+    let file = crate::host::fs::open_private_append(path, crate::host::fs::LOG_FILE)?;
     tracing_subscriber::fmt()
         .with_env_filter(f)
         .with_ansi(false)

@@ -38,7 +38,7 @@ fn file_fix(path: &Path) -> String {
     let p = path.display();
     format!(
         "fix: chown root:{} {p} && chmod 0640 {p}",
-        crate::host::accounts::SYSTEM_USER
+        crate::core::names::SYSTEM_USER
     )
 }
 
@@ -46,7 +46,7 @@ fn dir_fix(path: &Path) -> String {
     let p = path.display();
     format!(
         "fix: chown root:{} {p} && chmod 0750 {p}",
-        crate::host::accounts::SYSTEM_USER
+        crate::core::names::SYSTEM_USER
     )
 }
 
@@ -162,7 +162,7 @@ pub fn load_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
             return Err(KeyFileError::Refused(format!(
                 "cannot open key file {}: {e} (auth-keys runs as the {} user); {}",
                 path.display(),
-                crate::host::accounts::SYSTEM_USER,
+                crate::core::names::SYSTEM_USER,
                 file_fix(path)
             )))
         }

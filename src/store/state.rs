@@ -7,50 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-/// Session status as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// At least one live connection.
-    Running,
-    /// No connection; removed at `grace_expiry` unless someone reconnects.
-    Grace,
-    /// No connection; kept (named until stop, ttl until `expires_at`).
-    Idle,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Grace => "grace_period",
-            Status::Idle => "idle",
-        }
-    }
-    fn parse(s: &str) -> Status {
-        match s {
-            "grace_period" => Status::Grace,
-            "idle" => Status::Idle,
-            _ => Status::Running,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionRow {
-    pub user: String,
-    pub project: String,
-    pub container_id: String,
-    pub container_name: String,
-    pub image: String,
-    pub mode: SessionMode,
-    pub status: Status,
-    pub created_at: i64,
-    pub last_activity: i64,
-    pub grace_expiry: Option<i64>,
-    /// ttl / max-lifetime deadline; None for named sessions.
-    pub expires_at: Option<i64>,
-    pub uid: u32,
-}
+pub use crate::core::session::{SessionRow, Status};
 
 /// Schema migrations; `PRAGMA user_version` is the number applied. Append only.
 const MIGRATIONS: &[&str] = &[
