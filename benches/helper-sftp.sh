@@ -31,7 +31,9 @@ timed() { # server-wrapper batch-line
   local t0 t1
   printf '%s\n' "$2" >"$WORK/batch"
   t0=$(date +%s.%N)
-  HOME="$WORK/remote" sftp -q -b "$WORK/batch" -D "$1" >/dev/null
+  # OpenSSH's server starts in its working directory (sshd chdirs to the home), the helper in
+  # $HOME: give both the same.
+  (cd "$WORK/remote" && HOME="$WORK/remote" sftp -q -b "$WORK/batch" -D "$1" >/dev/null)
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}'
 }
