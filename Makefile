@@ -1,7 +1,7 @@
 # podspawn developer entry points. See README.md.
 CARGO ?= cargo
 
-.PHONY: build test try clean-test packages
+.PHONY: build test try clean-test packages helper
 
 build:
 	$(CARGO) build --release --locked
@@ -11,6 +11,11 @@ build:
 # The package tests (tests/package_deb.rs, tests/package_rpm.rs) need the packages: built first.
 test: packages
 	$(CARGO) test --locked -- --test-threads=4
+
+# The in-container helper, statically linked (target/x86_64-unknown-linux-gnu/helper/podspawn-helper);
+# scripts/build-helper.sh checks that it is static and free of NSS.
+helper:
+	CARGO=$(CARGO) bash scripts/build-helper.sh
 
 # The .deb and .rpm (one release build) in target/packages/; see scripts/build-packages.sh.
 packages:

@@ -13,7 +13,7 @@ rustPlatform.buildRustPackage {
     src = ../.;
     filter = path: _type:
       let rel = lib.removePrefix (toString ../. + "/") (toString path);
-      in lib.any (p: rel == p || lib.hasPrefix "${p}/" rel) [ "Cargo.toml" "Cargo.lock" "src" "systemd" ];
+      in lib.any (p: rel == p || lib.hasPrefix "${p}/" rel) [ "Cargo.toml" "Cargo.lock" "src" "systemd" "helper" ];
   };
   cargoLock.lockFile = ../Cargo.lock;
 
