@@ -29,7 +29,7 @@ packages:
 # One-command try-out: builds podspawn, starts a private sshd on a loopback port wired to this build
 # (the system sshd is untouched), registers a throwaway user with a fresh key and logs in.
 try:
-	sh scripts/try.sh
+	@sh scripts/try.sh
 
 # Removes what an interrupted test run may have left behind.
 clean-test:
@@ -37,4 +37,4 @@ clean-test:
 	-docker network ls --format '{{.Name}}' | grep '^podspawn-pst' | xargs -r docker network rm
 	-for u in $$(getent passwd | cut -d: -f1 | grep '^pst'); do userdel -r -f $$u; done
 	-docker ps -aq --filter label=podspawn-test=1 | xargs -r docker rm -f
-	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-*
+	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-* /var/tmp/podspawn-try-pst* /usr/local/libexec/podspawn-try-pst*
