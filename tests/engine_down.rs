@@ -160,5 +160,7 @@ fn missing_default_image_one_line_and_doctor_fix() {
     let c = doctor_check(&env, &real, podspawn::doctor::IMAGE_CHECK);
     assert_eq!(c["status"], "warn", "{c}");
     assert_eq!(c["fix"], format!("sudo docker pull {image}"), "{c}");
-    assert!(c["detail"].as_str().unwrap_or("").contains(&image), "{c}");
+    let detail = c["detail"].as_str().unwrap_or("");
+    assert!(detail.contains(&image), "{c}");
+    assert!(detail.contains("defaults.image"), "{c}");
 }
