@@ -6,11 +6,21 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --release --locked
 
-# The test suite: unit tests plus end-to-end tests through a private sshd, real accounts and Docker.
-# Needs root, a running Docker engine and OpenSSH (see .ci/run for the packages).
-# The package tests (tests/package_deb.rs, tests/package_rpm.rs) need the packages: built first.
-test: packages
-	$(CARGO) test --locked -- --test-threads=4
+# The whole test suite, as root: scripts/test-deps.sh checks (and as root installs, with apt-get)
+# what the tests need, then the packages the package tests install, the locally built test image,
+# every cargo test group (unit tests; end to end through a private sshd on a loopback port, real
+# accounts and Docker) and the NixOS module tests. .ci/run runs the same target.
+test:
+	@bash scripts/test-deps.sh
+	@echo "==> make test: building podspawn (release) and its .deb and .rpm for the package tests"
+	@$(MAKE) --no-print-directory packages
+	@echo "==> make test: test image podspawn-test:latest (built from this host's binaries; no registry)"
+	@sh tests/support/build-test-image.sh podspawn-test:latest
+	@echo "==> make test: cargo test: unit tests, then each tests/*.rs group (Running tests/NAME.rs)"
+	$(CARGO) test --locked --no-fail-fast -- --test-threads=4
+	@echo "==> make test: NixOS module and flake tests (nixos-module/tests/run.sh)"
+	bash nixos-module/tests/run.sh
+	@echo "==> make test: everything passed"
 
 # The in-container helper, statically linked (target/x86_64-unknown-linux-gnu/helper/podspawn-helper);
 # scripts/build-helper.sh checks that it is static and free of NSS.
@@ -24,7 +34,7 @@ packages:
 # One-command try-out: builds podspawn, starts a private sshd on a loopback port wired to this build
 # (the system sshd is untouched), registers a throwaway user with a fresh key and logs in.
 try:
-	sh scripts/try.sh
+	@sh scripts/try.sh
 
 # Removes what an interrupted test run may have left behind.
 clean-test:
@@ -32,4 +42,4 @@ clean-test:
 	-docker network ls --format '{{.Name}}' | grep '^podspawn-pst' | xargs -r docker network rm
 	-for u in $$(getent passwd | cut -d: -f1 | grep '^pst'); do userdel -r -f $$u; done
 	-docker ps -aq --filter label=podspawn-test=1 | xargs -r docker rm -f
-	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-*
+	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-* /var/tmp/podspawn-try-pst* /usr/local/libexec/podspawn-try-pst*

@@ -458,7 +458,8 @@ pub fn check_default_image(image: &str, res: &Result<(u16, Vec<u8>), String>) ->
             IMAGE_CHECK,
             format!(
                 "{image} is not present: the first login pulls it (slow, and it fails where no \
-                 registry is reachable)"
+                 registry is reachable); or set defaults.image to an image on this host (check \
+                 one with podspawn verify-image IMAGE)"
             ),
             Some(format!("sudo docker pull {image}")),
         ),

@@ -46,9 +46,47 @@ pub fn network_name(container: &str) -> String {
 }
 
 pub struct Docker {
-    client: bollard::Docker,
     socket: PathBuf,
-    api: String,
+    /// The client, once connected and agreed on the API version with the engine. Until then (the
+    /// engine was down when the broker started) every request tries again, so the broker serves
+    /// as soon as the engine is back, without a restart.
+    client: std::sync::Mutex<Option<bollard::Docker>>,
+}
+
+/// What an SSH user is told when the engine cannot be reached (the broker logs the details).
+pub const ENGINE_DOWN: &str = "the container engine is not running on this host; ask the \
+                               administrator to start it (systemctl start docker)";
+
+/// What an SSH user is told when the session's image is neither on the host nor pullable (the
+/// broker logs the registry's answer).
+pub fn image_missing(image: &str) -> String {
+    format!(
+        "the image {image} is not on this host and could not be pulled; ask the administrator to \
+         pull it (docker pull {image}) or to set defaults.image to an image on this host \
+         (check it with podspawn verify-image)"
+    )
+}
+
+/// True when `e` means nothing answers on the engine socket (no socket, connection refused or
+/// cut): the engine is not running, as opposed to an engine that refused a request.
+pub fn is_unreachable(e: &bollard::errors::Error) -> bool {
+    if matches!(e, bollard::errors::Error::SocketNotFoundError(_)) {
+        return true;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+            );
+        }
+        cur = err.source();
+    }
+    false
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +153,10 @@ fn engine_socket() -> PathBuf {
 }
 
 fn derr(what: &str, e: bollard::errors::Error) -> String {
+    if is_unreachable(&e) {
+        tracing::warn!("docker: {what}: {e}");
+        return ENGINE_DOWN.to_string();
+    }
     format!("docker: {what}: {e}")
 }
 
@@ -312,29 +354,60 @@ pub fn init_argv(user: &str, uid: u32, gid: u32, home: &str, shell: &str) -> Vec
 }
 
 impl Docker {
+    /// Connects and agrees on the API version; fails when the engine cannot be reached (for
+    /// one-shot admin commands, which should say so at once).
     pub async fn connect() -> Result<Docker, String> {
-        let socket = engine_socket();
-        let client = bollard::Docker::connect_with_unix(
-            &socket.to_string_lossy(),
+        let d = Docker::lazy();
+        match d.dial().await {
+            Ok(_) => Ok(d),
+            Err(e) if is_unreachable(&e) => Err(format!(
+                "cannot reach the Docker engine at {}: {e}; start it with: systemctl start docker",
+                d.socket.display()
+            )),
+            Err(e) => Err(derr("version", e)),
+        }
+    }
+
+    /// A client that connects on first use (for the broker: it serves while the engine is down,
+    /// answering [`ENGINE_DOWN`], and recovers by itself when the engine comes back).
+    pub fn lazy() -> Docker {
+        Docker::at(engine_socket())
+    }
+
+    /// A client of the engine at `socket` that connects on first use.
+    pub fn at(socket: PathBuf) -> Docker {
+        Docker {
+            socket,
+            client: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The connected client (connecting and agreeing on the API version first if need be).
+    async fn ready(&self) -> Result<bollard::Docker, String> {
+        match self.connected() {
+            Some(c) => Ok(c),
+            None => self.dial().await.map_err(|e| derr("connect", e)),
+        }
+    }
+
+    async fn dial(&self) -> Result<bollard::Docker, bollard::errors::Error> {
+        let c = bollard::Docker::connect_with_unix(
+            &self.socket.to_string_lossy(),
             120,
             bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| derr("connect", e))?
+        )?
         .negotiate_version()
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot reach the Docker engine at {}: {e}; start it with: systemctl start docker",
-                socket.display()
-            )
-        })?;
-        let v = client.client_version();
-        let api = format!("v{}.{}", v.major_version, v.minor_version);
-        Ok(Docker {
-            client,
-            socket,
-            api,
-        })
+        .await?;
+        tracing::info!(socket = %self.socket.display(), "Docker engine reachable");
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    fn connected(&self) -> Option<bollard::Docker> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub async fn container_state(
@@ -342,7 +415,8 @@ impl Docker {
         name: &str,
     ) -> Result<(ContainerState, Option<String>), String> {
         match self
-            .client
+            .ready()
+            .await?
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
         {
@@ -366,7 +440,8 @@ impl Docker {
         name: &str,
     ) -> Result<Option<HashMap<String, String>>, String> {
         match self
-            .client
+            .ready()
+            .await?
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
         {
@@ -378,22 +453,22 @@ impl Docker {
 
     /// Pulls the image if it is not present. Progress goes to the log, never to a session.
     pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
-        match self.client.inspect_image(image).await {
+        match self.ready().await?.inspect_image(image).await {
             Ok(_) => return Ok(()),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(derr("inspect image", e)),
         }
         tracing::info!(image, "pulling image");
         let opts = CreateImageOptionsBuilder::new().from_image(image).build();
-        let mut stream = self.client.create_image(Some(opts), None, None);
+        let client = self.ready().await?;
+        let mut stream = client.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => tracing::debug!(image, status = ?info.status, "pull progress"),
+                Err(e) if is_unreachable(&e) => return Err(derr("pull", e)),
                 Err(e) => {
-                    return Err(format!(
-                        "image {image} is not on this host and could not be pulled ({e}); \
-                         pull or build it (docker pull {image}) or set defaults.image"
-                    ))
+                    tracing::warn!(image, "pulling {image}: {e}");
+                    return Err(image_missing(image));
                 }
             }
         }
@@ -446,12 +521,14 @@ impl Docker {
             .name(&spec.name)
             .build();
         let created = self
-            .client
+            .ready()
+            .await?
             .create_container(Some(opts), body)
             .await
             .map_err(|e| derr(&format!("create container {}", spec.name), e))?;
         if let Err(e) = self
-            .client
+            .ready()
+            .await?
             .start_container(&created.id, None::<StartContainerOptions>)
             .await
         {
@@ -462,7 +539,8 @@ impl Docker {
     }
 
     pub async fn start(&self, name: &str) -> Result<(), String> {
-        self.client
+        self.ready()
+            .await?
             .start_container(name, None::<StartContainerOptions>)
             .await
             .map_err(|e| derr(&format!("start container {name}"), e))
@@ -474,7 +552,12 @@ impl Docker {
             .force(true)
             .v(true)
             .build();
-        match self.client.remove_container(name_or_id, Some(opts)).await {
+        match self
+            .ready()
+            .await?
+            .remove_container(name_or_id, Some(opts))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(derr(&format!("remove container {name_or_id}"), e)),
@@ -488,7 +571,8 @@ impl Docker {
         labels: &HashMap<String, String>,
     ) -> Result<String, String> {
         match self
-            .client
+            .ready()
+            .await?
             .inspect_network(
                 name,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
@@ -515,7 +599,8 @@ impl Docker {
             ..Default::default()
         };
         let r = self
-            .client
+            .ready()
+            .await?
             .create_network(req)
             .await
             .map_err(|e| derr(&format!("create network {name}"), e))?;
@@ -528,7 +613,8 @@ impl Docker {
         name: &str,
     ) -> Result<Option<HashMap<String, String>>, String> {
         match self
-            .client
+            .ready()
+            .await?
             .inspect_network(
                 name,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
@@ -563,7 +649,7 @@ impl Docker {
 
     /// Removes a network; a missing one is not an error.
     pub async fn remove_network(&self, name: &str) -> Result<(), String> {
-        match self.client.remove_network(name).await {
+        match self.ready().await?.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(derr(&format!("remove network {name}"), e)),
@@ -584,7 +670,8 @@ impl Docker {
             filters: Some(filters),
         };
         let nets = self
-            .client
+            .ready()
+            .await?
             .list_networks(Some(opts))
             .await
             .map_err(|e| derr("list networks", e))?;
@@ -593,7 +680,8 @@ impl Docker {
             let Some(name) = n.name else { continue };
             // The list endpoint does not report attached containers; inspect does.
             let attached = match self
-                .client
+                .ready()
+                .await?
                 .inspect_network(
                     &name,
                     None::<bollard::query_parameters::InspectNetworkOptions>,
@@ -617,7 +705,8 @@ impl Docker {
             .filters(&filters)
             .build();
         let list = self
-            .client
+            .ready()
+            .await?
             .list_containers(Some(opts))
             .await
             .map_err(|e| derr("list containers", e))?;
@@ -681,12 +770,14 @@ impl Docker {
             ..Default::default()
         };
         let exec = self
-            .client
+            .ready()
+            .await?
             .create_exec(container, cfg)
             .await
             .map_err(|e| derr("create exec", e))?;
         if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
-            .client
+            .ready()
+            .await?
             .start_exec(&exec.id, None)
             .await
             .map_err(|e| derr("start exec", e))?
@@ -704,7 +795,8 @@ impl Docker {
             .stdout(true)
             .stderr(true)
             .build();
-        let mut stream = self.client.logs(id, Some(opts));
+        let client = self.ready().await?;
+        let mut stream = client.logs(id, Some(opts));
         let mut seen = String::new();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -745,7 +837,10 @@ impl Docker {
             .tail("20")
             .build();
         let mut out = String::new();
-        let mut stream = self.client.logs(id, Some(opts));
+        let Some(client) = self.connected() else {
+            return String::new();
+        };
+        let mut stream = client.logs(id, Some(opts));
         while let Some(Ok(chunk)) = stream.next().await {
             out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
         }
@@ -765,7 +860,8 @@ impl Docker {
             ..Default::default()
         };
         let r = self
-            .client
+            .ready()
+            .await?
             .create_exec(container, cfg)
             .await
             .map_err(|e| derr("create exec", e))?;
@@ -774,7 +870,12 @@ impl Docker {
 
     /// Starts an exec on a new engine connection and returns the upgraded stream. Blocking.
     pub fn start_exec_stream(&self, exec_id: &str, tty: bool) -> io::Result<UnixStream> {
-        start_exec_stream(&self.socket, &self.api, exec_id, tty)
+        let Some(client) = self.connected() else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, ENGINE_DOWN));
+        };
+        let v = client.client_version();
+        let api = format!("v{}.{}", v.major_version, v.minor_version);
+        start_exec_stream(&self.socket, &api, exec_id, tty)
     }
 
     pub async fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<(), String> {
@@ -785,7 +886,8 @@ impl Docker {
             .h(i32::from(rows))
             .w(i32::from(cols))
             .build();
-        self.client
+        self.ready()
+            .await?
             .resize_exec(exec_id, opts)
             .await
             .map_err(|e| derr("resize exec", e))
@@ -793,7 +895,8 @@ impl Docker {
 
     pub async fn inspect_exec(&self, exec_id: &str) -> Result<ExecStatus, String> {
         let r = self
-            .client
+            .ready()
+            .await?
             .inspect_exec(exec_id)
             .await
             .map_err(|e| derr("inspect exec", e))?;
@@ -864,6 +967,30 @@ pub fn start_exec_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No socket file, and a socket nobody listens on: both are "the engine is not running",
+    /// the one line a user gets, and neither is remembered as a connection.
+    #[test]
+    fn an_unreachable_engine_is_one_clear_line() {
+        let dir = std::env::temp_dir().join(format!("podspawn-rt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let refused = dir.join("refused.sock");
+        drop(std::os::unix::net::UnixListener::bind(&refused).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for sock in [dir.join("missing.sock"), refused] {
+            let d = Docker::at(sock.clone());
+            let e = rt.block_on(d.container_state("x")).unwrap_err();
+            assert_eq!(e, ENGINE_DOWN, "{}", sock.display());
+            assert!(d.connected().is_none());
+            let e = rt.block_on(d.ensure_image("img:1")).unwrap_err();
+            assert_eq!(e, ENGINE_DOWN);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn spec_from_config_and_overrides() {

@@ -138,7 +138,7 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
                 .to_string()
         })?,
     };
-    let lc = Lifecycle::open(cfg).await?;
+    let lc = Lifecycle::open_lazy(cfg)?;
     let broker = Arc::new(Broker {
         conns: Arc::new(ConnLimiter::new(cfg_limit(&lc.cfg))),
         lc,

@@ -54,8 +54,20 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// Opens state and audit log; fails when the Docker engine cannot be reached.
     pub async fn open(cfg: Config) -> Result<Lifecycle, String> {
         let docker = Docker::connect().await?;
+        Self::with_docker(cfg, docker)
+    }
+
+    /// Like [`Lifecycle::open`], but connects to the engine on first use: the broker starts and
+    /// serves while the engine is down (users get [`runtime::ENGINE_DOWN`]) and recovers without
+    /// a restart when it comes back.
+    pub fn open_lazy(cfg: Config) -> Result<Lifecycle, String> {
+        Self::with_docker(cfg, Docker::lazy())
+    }
+
+    fn with_docker(cfg: Config, docker: Docker) -> Result<Lifecycle, String> {
         let db = Db::open(&cfg.state.db_path)?;
         let audit = Audit::open(&cfg)?;
         Ok(Lifecycle {

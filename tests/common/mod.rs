@@ -77,6 +77,8 @@ pub struct Opts {
     /// sshd's global settings as Debian ships them (password and keyboard-interactive logins
     /// on), instead of keys only: podspawn's Match block alone must confine its users.
     pub stock_auth: bool,
+    /// Extra environment of the broker (e.g. DOCKER_HOST).
+    pub broker_env: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -90,6 +92,7 @@ impl Default for Opts {
             audit: false,
             extra: String::new(),
             stock_auth: false,
+            broker_env: Vec::new(),
         }
     }
 }
@@ -112,6 +115,7 @@ pub struct Env {
     broker: Option<Child>,
     pub users: Vec<String>,
     stock_auth: bool,
+    broker_env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -173,6 +177,7 @@ impl Env {
             broker: None,
             users: Vec::new(),
             stock_auth: opts.stock_auth,
+            broker_env: opts.broker_env,
         };
         // The groups the sshd config matches on must exist before sshd starts.
         env.ensure_groups();
@@ -224,6 +229,7 @@ impl Env {
             .arg(&self.socket)
             .env("PODSPAWN_LOG", "debug")
             .env_remove("JOURNAL_STREAM")
+            .envs(self.broker_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
