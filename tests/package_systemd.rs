@@ -1,0 +1,501 @@
+//! The .deb under a real systemd as PID 1: a Debian bookworm container booted with /sbin/init
+//! (the recipe of DESIGN.md, "Testing against real systemd"), the package installed with apt,
+//! then for real: socket activation of the broker (Type=notify), a login over ssh from the host
+//! into a sibling container on the host's engine, journald's PODSPAWN_* fields, the cleanup
+//! daemon's status and watchdog pings, `systemctl restart podspawn` under a live session,
+//! sshd's effective settings for a podspawn user (a password login never reaches a host shell,
+//! while it does for an ordinary account: the control), and the purge.
+//!
+//! Needs root, Docker, debootstrap (the rootfs is cached under target/package-tests/) and
+//! `make packages`.
+mod common;
+#[path = "support/debian_container.rs"]
+mod debian_container;
+#[path = "support/packages.rs"]
+mod packages;
+
+use debian_container::{keygen, ssh, wait_until, TestContainer};
+use packages::{artifact, check, need, out, stdout, tempdir};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const DROPIN: &str = "/etc/ssh/sshd_config.d/10-podspawn.conf";
+const HOSTNAME: &str = "sdtest";
+
+/// What a failed assertion shows of the container: the units and the recent journal.
+const LOGS: &str =
+    "echo '--- units'; systemctl --no-pager --all list-units 'podspawn*' ssh.service 2>&1; \
+     echo '--- journal'; journalctl --no-pager -n 60 -o short-monotonic 2>&1";
+
+/// sshd's effective values (`sshd -T`) that podspawn's Match block must give a member of
+/// podspawn-users: every way in is confined to the container (ForceCommand, public keys only,
+/// keys only from podspawn), and nothing is forwarded to the host.
+const MEMBER_SETTINGS: &[&str] = &[
+    "forcecommand /usr/bin/podspawn spawn",
+    "authenticationmethods publickey",
+    "passwordauthentication no",
+    "kbdinteractiveauthentication no",
+    "gssapiauthentication no",
+    "hostbasedauthentication no",
+    "pubkeyauthentication yes",
+    "authorizedkeyscommand /usr/bin/podspawn auth-keys %u %t %k",
+    "authorizedkeyscommanduser podspawn",
+    "authorizedkeysfile none",
+    "permituserrc no",
+    "allowstreamlocalforwarding no",
+    "allowtcpforwarding no",
+    "x11forwarding no",
+    "permittunnel no",
+];
+
+/// Boots the Debian image with systemd as PID 1 (sshd published on a loopback port, the host's
+/// Docker socket and target/packages/ mounted) and waits until systemd reports `running`.
+fn boot(name: String, users: Vec<String>) -> TestContainer {
+    need("docker", "docker.io");
+    let deb = artifact("deb");
+    let image = packages::debian_image();
+    let c = TestContainer {
+        name,
+        users,
+        logs_script: LOGS,
+    };
+    check(
+        Command::new("docker")
+            .args(["run", "-d", "--name", &c.name, "--hostname", HOSTNAME])
+            .args(["--label", "podspawn-test=1"])
+            // systemd as PID 1 (`--privileged` fails on this engine; SYS_ADMIN does not).
+            .args([
+                "--cap-add",
+                "SYS_ADMIN",
+                "--security-opt",
+                "seccomp=unconfined",
+            ])
+            .args(["--tmpfs", "/run", "--tmpfs", "/run/lock"])
+            .args(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro"])
+            .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+            .arg("-v")
+            .arg(format!("{}:/pkg:ro", deb.parent().unwrap().display()))
+            .args(["-p", "127.0.0.1::22"])
+            .arg(&image)
+            .arg("/sbin/init")
+            .stdout(Stdio::null()),
+    );
+    // `is-system-running` fails while the manager is not reachable yet; its final states are
+    // running and degraded.
+    let mut state = String::new();
+    wait_until("systemd to finish booting", 120, || {
+        state = stdout(&c.sh("systemctl is-system-running 2>/dev/null"))
+            .trim()
+            .to_string();
+        state == "running" || state == "degraded"
+    });
+    assert_eq!(
+        state,
+        "running",
+        "systemd booted {state}:\n{}",
+        stdout(&c.sh("systemctl --no-pager --failed; journalctl --no-pager -p warning -b"))
+    );
+    assert_eq!(
+        c.ok("readlink /proc/1/exe").trim(),
+        "/usr/lib/systemd/systemd",
+        "PID 1 is not systemd"
+    );
+    c
+}
+
+/// `systemctl show UNIT -p A,B` as a map.
+fn show(c: &TestContainer, unit: &str, props: &str) -> BTreeMap<String, String> {
+    c.ok(&format!("systemctl show {unit} -p {props}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A password login (no keys tried) as `user`, the password given by an SSH_ASKPASS program.
+fn password_ssh(askpass: &Path, port: u16, user: &str, cmd: &str) -> Output {
+    common::run(
+        Command::new("ssh")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "GSSAPIAuthentication=no",
+            ])
+            .args([
+                "-o",
+                "PreferredAuthentications=keyboard-interactive,password",
+            ])
+            .args(["-o", "NumberOfPasswordPrompts=1", "-o", "BatchMode=no"])
+            .args(["-F", "/dev/null", "-p", &port.to_string()])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(cmd)
+            .env("SSH_ASKPASS", askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null()),
+    )
+}
+
+/// An SSH_ASKPASS program in `dir` that answers `password`.
+fn askpass(dir: &Path, name: &str, password: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+    p
+}
+
+/// Parsed `journalctl -o json` lines of `args`.
+fn journal(c: &TestContainer, args: &str) -> Vec<serde_json::Value> {
+    c.ok(&format!("journalctl --no-pager -o json {args}"))
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn deb_under_systemd_pid1() {
+    need("ssh", "openssh-client");
+    let started = Instant::now();
+    let mut phases: Vec<(&str, Duration)> = Vec::new();
+    let mut lap = Instant::now();
+    let mut phase = |name: &'static str| {
+        phases.push((name, lap.elapsed()));
+        lap = Instant::now();
+    };
+    common::ensure_image();
+    let deb = artifact("deb");
+    let deb_name = deb.file_name().unwrap().to_str().unwrap().to_string();
+    let id = packages::rand_hex(8);
+    let user = format!("pst{id}");
+    let plain = format!("pst{id}p");
+    let c = boot(format!("podspawn-sdtest-{id}"), vec![user.clone()]);
+    let port = c.ssh_port();
+    phase("image and boot");
+
+    // --- 1. apt installs the .deb; the units are enabled; the socket listens, the broker does
+    // not run before the first connection.
+    let o = c.sh(&format!(
+        "apt-get install -y --no-install-recommends /pkg/{deb_name}"
+    ));
+    assert!(o.status.success(), "apt install\n{}", out(&o));
+    let log = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !log.contains("*****"),
+        "postinst complained on a clean install:\n{log}"
+    );
+    assert_eq!(
+        c.ok("systemctl is-enabled podspawn.socket podspawn-cleanup.service"),
+        "enabled\nenabled\n"
+    );
+    assert_eq!(
+        show(&c, "podspawn.socket", "ActiveState,SubState"),
+        BTreeMap::from([
+            ("ActiveState".into(), "active".into()),
+            ("SubState".into(), "listening".into())
+        ]),
+        "{}",
+        c.logs()
+    );
+    assert_eq!(
+        c.ok("stat -c '%a %U:%G %F' /run/podspawn/podspawn.sock")
+            .trim(),
+        "660 root:podspawn-users socket"
+    );
+    let broker = show(&c, "podspawn.service", "ActiveState,MainPID");
+    assert_eq!(
+        (broker["ActiveState"].as_str(), broker["MainPID"].as_str()),
+        ("inactive", "0"),
+        "the broker runs before any connection\n{}",
+        c.logs()
+    );
+    // sshd was reloaded with the drop-in and is valid.
+    c.ok("sshd -t && systemctl is-active ssh.service");
+    phase("install");
+
+    // --- 2. A registered user logs in over ssh and runs a command in their container.
+    c.ok(&format!(
+        "sed -i 's|^  image: .*|  image: {}|' /etc/podspawn/config.yaml && \
+         grep -q '^  image: {0}$' /etc/podspawn/config.yaml && podspawn config validate",
+        common::IMAGE
+    ));
+    let keydir = tempdir("sdkey");
+    let (key, pubkey) = keygen(&keydir, "sdtest");
+    c.ok(&format!("podspawn add-user {user} --key '{pubkey}'"));
+    let uid = c.ok(&format!("id -u {user}")).trim().to_string();
+    let login = ssh(&key, port, &user, "echo hi; id -u; cat /etc/hostname");
+    assert!(
+        login.status.success(),
+        "ssh {user}@127.0.0.1:{port}\n{}\n{}",
+        out(&login),
+        c.logs()
+    );
+    let text = stdout(&login);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(&lines[..2], ["hi", uid.as_str()], "{}", c.logs());
+    assert_ne!(
+        lines[2], HOSTNAME,
+        "the command ran on the host, not in a container"
+    );
+    let ps = check(
+        Command::new("docker")
+            .args(["ps", "--format", "{{.Names}} {{.Image}}", "--filter"])
+            .arg(format!("label=podspawn-user={user}")),
+    );
+    let container = format!("podspawn-{user}");
+    assert_eq!(
+        stdout(&ps).trim(),
+        format!("{container} {}", common::IMAGE),
+        "the user's container on the host engine"
+    );
+    // Socket activation: the first connection started the broker, which reached READY=1
+    // (Type=notify: `active` only after it).
+    let broker = show(
+        &c,
+        "podspawn.service",
+        "ActiveState,SubState,Type,MainPID,StatusText",
+    );
+    assert_eq!(
+        (
+            broker["ActiveState"].as_str(),
+            broker["SubState"].as_str(),
+            broker["Type"].as_str()
+        ),
+        ("active", "running", "notify"),
+        "{broker:?}\n{}",
+        c.logs()
+    );
+    assert_ne!(broker["MainPID"], "0");
+    phase("first login");
+
+    // --- 3. journald: the broker's entries carry PODSPAWN_USER and PODSPAWN_CONTAINER.
+    let mut entries = Vec::new();
+    wait_until("the broker's journal entry for the login", 20, || {
+        entries = journal(&c, "-t podspawn _SYSTEMD_UNIT=podspawn.service");
+        entries.iter().any(|e| {
+            e["PODSPAWN_USER"] == user.as_str() && e["PODSPAWN_CONTAINER"] == container.as_str()
+        })
+    });
+    let all = journal(&c, "-t podspawn");
+    assert!(
+        all.iter()
+            .all(|e| e["PRIORITY"] != "2" && e["PRIORITY"] != "3"),
+        "errors in podspawn's journal: {all:#?}"
+    );
+    phase("journald");
+
+    // --- 4. The cleanup daemon: active, its STATUS= text, a watchdog, and pings that reach
+    // systemd (seen with a 2 s watchdog: WatchdogTimestamp moves and the daemon is not killed).
+    let cl = show(
+        &c,
+        "podspawn-cleanup.service",
+        "ActiveState,SubState,Type,StatusText,WatchdogUSec",
+    );
+    assert_eq!(
+        (
+            cl["ActiveState"].as_str(),
+            cl["Type"].as_str(),
+            cl["WatchdogUSec"].as_str()
+        ),
+        ("active", "notify", "5min"),
+        "{cl:?}\n{}",
+        c.logs()
+    );
+    assert!(!cl["StatusText"].is_empty(), "no STATUS= text: {cl:?}");
+    c.ok(
+        "mkdir -p /run/systemd/system/podspawn-cleanup.service.d && \
+         printf '[Service]\\nWatchdogSec=2s\\n' \
+           >/run/systemd/system/podspawn-cleanup.service.d/50-test-watchdog.conf && \
+         systemctl daemon-reload && systemctl restart podspawn-cleanup.service",
+    );
+    let props = "ActiveState,MainPID,NRestarts,WatchdogUSec,WatchdogTimestampMonotonic";
+    let first = show(&c, "podspawn-cleanup.service", props);
+    assert_eq!(first["WatchdogUSec"], "2s", "{first:?}");
+    let t0: u64 = first["WatchdogTimestampMonotonic"].parse().unwrap();
+    let mut pings = Vec::new();
+    // Three pings after the start, i.e. well past the 2 s deadline.
+    wait_until("three watchdog pings of the cleanup daemon", 15, || {
+        let now = show(&c, "podspawn-cleanup.service", props);
+        let t: u64 = now["WatchdogTimestampMonotonic"].parse().unwrap();
+        if pings.last().is_none_or(|&p| t > p) && t > t0 {
+            pings.push(t);
+        }
+        pings.len() >= 3
+    });
+    let after = show(&c, "podspawn-cleanup.service", props);
+    assert_eq!(
+        (
+            after["ActiveState"].as_str(),
+            after["MainPID"].as_str(),
+            after["NRestarts"].as_str()
+        ),
+        ("active", first["MainPID"].as_str(), "0"),
+        "the watchdog killed the cleanup daemon\n{}",
+        c.logs()
+    );
+    c.ok(
+        "rm -r /run/systemd/system/podspawn-cleanup.service.d && systemctl daemon-reload && \
+         systemctl restart podspawn-cleanup.service && \
+         test \"$(systemctl show podspawn-cleanup.service -p WatchdogUSec --value)\" = 5min",
+    );
+    phase("cleanup daemon");
+
+    // --- 5. `systemctl restart podspawn` under a live session: it completes, exit code 0.
+    let mut live = Command::new("timeout");
+    live.args(["60", "ssh"])
+        .args(common::SSH_OPTIONS)
+        .arg("-i")
+        .arg(&key)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("echo started; sleep 6; echo survived")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut session = live.spawn().unwrap();
+    let mut session_out = std::io::BufReader::new(session.stdout.take().unwrap());
+    let mut line = String::new();
+    session_out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line,
+        "started\n",
+        "the live session did not start\n{}",
+        c.logs()
+    );
+    let before = show(&c, "podspawn.service", "MainPID")["MainPID"].clone();
+    c.ok("systemctl restart podspawn.service");
+    let restarted = show(&c, "podspawn.service", "ActiveState,MainPID");
+    assert_eq!(restarted["ActiveState"], "active", "{}", c.logs());
+    assert_ne!(restarted["MainPID"], before, "the broker was not restarted");
+    let mut rest = String::new();
+    session_out.read_to_string(&mut rest).unwrap();
+    let session = session.wait_with_output().unwrap();
+    assert!(
+        session.status.success() && rest == "survived\n",
+        "the session across `systemctl restart podspawn`: stdout after \"started\": {rest:?}\n{}\n{}",
+        out(&session),
+        c.logs()
+    );
+    phase("restart under a live session");
+
+    // --- 6. sshd's effective values for a member; a password never opens a host shell for
+    // them, while it does for an ordinary account (the control: the stock sshd_config allows
+    // passwords, so this part of the test can fail).
+    let effective = c.ok(&format!(
+        "sshd -T -C user={user},host=localhost,addr=127.0.0.1"
+    ));
+    let missing: Vec<&&str> = MEMBER_SETTINGS
+        .iter()
+        .filter(|w| !effective.lines().any(|l| l == **w))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "sshd -T for the member {user} lacks {missing:#?}\n{}",
+        c.ok(&format!("cat {DROPIN}"))
+    );
+    let password = packages::rand_hex(16);
+    c.ok(&format!(
+        "useradd -m -s /bin/bash {plain} && \
+         printf '%s\\n' '{user}:{password}' '{plain}:{password}' | chpasswd"
+    ));
+    let plain_effective = c.ok(&format!(
+        "sshd -T -C user={plain},host=localhost,addr=127.0.0.1"
+    ));
+    assert!(
+        plain_effective
+            .lines()
+            .any(|l| l == "passwordauthentication yes"),
+        "the stock sshd_config should allow passwords for other accounts:\n{plain_effective}"
+    );
+    let pwdir = tempdir("sdpw");
+    let ask = askpass(&pwdir, "askpass", &password);
+    let probe = "echo HOST-SHELL-$(hostname)";
+    let control = password_ssh(&ask, port, &plain, probe);
+    assert!(
+        control.status.success() && stdout(&control) == format!("HOST-SHELL-{HOSTNAME}\n"),
+        "the control: a password login of an ordinary account must work\n{}\n{}",
+        out(&control),
+        c.logs()
+    );
+    let member = password_ssh(&ask, port, &user, probe);
+    assert!(
+        !member.status.success()
+            && !stdout(&member).contains("HOST-SHELL")
+            && String::from_utf8_lossy(&member.stderr).contains("Permission denied"),
+        "a password login of the podspawn user {user} was not refused\n{}",
+        out(&member)
+    );
+    // Their key login still works.
+    let again = ssh(&key, port, &user, "echo key-ok");
+    assert_eq!(stdout(&again), "key-ok\n", "{}\n{}", out(&again), c.logs());
+    phase("sshd settings and passwords");
+
+    // --- 7. Purge: units gone, sshd valid, reloads and serves.
+    let o = c.sh("apt-get purge -y podspawn");
+    assert!(o.status.success(), "apt purge\n{}", out(&o));
+    assert_eq!(
+        c.ok("systemctl list-unit-files --no-legend 'podspawn*'; ls /etc/systemd/system/*/podspawn* /usr/lib/systemd/system/podspawn* 2>/dev/null; true"),
+        "",
+        "units left after the purge"
+    );
+    for unit in [
+        "podspawn.socket",
+        "podspawn.service",
+        "podspawn-cleanup.service",
+    ] {
+        let s = show(&c, unit, "LoadState,ActiveState");
+        assert_eq!(
+            (s["LoadState"].as_str(), s["ActiveState"].as_str()),
+            ("not-found", "inactive"),
+            "{unit} after the purge\n{}",
+            c.logs()
+        );
+    }
+    c.ok(&format!(
+        "! pgrep -x podspawn && ! test -e {DROPIN} && ! test -e /etc/podspawn && \
+         ! test -e /usr/bin/podspawn"
+    ));
+    c.ok("sshd -t && systemctl reload ssh.service && systemctl is-active ssh.service");
+    let served = password_ssh(&ask, port, &plain, probe);
+    assert_eq!(
+        stdout(&served),
+        format!("HOST-SHELL-{HOSTNAME}\n"),
+        "sshd does not serve after the purge\n{}",
+        out(&served)
+    );
+    let gone = ssh(&key, port, &user, "echo should-not-run");
+    assert!(
+        !gone.status.success() && !stdout(&gone).contains("should-not-run"),
+        "a podspawn user logged in after the purge\n{}",
+        out(&gone)
+    );
+    phase("purge");
+
+    drop(c);
+    let _ = std::fs::remove_dir_all(&keydir);
+    let _ = std::fs::remove_dir_all(&pwdir);
+    let left = check(
+        Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=podspawn-user={user}")),
+    );
+    assert_eq!(stdout(&left), "", "the user's container was not removed");
+    phase("teardown");
+    eprintln!(
+        "deb_under_systemd_pid1: {:.1}s {phases:?}",
+        started.elapsed().as_secs_f64()
+    );
+}
