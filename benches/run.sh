@@ -100,16 +100,8 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 Match User root
   PermitRootLogin prohibit-password
   AuthorizedKeysFile $BIN_DIR/root_keys
-Match Group podspawn-users
-  AuthorizedKeysCommand $BIN --config $CFG auth-keys %u %t %k
-  AuthorizedKeysCommandUser podspawn
-  AuthorizedKeysFile none
-  PermitUserRC no
-  AllowStreamLocalForwarding no
-  AllowTcpForwarding no
-  X11Forwarding no
-  PermitTunnel no
 CFG
+"$BIN" --config "$CFG" sshd-block --binary "$BIN" >> "$ROOT/sshd_config"
 install -m 0600 "$ROOT/client/id.pub" "$BIN_DIR/root_keys"  # StrictModes: a root-owned 0755 path
 /usr/sbin/sshd -f "$ROOT/sshd_config" -E "$ROOT/sshd.log"
 for _ in $(seq 50); do [ -S "$ROOT/run/podspawn.sock" ] && break; sleep 0.1; done

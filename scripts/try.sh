@@ -60,17 +60,9 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PrintMotd no
 Subsystem sftp /usr/lib/openssh/sftp-server
-Match Group podspawn-users
-  AuthorizedKeysCommand $BIN_DIR/podspawn --config $ROOT/config.yaml auth-keys %u %t %k
-  AuthorizedKeysCommandUser podspawn
-  AuthorizedKeysFile none
-  PermitUserRC no
-  AllowStreamLocalForwarding no
-  AllowTcpForwarding no
-  X11Forwarding no
-  PermitTunnel no
-  AcceptEnv PODSPAWN_PROJECT LANG LC_*
 CFG
+# podspawn's Match block, rendered by this build for its private config and socket.
+$P sshd-block --binary "$BIN_DIR/podspawn" >> "$ROOT/sshd_config"
 /usr/sbin/sshd -t -f "$ROOT/sshd_config"
 /usr/sbin/sshd -f "$ROOT/sshd_config" -E "$ROOT/sshd.log"
 sleep 0.5

@@ -420,7 +420,7 @@ impl Broker {
             return;
         }
         let key: Key = (account.name.clone(), req.project.clone());
-        let (container, created) = match self.acquire(&account, &req.project).await {
+        let (container_id, container, created) = match self.acquire(&account, &req.project).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(podspawn_user = %account.name, podspawn_project = %req.project, "open failed: {e}");
@@ -429,7 +429,9 @@ impl Broker {
             }
         };
         // From here on this connection holds a lease.
-        let started = self.start_stream(&account, &req, &container).await;
+        let started = self
+            .start_stream(&account, &req, &container_id, &container)
+            .await;
         let (exec_id, stream) = match started {
             Ok(v) => v,
             Err(e) => {
@@ -618,35 +620,39 @@ impl Broker {
         }
     }
 
-    /// Finds or creates the container for (user, project) and takes a lease on it.
-    async fn acquire(&self, account: &Account, project: &str) -> Result<(String, bool), String> {
+    /// Finds or creates the container for (user, project) and takes a lease on it. Returns the
+    /// container's ID (every exec goes to it), its name, and whether it was created.
+    async fn acquire(
+        &self,
+        account: &Account,
+        project: &str,
+    ) -> Result<(String, String, bool), String> {
         let user = account.name.as_str();
         let key: Key = (user.to_string(), project.to_string());
         let _g = self.lc.lock_user(user).await?;
         let t = now();
         let row = self.lc.db().get(user, project)?;
-        let name = crate::names::container_name(user, project);
-        let target = row
-            .as_ref()
-            .map(|r| r.container_id.clone())
-            .unwrap_or_else(|| name.clone());
-        let (state, _) = self.lc.docker.container_state(&target).await?;
+        // Only the stored ID identifies a session's container: a name may be anybody's.
+        let state = match &row {
+            Some(r) => self.lc.docker.container_state(&r.container_id).await?.0,
+            None => ContainerState::Missing,
+        };
         let decision = session::decide_open(row.as_ref(), state, t);
-        let created = match decision {
-            OpenDecision::Reattach => {
+        let (id, name, created) = match (decision, &row) {
+            (OpenDecision::Reattach, Some(r)) => {
                 self.lc
                     .db()
                     .set_status(user, project, Status::Running, None, t)?;
-                false
+                (r.container_id.clone(), r.container_name.clone(), false)
             }
-            OpenDecision::StartAndReattach => {
-                self.lc.docker.start(&target).await?;
+            (OpenDecision::StartAndReattach, Some(r)) => {
+                self.lc.docker.start(&r.container_id).await?;
                 self.lc
                     .db()
                     .set_status(user, project, Status::Running, None, t)?;
-                false
+                (r.container_id.clone(), r.container_name.clone(), false)
             }
-            OpenDecision::Create { remove_old } => {
+            _ => {
                 match &row {
                     Some(r) if state == ContainerState::Missing => {
                         // Its container is gone: forget the row.
@@ -654,19 +660,22 @@ impl Broker {
                         let _ = self
                             .lc
                             .docker
-                            .remove_network(&runtime::network_name(&r.container_name))
+                            .remove_owned_network(
+                                &runtime::network_name(&r.container_name),
+                                &self.lc.owner(user, project),
+                            )
                             .await;
                     }
                     Some(r) => {
                         let reason = session::expiry_reason(r, t).unwrap_or(EndReason::Orphan);
                         self.lc.destroy(r, reason).await?;
                     }
-                    None if remove_old => self.remove_owned(&name).await?,
                     None => {}
                 }
                 self.check_limit(user, project).await?;
-                self.lc.create(account, project, t).await?;
-                true
+                let name = self.lc.allocate_name(user, project).await?;
+                let row = self.lc.create(account, project, &name, t).await?;
+                (row.container_id, row.container_name, true)
             }
         };
         let n = self.add_lease(&key);
@@ -676,7 +685,7 @@ impl Broker {
             container: name.clone(),
             connections: n,
         });
-        Ok((name, created))
+        Ok((id, name, created))
     }
 
     /// `resources.max_per_user`: the user's other sessions whose container still exists.
@@ -697,24 +706,11 @@ impl Broker {
         session::check_limit(user, &live, self.cfg().resources.max_per_user)
     }
 
-    /// Removes a container (left without a row by a crash) only if podspawn owns it.
-    async fn remove_owned(&self, name: &str) -> Result<(), String> {
-        match self.lc.docker.container_labels(name).await? {
-            None => Ok(()),
-            Some(l) if l.get(runtime::LABEL_MANAGED).map(String::as_str) == Some("podspawn") => {
-                self.lc.docker.remove(name).await?;
-                self.lc.docker.remove_network(&runtime::network_name(name)).await
-            }
-            Some(_) => Err(format!(
-                "a container named {name} exists and is not managed by podspawn; rename or remove it"
-            )),
-        }
-    }
-
     async fn start_stream(
         &self,
         account: &Account,
         req: &OpenRequest,
+        container_id: &str,
         container: &str,
     ) -> Result<(String, std::os::unix::net::UnixStream), String> {
         let ov =
@@ -754,14 +750,14 @@ impl Broker {
             workdir,
             tty,
         };
-        let exec_id = match self.lc.docker.create_exec(container, &spec).await {
+        let exec_id = match self.lc.docker.create_exec(container_id, &spec).await {
             Ok(id) => id,
             Err(e) => {
                 // A start command that failed (e.g. an image without /bin/sh) stops the container.
                 if let Ok((ContainerState::Stopped, _)) =
-                    self.lc.docker.container_state(container).await
+                    self.lc.docker.container_state(container_id).await
                 {
-                    let logs = self.lc.docker.logs_tail(container).await;
+                    let logs = self.lc.docker.logs_tail(container_id).await;
                     let image = self
                         .lc
                         .db()
@@ -1039,11 +1035,11 @@ pub mod admin {
         }
     }
 
-    /// Container names of the user's sessions.
-    pub fn user_sessions(cfg: &Config, user: &str) -> Result<Vec<String>, String> {
+    /// (container name, project) of the user's sessions.
+    pub fn user_sessions(cfg: &Config, user: &str) -> Result<Vec<(String, String)>, String> {
         Ok(sessions(cfg, Some(user))?
             .into_iter()
-            .map(|s| s.container)
+            .map(|s| (s.container, s.project))
             .collect())
     }
 

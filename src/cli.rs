@@ -28,15 +28,20 @@ pub enum Command {
     },
     /// The forced command sshd runs for a podspawn user; attaches the session to the user's container.
     Spawn {
-        /// The SSH user (checked against the calling account).
+        /// The SSH user; optional: spawn takes the user from its uid, and a name given here must
+        /// match it.
         #[arg(long)]
-        user: String,
+        user: Option<String>,
         /// Project to use instead of $PODSPAWN_PROJECT.
         #[arg(long)]
         project: Option<String>,
         /// Broker socket.
         #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// How long to wait for the podspawn service to hand out the session before giving up
+        /// with one line (a new container, or an image pull, takes most of it).
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_interval)]
+        timeout: std::time::Duration,
     },
     /// The broker: the only process that talks to Docker and owns the state database.
     Serve {
@@ -96,6 +101,14 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print podspawn's sshd Match block for this build and --config (for private sshd instances:
+    /// the try-out, benchmarks).
+    #[command(hide = true)]
+    SshdBlock {
+        /// The podspawn binary sshd should run.
+        #[arg(long)]
+        binary: PathBuf,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -126,6 +139,22 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::SshdBlock { binary } => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match sshd_block(&cli.config, &cfg, &binary) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("podspawn: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::AuthKeys {
             user,
             key_type,
@@ -135,7 +164,8 @@ pub fn main() -> ExitCode {
             user,
             project,
             socket,
-        } => crate::spawn::run(&user, project, &socket),
+            timeout,
+        } => crate::spawn::run(user.as_deref(), project, &socket, timeout),
         Command::Serve { listen } => {
             let cfg = match load_config(&cli.config) {
                 Ok(c) => c,
@@ -247,6 +277,22 @@ fn gen_assets(out: &Path) -> Result<(), String> {
         std::fs::write(&path, buf).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The Match block for `binary`, with `--config` in its commands when the config is not the default.
+fn sshd_block(config: &Path, cfg: &Config, binary: &Path) -> Result<String, String> {
+    let mut b = crate::setup::validate_binary_path(binary)?;
+    if config != Path::new(DEFAULT_CONFIG_PATH) {
+        let c = crate::setup::validate_binary_path(config).map_err(|e| format!("--config: {e}"))?;
+        b = format!("{b} --config {c}");
+    }
+    let socket = crate::setup::socket_arg(cfg)?;
+    let dropin = crate::setup::render_dropin_with(&b, socket.as_deref());
+    Ok(dropin
+        .lines()
+        .skip_while(|l| !l.starts_with("Match "))
+        .map(|l| format!("{l}\n"))
+        .collect())
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {

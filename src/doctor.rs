@@ -186,7 +186,7 @@ pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &Shado
         );
     };
     let map = setup::parse_sshd_t(dump);
-    let mm = setup::effective_mismatches(&map, None);
+    let mm = setup::effective_mismatches(&map, None, None);
     let (required, optional): (Vec<_>, Vec<_>) = mm.into_iter().partition(|m| m.required);
     if !required.is_empty() {
         let why = setup::explain_mismatches(&required, report);

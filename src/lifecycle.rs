@@ -101,18 +101,55 @@ impl Lifecycle {
         self.cfg.state.homes_dir.join(user)
     }
 
-    /// Creates the container for (user, project) and its state row. The caller holds the user's lock
-    /// and has checked `resources.max_per_user`.
+    /// The labels of (user, project) in this installation: what makes an object ours.
+    pub fn owner(&self, user: &str, project: &str) -> HashMap<String, String> {
+        runtime::labels(&self.cfg, user, project)
+    }
+
+    /// Picks the container (and network) name for a new session of (user, project): the seed
+    /// page's `podspawn-<user>[-<project>]` unless another owner holds it, then a deterministic
+    /// alternative. Removes what a crash left of our own under that name. Never touches objects of
+    /// another user, project or installation. The caller holds the user's lock.
+    pub async fn allocate_name(&self, user: &str, project: &str) -> Result<String, String> {
+        let owner = self.owner(user, project);
+        let mut seen = Vec::new();
+        for name in crate::names::name_candidates(user, project, &self.instance) {
+            let container = self.docker.container_labels(&name).await?;
+            let network = self
+                .docker
+                .network_labels(&runtime::network_name(&name))
+                .await?;
+            seen.push((
+                name,
+                runtime::holder(container.as_ref(), &owner),
+                runtime::holder(network.as_ref(), &owner),
+            ));
+        }
+        let (name, leftovers) = crate::names::choose_name(&seen)?;
+        if leftovers {
+            // A container of ours without a state row (a crash between create and insert).
+            self.docker.remove(&name).await?;
+            self.docker
+                .remove_owned_network(&runtime::network_name(&name), &owner)
+                .await?;
+        }
+        Ok(name)
+    }
+
+    /// Creates the container `name` (from [`Lifecycle::allocate_name`]) for (user, project) and its
+    /// state row. The caller holds the user's lock and has checked `resources.max_per_user`.
     pub async fn create(
         &self,
         account: &Account,
         project: &str,
+        name: &str,
         t: i64,
     ) -> Result<SessionRow, String> {
         let user = account.name.as_str();
         let ov = UserOverrides::load(&self.cfg.users_dir, user).map_err(|e| e.to_string())?;
         let mode = ov.mode.unwrap_or(self.cfg.session.mode);
         let mut spec = runtime::container_spec(&self.cfg, &ov, user, project);
+        spec.name = name.to_string();
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
             let dir = self.prepare_home(account)?;
@@ -152,7 +189,7 @@ impl Lifecycle {
             Ok(id) => id,
             Err(e) => {
                 if let Some(n) = &spec.network {
-                    let _ = self.docker.remove_network(n).await;
+                    let _ = self.docker.remove_owned_network(n, &labels).await;
                 }
                 return Err(e);
             }
@@ -172,7 +209,7 @@ impl Lifecycle {
         {
             let _ = self.docker.remove(&id).await;
             if let Some(n) = &spec.network {
-                let _ = self.docker.remove_network(n).await;
+                let _ = self.docker.remove_owned_network(n, &labels).await;
             }
             return Err(format!(
                 "the container for {user} (image {}) did not start: {e}; check the image with: \
@@ -203,7 +240,7 @@ impl Lifecycle {
         if let Some(e) = fail {
             let _ = self.docker.remove(&id).await;
             if let Some(n) = &spec.network {
-                let _ = self.docker.remove_network(n).await;
+                let _ = self.docker.remove_owned_network(n, &labels).await;
             }
             return Err(e);
         }
@@ -247,7 +284,10 @@ impl Lifecycle {
     pub async fn destroy(&self, row: &SessionRow, reason: EndReason) -> Result<(), String> {
         self.docker.remove(&row.container_id).await?;
         self.docker
-            .remove_network(&runtime::network_name(&row.container_name))
+            .remove_owned_network(
+                &runtime::network_name(&row.container_name),
+                &self.owner(&row.user, &row.project),
+            )
             .await?;
         self.db().delete(&row.user, &row.project)?;
         let _ = self.db().bump(&format!("removals.{}", reason.as_str()));
@@ -334,7 +374,10 @@ impl Lifecycle {
                 CleanupAction::ForgetRow => {
                     let _ = self
                         .docker
-                        .remove_network(&runtime::network_name(&cur.container_name))
+                        .remove_owned_network(
+                            &runtime::network_name(&cur.container_name),
+                            &self.owner(&cur.user, &cur.project),
+                        )
                         .await;
                     if self.db().delete(&cur.user, &cur.project).is_ok() {
                         let _ = self.db().bump("removals.orphan");
@@ -400,7 +443,7 @@ impl Lifecycle {
                     Ok(()) => {
                         let _ = self
                             .docker
-                            .remove_network(&runtime::network_name(&c.name))
+                            .remove_owned_network(&runtime::network_name(&c.name), &c.labels)
                             .await;
                         let _ = self.db().bump("removals.orphan");
                         tracing::info!(podspawn_user = %user, podspawn_container = %c.name, reason = "orphan",

@@ -48,6 +48,57 @@ pub fn container_name(user: &str, project: &str) -> String {
     }
 }
 
+/// Who holds a container or network name on the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Nothing has that name.
+    Free,
+    /// An object of this (user, project, installation): left behind by a crash, ours to replace.
+    Ours,
+    /// Anything else: another user, project or installation, or not podspawn's at all.
+    Other,
+}
+
+/// The names a session of (user, project) in `instance` may use, in order of preference: the
+/// seed page's `podspawn-<user>[-<project>]`, then a deterministic alternative for when another
+/// owner holds it (`alice` in project `dev` and user `alice-dev` both map to `podspawn-alice-dev`).
+pub fn name_candidates(user: &str, project: &str, instance: &str) -> [String; 2] {
+    let base = container_name(user, project);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in instance
+        .bytes()
+        .chain([0])
+        .chain(user.bytes())
+        .chain([0])
+        .chain(project.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let alt = format!("{base}-{:08x}", h >> 32);
+    [base, alt]
+}
+
+/// Picks the first candidate whose container name and network name are both free or ours.
+/// Returns the name and whether objects of ours must be removed first. Pure.
+pub fn choose_name(candidates: &[(String, Holder, Holder)]) -> Result<(String, bool), String> {
+    for (name, container, network) in candidates {
+        if *container != Holder::Other && *network != Holder::Other {
+            return Ok((
+                name.clone(),
+                *container == Holder::Ours || *network == Holder::Ours,
+            ));
+        }
+    }
+    let names: Vec<&str> = candidates.iter().map(|(n, _, _)| n.as_str()).collect();
+    Err(format!(
+        "the container names {} (or their networks) are held by containers podspawn does not \
+         manage for this user and installation; rename or remove them (docker ps -a, docker \
+         network ls)",
+        names.join(" and ")
+    ))
+}
+
 /// Parses `alice` or `alice@backend` as used by `podspawn stop`.
 pub fn parse_target(s: &str) -> Result<(String, String), String> {
     let (user, project) = match s.split_once('@') {
@@ -102,5 +153,47 @@ mod tests {
         assert!(parse_target("alice@Bad").is_err());
         assert_eq!(container_name("a", ""), "podspawn-a");
         assert_eq!(container_name("a", "p"), "podspawn-a-p");
+    }
+
+    #[test]
+    fn colliding_names_get_distinct_deterministic_alternatives() {
+        // alice in project dev and user alice-dev share the preferred name, never the alternative.
+        let a = name_candidates("alice", "dev", "i1");
+        let b = name_candidates("alice-dev", "", "i1");
+        assert_eq!(a[0], b[0]);
+        assert_eq!(a[0], "podspawn-alice-dev");
+        assert_ne!(a[1], b[1]);
+        assert!(a[1].starts_with("podspawn-alice-dev-") && a[1].len() == a[0].len() + 9);
+        // Stable across calls, different per installation.
+        assert_eq!(a, name_candidates("alice", "dev", "i1"));
+        assert_ne!(a[1], name_candidates("alice", "dev", "i2")[1]);
+    }
+
+    #[test]
+    fn choosing_a_name() {
+        use Holder::*;
+        let c = |n: &str, c, net| (n.to_string(), c, net);
+        assert_eq!(
+            choose_name(&[c("p", Free, Free), c("q", Free, Free)]).unwrap(),
+            ("p".into(), false)
+        );
+        assert_eq!(
+            choose_name(&[c("p", Ours, Free), c("q", Free, Free)]).unwrap(),
+            ("p".into(), true)
+        );
+        assert_eq!(
+            choose_name(&[c("p", Free, Ours), c("q", Free, Free)]).unwrap(),
+            ("p".into(), true)
+        );
+        assert_eq!(
+            choose_name(&[c("p", Other, Free), c("q", Free, Free)]).unwrap(),
+            ("q".into(), false)
+        );
+        assert_eq!(
+            choose_name(&[c("p", Free, Other), c("q", Ours, Free)]).unwrap(),
+            ("q".into(), true)
+        );
+        let e = choose_name(&[c("p", Other, Free), c("q", Free, Other)]).unwrap_err();
+        assert!(e.contains("p and q"), "{e}");
     }
 }

@@ -7,6 +7,7 @@
 //! descriptor to the unprivileged spawn process gives it the session and nothing else.
 
 use crate::config::{Config, UserOverrides};
+use crate::names::Holder;
 use crate::session::ContainerState;
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
 use bollard::query_parameters::{
@@ -171,6 +172,26 @@ pub fn labels(cfg: &Config, user: &str, project: &str) -> HashMap<String, String
     labels.insert(LABEL_PROJECT.to_string(), project.to_string());
     labels.insert(LABEL_INSTANCE.to_string(), instance_id(&cfg.state.db_path));
     labels
+}
+
+/// The labels that say who owns an object: podspawn, the user, the project, the installation.
+const OWNER_LABELS: [&str; 4] = [LABEL_MANAGED, LABEL_USER, LABEL_PROJECT, LABEL_INSTANCE];
+
+/// Does an object with `have` belong to the owner described by `want` (see [`labels`])? All four
+/// owner labels must be equal: a name alone never makes an object ours.
+pub fn same_owner(have: &HashMap<String, String>, want: &HashMap<String, String>) -> bool {
+    OWNER_LABELS
+        .iter()
+        .all(|k| have.get(*k).is_some_and(|v| Some(v) == want.get(*k)))
+}
+
+/// Who holds a name, given the labels of the object that has it (`None`: no such object).
+pub fn holder(found: Option<&HashMap<String, String>>, want: &HashMap<String, String>) -> Holder {
+    match found {
+        None => Holder::Free,
+        Some(l) if same_owner(l, want) => Holder::Ours,
+        Some(_) => Holder::Other,
+    }
 }
 
 /// Written by the container's start command once the user's account and home exist.
@@ -414,9 +435,10 @@ impl Docker {
         {
             Ok(n) => {
                 let l = n.labels.unwrap_or_default();
-                if l.get(LABEL_MANAGED).map(String::as_str) != Some("podspawn") {
+                if !same_owner(&l, labels) {
                     return Err(format!(
-                        "a network named {name} exists and is not managed by podspawn; rename or remove it"
+                        "a network named {name} exists and belongs to another user, project or \
+                         installation (or is not podspawn's); rename or remove it"
                     ));
                 }
                 return Ok(n.id.unwrap_or_default());
@@ -436,6 +458,45 @@ impl Docker {
             .await
             .map_err(|e| derr(&format!("create network {name}"), e))?;
         Ok(r.id)
+    }
+
+    /// Labels of a network (`None`: no network of that name).
+    pub async fn network_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>, String> {
+        match self
+            .client
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(n) => Ok(Some(n.labels.unwrap_or_default())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(derr("inspect network", e)),
+        }
+    }
+
+    /// Removes the network `name` only if it belongs to `owner` (see [`labels`]); a missing
+    /// network, or one of another owner, is left alone.
+    pub async fn remove_owned_network(
+        &self,
+        name: &str,
+        owner: &HashMap<String, String>,
+    ) -> Result<(), String> {
+        match self.network_labels(name).await? {
+            Some(l) if same_owner(&l, owner) => self.remove_network(name).await,
+            Some(_) => {
+                tracing::warn!(
+                    network = name,
+                    "not removing a network of another owner that has this session's name"
+                );
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Removes a network; a missing one is not an error.

@@ -300,17 +300,51 @@ pub fn validate_binary_path(binary: &Path) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// The drop-in for `binary`.
+/// The drop-in for `binary` (with the default broker socket).
 pub fn render_dropin(binary: &str) -> String {
-    DROPIN_TEMPLATE.replace(
-        &format!("AuthorizedKeysCommand {TEMPLATE_BINARY} auth-keys"),
-        &format!("AuthorizedKeysCommand {binary} auth-keys"),
-    )
+    render_dropin_with(binary, None)
+}
+
+/// The spawn command sshd forces for members: `<binary> spawn [--socket <path>]`.
+pub fn spawn_command(binary: &str, socket: Option<&str>) -> String {
+    match socket {
+        Some(s) => format!("{binary} spawn --socket {s}"),
+        None => format!("{binary} spawn"),
+    }
+}
+
+/// The drop-in for `binary`; `socket`: the broker socket when the config moves it (it then goes
+/// into the forced command, since spawn runs as the user and cannot read the config).
+pub fn render_dropin_with(binary: &str, socket: Option<&str>) -> String {
+    DROPIN_TEMPLATE
+        .replace(
+            &format!("AuthorizedKeysCommand {TEMPLATE_BINARY} auth-keys"),
+            &format!("AuthorizedKeysCommand {binary} auth-keys"),
+        )
+        .replace(
+            &format!("ForceCommand {TEMPLATE_BINARY} spawn"),
+            &format!("ForceCommand {}", spawn_command(binary, socket)),
+        )
+}
+
+/// The `--socket` value for the forced command: `None` for the default socket.
+pub fn socket_arg(cfg: &Config) -> Result<Option<String>, String> {
+    if cfg.broker.socket == Path::new(crate::config::DEFAULT_SOCKET) {
+        return Ok(None);
+    }
+    validate_binary_path(&cfg.broker.socket)
+        .map(Some)
+        .map_err(|e| format!("broker.socket: {e}"))
 }
 
 /// The marked block for a main sshd_config without a suitable Include.
 pub fn render_block(binary: &str) -> String {
-    let dropin = render_dropin(binary);
+    render_block_with(binary, None)
+}
+
+/// [`render_block`] with a non-default broker socket (see [`render_dropin_with`]).
+pub fn render_block_with(binary: &str, socket: Option<&str>) -> String {
+    let dropin = render_dropin_with(binary, socket);
     let body: Vec<&str> = dropin
         .lines()
         .skip_while(|l| directive(l).is_none())
@@ -682,10 +716,43 @@ pub struct Mismatch {
     pub required: bool,
 }
 
-/// Compares `sshd -T -C user=<member>` output with podspawn's settings. `binary`: the expected
-/// AuthorizedKeysCommand binary (`None`: any absolute path named podspawn*).
+/// Is `cmd` a podspawn forced command (`<abs path>/podspawn* spawn [--socket <abs path>]`)?
+pub fn is_podspawn_spawn(cmd: &str) -> bool {
+    let a = split_args(cmd);
+    let named = |p: &str| {
+        p.starts_with('/')
+            && Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("podspawn"))
+    };
+    match a.as_slice() {
+        [bin, sub] => named(bin) && sub == "spawn",
+        [bin, sub, flag, path] => {
+            named(bin) && sub == "spawn" && flag == "--socket" && path.starts_with('/')
+        }
+        _ => false,
+    }
+}
+
+/// The authentication and confinement settings of podspawn's Match block that are not about keys:
+/// (sshd -T keyword, value, whether a missing keyword is fine). GSSAPI is absent from `sshd -T`
+/// when sshd is built without it, and then nobody can use it.
+pub const CONFINEMENT: &[(&str, &str, bool)] = &[
+    ("authenticationmethods", "publickey", false),
+    ("pubkeyauthentication", "yes", false),
+    ("passwordauthentication", "no", false),
+    ("kbdinteractiveauthentication", "no", false),
+    ("gssapiauthentication", "no", true),
+    ("hostbasedauthentication", "no", false),
+];
+
+/// Compares `sshd -T -C user=<member>` output with podspawn's settings. `spawn`: the expected
+/// ForceCommand and `binary` the expected AuthorizedKeysCommand binary (`None`: any absolute path
+/// named podspawn*).
 pub fn effective_mismatches(
     t: &BTreeMap<String, Vec<String>>,
+    spawn: Option<&str>,
     binary: Option<&str>,
 ) -> Vec<Mismatch> {
     let get = |k: &str| {
@@ -713,14 +780,39 @@ pub fn effective_mismatches(
             required: true,
         });
     }
+    let fc = get("forcecommand");
+    let fc_ok = match spawn {
+        Some(s) => split_args(&fc) == split_args(s),
+        None => is_podspawn_spawn(&fc),
+    };
+    if !fc_ok {
+        out.push(Mismatch {
+            keyword: "forcecommand".into(),
+            expected: spawn.unwrap_or("/…/podspawn spawn").to_string(),
+            actual: fc,
+            required: true,
+        });
+    }
+    for &(k, want, may_be_missing) in CONFINEMENT {
+        let got = get(k);
+        let absent_ok = may_be_missing && !t.contains_key(k);
+        if got != want && !absent_ok {
+            out.push(Mismatch {
+                keyword: k.into(),
+                expected: want.into(),
+                actual: got,
+                required: true,
+            });
+        }
+    }
     for (k, want, required) in [
         ("authorizedkeyscommanduser", accounts::SYSTEM_USER, true),
         ("authorizedkeysfile", "none", true),
-        ("permituserrc", "no", false),
-        ("allowstreamlocalforwarding", "no", false),
-        ("allowtcpforwarding", "no", false),
-        ("x11forwarding", "no", false),
-        ("permittunnel", "no", false),
+        ("permituserrc", "no", true),
+        ("allowstreamlocalforwarding", "no", true),
+        ("allowtcpforwarding", "no", true),
+        ("x11forwarding", "no", true),
+        ("permittunnel", "no", true),
     ] {
         let got = get(k);
         if got != want {
@@ -1470,6 +1562,7 @@ pub fn run(
         );
     }
     let binary = choose_binary(args.binary.as_deref())?;
+    let socket = socket_arg(cfg)?;
     let config = &args.sshd_config;
     if !config.is_absolute() {
         return Err(format!(
@@ -1540,7 +1633,7 @@ pub fn run(
         plan_write(
             &mut changes,
             &dropin,
-            render_dropin(&binary),
+            render_dropin_with(&binary, socket.as_deref()),
             &config_dir,
             &format!("write {}", dropin.display()),
         )?;
@@ -1556,7 +1649,7 @@ pub fn run(
         )?;
         dropin.clone()
     } else {
-        let new = insert_block(&main_text, &render_block(&binary))
+        let new = insert_block(&main_text, &render_block_with(&binary, socket.as_deref()))
             .map_err(|e| format!("{}: {e}", config.display()))?;
         plan_write(
             &mut changes,
@@ -1589,7 +1682,11 @@ pub fn run(
             if target == dropin {
                 let _ = writeln!(log.out, "  --- {} ---\n{text}  ---", dropin.display());
             } else {
-                let _ = writeln!(log.out, "  --- block ---\n{}  ---", render_block(&binary));
+                let _ = writeln!(
+                    log.out,
+                    "  --- block ---\n{}  ---",
+                    render_block_with(&binary, socket.as_deref())
+                );
             }
         }
         let overlay = Overlay {
@@ -1629,7 +1726,17 @@ pub fn run(
         keys::ensure_dir(d, 0, 0, 0o755)?;
     }
     let (n, applied) = apply_changes(&changes);
-    let verdict = applied.and_then(|()| verify(&sshd, config, &dropin, &binary, args, &mut log));
+    let verdict = applied.and_then(|()| {
+        verify(
+            &sshd,
+            config,
+            &dropin,
+            &binary,
+            socket.as_deref(),
+            args,
+            &mut log,
+        )
+    });
     match verdict {
         Ok(probed) => report.probed_user = probed,
         Err(e) => {
@@ -1703,6 +1810,7 @@ fn verify(
     config: &Path,
     dropin: &Path,
     binary: &str,
+    socket: Option<&str>,
     args: &ServerSetupArgs,
     log: &mut Log,
 ) -> Result<Option<String>, String> {
@@ -1749,7 +1857,11 @@ fn verify(
         Some(user) => {
             let dump = sshd_dump(sshd, config, Some(user))
                 .map_err(|e| format!("`sshd -T -C user={user}` failed: {e}"))?;
-            let mm = effective_mismatches(&parse_sshd_t(&dump), Some(binary));
+            let mm = effective_mismatches(
+                &parse_sshd_t(&dump),
+                Some(&spawn_command(binary, socket)),
+                Some(binary),
+            );
             let (required, optional): (Vec<Mismatch>, Vec<Mismatch>) =
                 mm.into_iter().partition(|m| m.required);
             if !required.is_empty() {
@@ -2037,8 +2149,20 @@ mod tests {
         );
         assert!(!d.contains("/usr/bin/podspawn"));
         assert_eq!(render_dropin(TEMPLATE_BINARY), DROPIN_TEMPLATE);
+        assert!(d.contains("\n    ForceCommand /usr/local/bin/podspawn spawn\n"));
+        let moved = render_dropin_with("/usr/local/bin/podspawn", Some("/run/x/b.sock"));
+        assert!(moved
+            .contains("\n    ForceCommand /usr/local/bin/podspawn spawn --socket /run/x/b.sock\n"));
+        assert!(render_block_with("/b/podspawn", Some("/s"))
+            .contains("ForceCommand /b/podspawn spawn --socket /s\n"));
         for line in [
             "Match Group podspawn-users",
+            "AuthenticationMethods publickey",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "GSSAPIAuthentication no",
+            "HostbasedAuthentication no",
             "AuthorizedKeysCommandUser podspawn",
             "AuthorizedKeysFile none",
             "PermitUserRC no",
@@ -2104,34 +2228,86 @@ mod tests {
     fn sshd_t_parsing_and_mismatches() {
         let out = "port 22\nauthorizedkeyscommand /usr/bin/podspawn auth-keys %u %t %k\n\
                    authorizedkeyscommanduser podspawn\nauthorizedkeysfile none\npermituserrc no\n\
+                   forcecommand /usr/bin/podspawn spawn\nauthenticationmethods publickey\n\
+                   pubkeyauthentication yes\npasswordauthentication no\n\
+                   kbdinteractiveauthentication no\ngssapiauthentication no\n\
+                   hostbasedauthentication no\n\
                    allowstreamlocalforwarding no\nallowtcpforwarding no\nx11forwarding no\n\
                    permittunnel no\nacceptenv PODSPAWN_PROJECT\nacceptenv LANG\nacceptenv LC_*\n";
         let t = parse_sshd_t(out);
         assert_eq!(t["acceptenv"], vec!["PODSPAWN_PROJECT", "LANG", "LC_*"]);
-        assert!(effective_mismatches(&t, Some("/usr/bin/podspawn")).is_empty());
-        assert!(effective_mismatches(&t, None).is_empty());
-        let m = effective_mismatches(&t, Some("/usr/local/bin/podspawn"));
+        let spawn = "/usr/bin/podspawn spawn";
+        assert!(effective_mismatches(&t, Some(spawn), Some("/usr/bin/podspawn")).is_empty());
+        assert!(effective_mismatches(&t, None, None).is_empty());
+        // An sshd built without GSSAPI does not print the keyword: nobody can use it.
+        let no_gss = parse_sshd_t(&out.replace("gssapiauthentication no\n", ""));
+        assert!(effective_mismatches(&no_gss, None, None).is_empty());
+        let m = effective_mismatches(&t, Some(spawn), Some("/usr/local/bin/podspawn"));
         assert_eq!(m.len(), 1);
         assert!(m[0].required && m[0].keyword == "authorizedkeyscommand");
+        let m = effective_mismatches(&t, Some("/usr/bin/podspawn spawn --socket /s"), None);
+        assert_eq!(m.len(), 1);
+        assert!(m[0].required && m[0].keyword == "forcecommand");
+
+        // Stock Debian: passwords on, no forced command; every confinement setting is named.
+        let open = out
+            .replace(
+                "forcecommand /usr/bin/podspawn spawn\n",
+                "forcecommand none\n",
+            )
+            .replace(
+                "authenticationmethods publickey",
+                "authenticationmethods any",
+            )
+            .replace("passwordauthentication no", "passwordauthentication yes")
+            .replace(
+                "kbdinteractiveauthentication no",
+                "kbdinteractiveauthentication yes",
+            )
+            .replace("gssapiauthentication no", "gssapiauthentication yes")
+            .replace("hostbasedauthentication no", "hostbasedauthentication yes");
+        let m = effective_mismatches(&parse_sshd_t(&open), None, None);
+        let kws: Vec<(&str, &str, bool)> = m
+            .iter()
+            .map(|m| (m.keyword.as_str(), m.actual.as_str(), m.required))
+            .collect();
+        assert_eq!(
+            kws,
+            vec![
+                ("forcecommand", "none", true),
+                ("authenticationmethods", "any", true),
+                ("passwordauthentication", "yes", true),
+                ("kbdinteractiveauthentication", "yes", true),
+                ("gssapiauthentication", "yes", true),
+                ("hostbasedauthentication", "yes", true),
+            ]
+        );
 
         let other = out
             .replace("/usr/bin/podspawn auth-keys %u %t %k", "/usr/bin/other %u")
             .replace("commanduser podspawn", "commanduser nobody")
             .replace("x11forwarding no", "x11forwarding yes")
             .replace("acceptenv PODSPAWN_PROJECT\n", "");
-        let m = effective_mismatches(&parse_sshd_t(&other), None);
+        let m = effective_mismatches(&parse_sshd_t(&other), None, None);
         let kws: Vec<(&str, bool)> = m.iter().map(|m| (m.keyword.as_str(), m.required)).collect();
         assert_eq!(
             kws,
             vec![
                 ("authorizedkeyscommand", true),
                 ("authorizedkeyscommanduser", true),
-                ("x11forwarding", false),
+                ("x11forwarding", true),
                 ("acceptenv", false)
             ]
         );
-        let none = effective_mismatches(&parse_sshd_t("port 22\n"), None);
-        assert_eq!(none.iter().filter(|m| m.required).count(), 3);
+        let none = effective_mismatches(&parse_sshd_t("port 22\n"), None, None);
+        assert_eq!(none.iter().filter(|m| m.required).count(), 14);
+        assert!(is_podspawn_spawn("/usr/bin/podspawn spawn"));
+        assert!(is_podspawn_spawn(
+            "/opt/x/podspawn spawn --socket /run/p.sock"
+        ));
+        assert!(!is_podspawn_spawn("/usr/bin/podspawn spawn --user x"));
+        assert!(!is_podspawn_spawn("podspawn spawn"));
+        assert!(!is_podspawn_spawn("/bin/sh -c podspawn"));
         assert_eq!(
             podspawn_command("/usr/bin/podspawn auth-keys %u %t %k").as_deref(),
             Some("/usr/bin/podspawn")

@@ -39,10 +39,15 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::from(FAIL)
 }
 
-pub fn run(user: &str, project: Option<String>, socket: &Path) -> ExitCode {
+pub fn run(
+    user: Option<&str>,
+    project: Option<String>,
+    socket: &Path,
+    timeout: Duration,
+) -> ExitCode {
     crate::logging::init_quiet("spawn", None);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_inner(user, project, socket)
+        run_inner(user, project, socket, timeout)
     }));
     match r {
         Ok(code) => code,
@@ -96,18 +101,52 @@ fn locale_env() -> Vec<(String, String)> {
     v
 }
 
-fn run_inner(user: &str, project: Option<String>, socket: &Path) -> ExitCode {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    match crate::accounts::lookup_uid(uid) {
-        Some(a) if a.name == user => {}
-        Some(a) => {
-            return fail(&format!(
-                "this key is registered for {user}, but the session runs as {}",
-                a.name
-            ))
-        }
-        None => return fail(&format!("uid {uid} has no account on this host")),
+/// The session's user: the account of our uid. sshd's ForceCommand passes no name; a key's
+/// `command=` option passes `--user`, which must then name that same account.
+pub fn session_user(claimed: Option<&str>, uid: u32, account: Option<&str>) -> Result<(), String> {
+    match (account, claimed) {
+        (None, _) => Err(format!("uid {uid} has no account on this host")),
+        (Some(a), Some(c)) if a != c => Err(format!(
+            "this key is registered for {c}, but the session runs as {a}"
+        )),
+        (Some(_), _) => Ok(()),
+    }
+}
+
+/// Gives up with one line when the broker has not handed out the session in time (a stopped or
+/// wedged service must not leave logins hanging). Dropping the returned sender disarms it.
+fn answer_deadline(timeout: Duration) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("deadline".into())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                let msg = format!(
+                    "the podspawn service did not answer within {}s; try again in a moment, or ask \
+                     the administrator to check podspawn.service (journalctl -u podspawn)",
+                    timeout.as_secs()
+                );
+                let _ = writeln!(io::stderr(), "podspawn: {msg}");
+                tracing::error!("{msg}");
+                std::process::exit(i32::from(FAIL));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the deadline thread: {e}");
+    }
+    tx
+}
+
+fn run_inner(
+    user: Option<&str>,
+    project: Option<String>,
+    socket: &Path,
+    timeout: Duration,
+) -> ExitCode {
+    let uid = nix::unistd::getuid().as_raw();
+    let account = crate::accounts::lookup_uid(uid);
+    if let Err(e) = session_user(user, uid, account.as_ref().map(|a| a.name.as_str())) {
+        return fail(&e);
     }
     let project = match project_from(project, std::env::var("PODSPAWN_PROJECT").ok()) {
         Ok(p) => p,
@@ -140,6 +179,7 @@ fn run_inner(user: &str, project: Option<String>, socket: &Path) -> ExitCode {
     if let Err(e) = open.validate() {
         return fail(&e);
     }
+    let deadline = answer_deadline(timeout);
     let mut broker = match Client::connect(socket) {
         Ok(c) => c,
         Err(e) => {
@@ -156,6 +196,7 @@ fn run_inner(user: &str, project: Option<String>, socket: &Path) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(&format!("podspawn service: {e}")),
     };
+    drop(deadline);
     let (exec_id, fd) = match (resp, fd) {
         (Response::Attached { exec_id, .. }, Some(fd)) => (exec_id, fd),
         (Response::Error { message }, _) => return fail(&message),
@@ -624,6 +665,19 @@ mod tests {
             assert_eq!(out, b"hello world", "split {split}");
             assert_eq!(err, b"err");
         }
+    }
+
+    #[test]
+    fn session_user_comes_from_the_uid() {
+        assert!(session_user(None, 1000, Some("alice")).is_ok());
+        assert!(session_user(Some("alice"), 1000, Some("alice")).is_ok());
+        let e = session_user(Some("bob"), 1000, Some("alice")).unwrap_err();
+        assert!(
+            e.contains("registered for bob") && e.contains("runs as alice"),
+            "{e}"
+        );
+        let e = session_user(None, 4242, None).unwrap_err();
+        assert!(e.contains("uid 4242 has no account"), "{e}");
     }
 
     #[test]

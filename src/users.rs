@@ -329,16 +329,13 @@ fn audit(cfg: &Config, ev: Event) {
     }
 }
 
-/// `podspawn stop` target for a container name (`podspawn-alice-backend` → `alice@backend`).
-pub fn stop_target(user: &str, container: &str) -> String {
-    let base = crate::names::container_name(user, "");
-    match container.strip_prefix(&base) {
-        Some("") => user.to_string(),
-        Some(rest) => match rest.strip_prefix('-') {
-            Some(project) if !project.is_empty() => format!("{user}@{project}"),
-            _ => container.to_string(),
-        },
-        None => container.to_string(),
+/// `podspawn stop` target of a session (`alice`, or `alice@backend`): from the session's project,
+/// never parsed back out of a container name (names may be alternatives).
+pub fn stop_target(user: &str, project: &str) -> String {
+    if project.is_empty() {
+        user.to_string()
+    } else {
+        format!("{user}@{project}")
     }
 }
 
@@ -360,7 +357,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
             if !args.force {
                 let targets: Vec<String> = sessions
                     .iter()
-                    .map(|c| format!("{c} (podspawn stop {})", stop_target(name, c)))
+                    .map(|(c, p)| format!("{c} (podspawn stop {})", stop_target(name, p)))
                     .collect();
                 return Err(format!(
                     "{name} has running sessions: {}. Stop them with `podspawn stop \
@@ -671,12 +668,8 @@ mod tests {
             format_user_line("dora", &Err("is a symlink".into())),
             "dora  (unreadable: is a symlink)"
         );
-        assert_eq!(stop_target("alice", "podspawn-alice"), "alice");
-        assert_eq!(
-            stop_target("alice", "podspawn-alice-backend"),
-            "alice@backend"
-        );
-        assert_eq!(stop_target("alice", "something-else"), "something-else");
+        assert_eq!(stop_target("alice", ""), "alice");
+        assert_eq!(stop_target("alice", "backend"), "alice@backend");
     }
 
     #[test]

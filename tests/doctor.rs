@@ -71,6 +71,9 @@ fn podspawn_gid() -> u32 {
 
 const GOOD_DUMP: &str = "port 22\nauthorizedkeyscommand /usr/bin/podspawn auth-keys %u %t %k\n\
     authorizedkeyscommanduser podspawn\nauthorizedkeysfile none\npermituserrc no\n\
+    forcecommand /usr/bin/podspawn spawn\nauthenticationmethods publickey\n\
+    pubkeyauthentication yes\npasswordauthentication no\nkbdinteractiveauthentication no\n\
+    gssapiauthentication no\nhostbasedauthentication no\n\
     allowstreamlocalforwarding no\nallowtcpforwarding no\nx11forwarding no\npermittunnel no\n\
     acceptenv PODSPAWN_PROJECT\nacceptenv LANG\nacceptenv LC_*\n";
 
@@ -145,11 +148,37 @@ fn sshd_check_with_a_member() {
     assert_status(&c, Status::Fail);
     assert!(c.detail.contains("authorizedkeysfile"));
 
-    // A weakened hardening setting is a warning.
+    // Forwarding a unix socket would reach the host's (Docker's) sockets: a failure.
     let dump = GOOD_DUMP.replace(
         "allowstreamlocalforwarding no",
         "allowstreamlocalforwarding yes",
     );
+    let c = doctor::check_sshd(Some("alice"), Ok(&dump), &report);
+    assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("allowstreamlocalforwarding"), "{c:?}");
+
+    // Password and keyboard-interactive logins, or no forced command, bypass the container:
+    // each differing value is named, with the fix.
+    let dump = GOOD_DUMP
+        .replace("passwordauthentication no", "passwordauthentication yes")
+        .replace(
+            "kbdinteractiveauthentication no",
+            "kbdinteractiveauthentication yes",
+        )
+        .replace("forcecommand /usr/bin/podspawn spawn", "forcecommand none");
+    let c = doctor::check_sshd(Some("alice"), Ok(&dump), &report);
+    assert_status(&c, Status::Fail);
+    for k in [
+        "passwordauthentication: effective \"yes\", podspawn needs \"no\"",
+        "kbdinteractiveauthentication: effective \"yes\"",
+        "forcecommand: effective \"none\"",
+    ] {
+        assert!(c.detail.contains(k), "{k}: {c:?}");
+    }
+    assert!(c.fix.is_some(), "{c:?}");
+
+    // A missing AcceptEnv only weakens project routing and locales: a warning.
+    let dump = GOOD_DUMP.replace("acceptenv PODSPAWN_PROJECT\n", "");
     let c = doctor::check_sshd(Some("alice"), Ok(&dump), &report);
     assert_status(&c, Status::Warn);
 

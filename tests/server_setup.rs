@@ -271,7 +271,16 @@ fn debian_gets_a_dropin() {
     assert_eq!(r.probed_user.as_deref(), Some(m.0.as_str()));
     assert_eq!(
         std::fs::read_to_string(&dropin).unwrap(),
-        setup::render_dropin(&bin())
+        // This config moves the broker socket, so the forced command names it.
+        setup::render_dropin_with(
+            &bin(),
+            Some(
+                &e.dir
+                    .join("run/podspawn/podspawn.sock")
+                    .display()
+                    .to_string()
+            )
+        )
     );
     assert_eq!(mode(&dropin), (0, 0, 0o644));
     assert_eq!(

@@ -74,6 +74,9 @@ pub struct Opts {
     /// Write the audit log to <root>/audit.jsonl.
     pub audit: bool,
     pub extra: String,
+    /// sshd's global settings as Debian ships them (password and keyboard-interactive logins
+    /// on), instead of keys only: podspawn's Match block alone must confine its users.
+    pub stock_auth: bool,
 }
 
 impl Default for Opts {
@@ -86,6 +89,7 @@ impl Default for Opts {
             max_per_user: 3,
             audit: false,
             extra: String::new(),
+            stock_auth: false,
         }
     }
 }
@@ -107,6 +111,7 @@ pub struct Env {
     sshd: Option<Child>,
     broker: Option<Child>,
     pub users: Vec<String>,
+    stock_auth: bool,
 }
 
 impl Env {
@@ -167,6 +172,7 @@ impl Env {
             sshd: None,
             broker: None,
             users: Vec::new(),
+            stock_auth: opts.stock_auth,
         };
         // The groups the sshd config matches on must exist before sshd starts.
         env.ensure_groups();
@@ -268,19 +274,24 @@ impl Env {
         assert!(out.status.success());
         for attempt in 0..5 {
             self.port = free_port();
+            let auth = if self.stock_auth {
+                "PasswordAuthentication yes\nKbdInteractiveAuthentication yes\n"
+            } else {
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            };
+            // podspawn's own Match block, as server-setup writes it, with this build, this
+            // test's config (for auth-keys) and broker socket (for spawn).
+            let binary = format!("{} --config {}", self.bin.display(), self.config.display());
+            let socket = self.socket.display().to_string();
+            let dropin = podspawn::setup::render_dropin_with(&binary, Some(&socket));
             let conf = format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {r}/sshd.pid\nUsePAM yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 {auth}PubkeyAuthentication yes\n\
                  PrintMotd no\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\nMaxStartups 100:30:200\nMaxSessions 50\n\
-                 Match Group podspawn-users\n  AuthorizedKeysCommand {bin} --config {cfg} auth-keys %u %t %k\n\
-                 \x20 AuthorizedKeysCommandUser podspawn\n  AuthorizedKeysFile none\n  PermitUserRC no\n\
-                 \x20 AllowStreamLocalForwarding no\n  AllowTcpForwarding no\n  X11Forwarding no\n  PermitTunnel no\n\
-                 \x20 AcceptEnv PODSPAWN_PROJECT LANG LC_*\n",
+                 {dropin}",
                 port = self.port,
                 hk = hostkey.display(),
                 r = self.root.display(),
-                bin = self.bin.display(),
-                cfg = self.config.display(),
             );
             let path = self.root.join("sshd_config");
             std::fs::write(&path, conf).unwrap();
@@ -327,6 +338,12 @@ impl Env {
     pub fn add_user(&mut self) -> User {
         let n = self.users.len();
         let name = format!("pst{}u{n}", self.id);
+        self.add_named_user(&name)
+    }
+
+    /// Registers `name` (which should start with `pst` and this env's id) with a fresh key.
+    pub fn add_named_user(&mut self, name: &str) -> User {
+        let name = name.to_string();
         let kdir = self.root.join("client");
         std::fs::create_dir_all(&kdir).unwrap();
         let key = kdir.join(&name);
