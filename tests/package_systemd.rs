@@ -107,6 +107,46 @@ fn boot(name: String, users: Vec<String>) -> TestContainer {
     c
 }
 
+/// How often sshd (ssh.service) was told to reload in this boot: its "Received SIGHUP" lines.
+fn sshd_reloads(c: &TestContainer) -> usize {
+    stdout(&c.sh("journalctl --no-pager -b -u ssh.service -o cat"))
+        .lines()
+        .filter(|l| *l == "Received SIGHUP; restarting.")
+        .count()
+}
+
+/// Waits until sshd has handled at least `reloads` SIGHUPs in this boot and listens again
+/// after the last (re)start: sshd re-executes itself on SIGHUP, and a connection made before it
+/// listens again is reset. From sshd's own log lines, in order, in the journal.
+fn wait_sshd_listening(c: &TestContainer, reloads: usize) {
+    let t = Instant::now();
+    loop {
+        let log = stdout(&c.sh("journalctl --no-pager -b -u ssh.service -o cat"));
+        let lines: Vec<&str> = log.lines().collect();
+        let hups = lines
+            .iter()
+            .filter(|l| **l == "Received SIGHUP; restarting.")
+            .count();
+        let starts = hups
+            + lines
+                .iter()
+                .filter(|l| l.starts_with("Starting ssh.service"))
+                .count();
+        let listening = lines
+            .iter()
+            .filter(|l| **l == "Server listening on 0.0.0.0 port 22.")
+            .count();
+        if hups >= reloads && starts > 0 && listening >= starts {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "sshd did not listen again after {reloads} reloads:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `systemctl show UNIT -p A,B` as a map.
 fn show(c: &TestContainer, unit: &str, props: &str) -> BTreeMap<String, String> {
     c.ok(&format!("systemctl show {unit} -p {props}"))
@@ -185,7 +225,8 @@ fn deb_under_systemd_pid1() {
     phase("image and boot");
 
     // --- 1. apt installs the .deb; the units are enabled; the socket listens, the broker does
-    // not run before the first connection.
+    // not run before the first connection; sshd was reloaded with the drop-in.
+    let reloads = sshd_reloads(&c);
     let o = c.sh(&format!(
         "apt-get install -y --no-install-recommends /pkg/{deb_name}"
     ));
@@ -220,7 +261,11 @@ fn deb_under_systemd_pid1() {
         "the broker runs before any connection\n{}",
         c.logs()
     );
-    // sshd was reloaded with the drop-in and is valid.
+    assert!(
+        log.contains("podspawn: reloaded sshd"),
+        "postinst did not reload sshd:\n{log}"
+    );
+    wait_sshd_listening(&c, reloads + 1);
     c.ok("sshd -t && systemctl is-active ssh.service");
     phase("install");
 
@@ -444,6 +489,7 @@ fn deb_under_systemd_pid1() {
     phase("sshd settings and passwords");
 
     // --- 7. Purge: units gone, sshd valid, reloads and serves.
+    let reloads = sshd_reloads(&c);
     let o = c.sh("apt-get purge -y podspawn");
     assert!(o.status.success(), "apt purge\n{}", out(&o));
     assert_eq!(
@@ -468,13 +514,16 @@ fn deb_under_systemd_pid1() {
         "! pgrep -x podspawn && ! test -e {DROPIN} && ! test -e /etc/podspawn && \
          ! test -e /usr/bin/podspawn"
     ));
+    // postrm reloaded sshd without the drop-in; reload it once more, as an admin would.
     c.ok("sshd -t && systemctl reload ssh.service && systemctl is-active ssh.service");
+    wait_sshd_listening(&c, reloads + 2);
     let served = password_ssh(&ask, port, &plain, probe);
     assert_eq!(
         stdout(&served),
         format!("HOST-SHELL-{HOSTNAME}\n"),
-        "sshd does not serve after the purge\n{}",
-        out(&served)
+        "sshd does not serve after the purge\n{}\n{}",
+        out(&served),
+        c.logs()
     );
     let gone = ssh(&key, port, &user, "echo should-not-run");
     assert!(
