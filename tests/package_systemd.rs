@@ -270,10 +270,20 @@ fn deb_under_systemd_pid1() {
     phase("install");
 
     // --- 2. A registered user logs in over ssh and runs a command in their container.
+    // The admin's edits: the host's test image, and a state database of this test's own. The
+    // instance label of podspawn's containers is derived from the database path, and the cleanup
+    // daemon removes containers of its instance that its database does not know: with the
+    // default path it would treat the sessions of another package test (or of a real
+    // installation) on this Docker engine as its orphans.
     c.ok(&format!(
-        "sed -i 's|^  image: .*|  image: {}|' /etc/podspawn/config.yaml && \
-         grep -q '^  image: {0}$' /etc/podspawn/config.yaml && podspawn config validate",
-        common::IMAGE
+        "sed -i -e 's|^  image: .*|  image: {image}|' \
+                -e 's|^  db_path: /var/lib/podspawn/state.db$|  db_path: {db}|' \
+           /etc/podspawn/config.yaml && \
+         grep -q '^  image: {image}$' /etc/podspawn/config.yaml && \
+         grep -q '^  db_path: {db}$' /etc/podspawn/config.yaml && \
+         podspawn config validate && systemctl restart podspawn-cleanup.service",
+        image = common::IMAGE,
+        db = format!("/var/lib/podspawn/state-{id}.db"),
     ));
     let keydir = tempdir("sdkey");
     let (key, pubkey) = keygen(&keydir, "sdtest");
