@@ -168,51 +168,582 @@ pub fn ensure_system_identities() -> Result<SystemIds, String> {
     })
 }
 
-/// What to do about an existing account's /etc/shadow password field.
+// ---------------------------------------------------------------------------------------------
+// Which accounts podspawn may take over, and what it changes (pure).
+
+/// Groups whose members are (or can easily become) root, or can read what root guards: sudo and
+/// wheel run anything as root; adm, systemd-journal read every log; shadow reads password
+/// hashes; disk and kvm reach raw devices; docker, lxd, incus-admin and libvirt start privileged
+/// containers or VMs; root, admin and staff are the traditional administrator groups. A podspawn
+/// user is confined to a container and needs none of them, so an account in one of them is
+/// "used for something else": podspawn only removes it from them with `--convert`.
+pub const PRIVILEGED_GROUPS: &[&str] = &[
+    "sudo",
+    "wheel",
+    "adm",
+    "admin",
+    "root",
+    "docker",
+    "lxd",
+    "incus-admin",
+    "libvirt",
+    "kvm",
+    "disk",
+    "shadow",
+    "systemd-journal",
+    "staff",
+];
+
+/// What an account's /etc/shadow password field means for podspawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordAction {
-    /// Fine for sshd (e.g. `*` or a password hash).
-    Keep,
-    /// Locked without a password (`!`, `!!`, `!*`, `*LK*`): set it to `*`.
-    SetStar,
-    /// Locked with a real password hash behind the `!`: the admin decides.
-    RefuseLockedHash,
-    /// Empty: passwordless login; the admin must fix it.
-    RefuseEmpty,
+pub enum PasswordState {
+    /// No password and not locked (`*`, or another field no crypt(3) result starts with): key
+    /// login only. What podspawn wants.
+    NoPassword,
+    /// Locked by a tool, never set (`!`, `!!`, `!*`, `*LK*`, no hash): sshd refuses the account
+    /// before podspawn is asked. podspawn sets it to `*` without asking.
+    NeverSet,
+    /// A password hash: someone logs in with it.
+    Usable,
+    /// A lock set by an admin in front of a real hash (`!$6$…`, `usermod -L`).
+    AdminLocked,
+    /// Empty: anyone may log in where password login is on.
+    Empty,
 }
 
-/// Decides what to do for a shadow password field (pure).
-pub fn password_action(field: &str) -> PasswordAction {
+/// Classifies a shadow(5) password field (pure).
+pub fn password_state(field: &str) -> PasswordState {
     if field.is_empty() {
-        return PasswordAction::RefuseEmpty;
+        return PasswordState::Empty;
     }
-    if field == "*LK*" {
-        return PasswordAction::SetStar;
-    }
-    match field.strip_prefix('!') {
-        Some(rest) if rest == "*LK*" || rest.chars().all(|c| c == '!' || c == '*') => {
-            PasswordAction::SetStar
+    let locked_rest = if let Some(rest) = field.strip_prefix("*LK*") {
+        Some(rest)
+    } else {
+        field.strip_prefix('!')
+    };
+    match locked_rest {
+        Some(rest) => {
+            let rest = rest.trim_start_matches('!');
+            if rest.is_empty() || rest == "*LK*" || rest.chars().all(|c| c == '*') {
+                PasswordState::NeverSet
+            } else {
+                PasswordState::AdminLocked
+            }
         }
-        Some(_) => PasswordAction::RefuseLockedHash,
-        None => PasswordAction::Keep,
+        None if field.starts_with('*') => PasswordState::NoPassword,
+        None => PasswordState::Usable,
     }
 }
 
-/// The message for a refused password field (`None` when it is not refused).
-pub fn password_refusal(name: &str, action: PasswordAction) -> Option<String> {
-    match action {
-        PasswordAction::RefuseLockedHash => Some(format!(
-            "the account {name} is locked but has a password (its /etc/shadow entry is '!' and a \
-             hash), and sshd refuses locked accounts before podspawn is asked. Either run \
-             `usermod -p '*' {name}` (discards the password: key-only login) or `usermod -U \
-             {name}` (unlocks it and keeps the password), then run add-user again"
+/// What podspawn reads about an existing account (from passwd, shadow and group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountFacts {
+    pub name: String,
+    pub uid: u32,
+    pub home: PathBuf,
+    /// The home exists (as a directory).
+    pub home_exists: bool,
+    pub shell: PathBuf,
+    /// The /etc/shadow password field; `None`: no entry (e.g. a network account).
+    pub shadow: Option<String>,
+    /// Name of the primary group (the gid as text when it has no name).
+    pub primary_group: String,
+    /// Names of the supplementary groups.
+    pub groups: Vec<String>,
+}
+
+/// Why podspawn never takes over an account, whatever the flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Root,
+    /// uid below UID_MIN (or `nobody`'s 65534).
+    SystemAccount {
+        uid: u32,
+        uid_min: u32,
+    },
+    /// Home empty, relative or `/nonexistent`.
+    NoUsableHome {
+        home: PathBuf,
+    },
+    /// The primary group is privileged; `gpasswd -d` cannot remove it.
+    PrivilegedPrimaryGroup {
+        group: String,
+    },
+}
+
+impl Refusal {
+    /// What is wrong and how to fix it, for a person.
+    pub fn describe(&self, name: &str) -> String {
+        match self {
+            Refusal::Root => format!(
+                "{name} has uid 0 (root): podspawn never takes over a root account; pick another \
+                 name"
+            ),
+            Refusal::SystemAccount { uid, uid_min } => format!(
+                "{name} is a system account (uid {uid}, below UID_MIN {uid_min}): podspawn only \
+                 takes over regular accounts; pick another name"
+            ),
+            Refusal::NoUsableHome { home } => format!(
+                "{name} has no usable home directory ({:?}): set one with `usermod -d \
+                 /home/{name} -m {name}`",
+                home
+            ),
+            Refusal::PrivilegedPrimaryGroup { group } => format!(
+                "{name}'s primary group is {group}, a privileged group: give {name} a group of \
+                 its own (`groupadd {name} && usermod -g {name} {name}`)"
+            ),
+        }
+    }
+}
+
+/// A change to an account that is used for something else; made only with `--convert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conversion {
+    /// Set the password field to `*`; the field's state was Usable, AdminLocked or Empty.
+    Password(PasswordState),
+    /// Set the login shell to [`DEFAULT_SHELL`].
+    Shell { from: PathBuf },
+    /// Remove the account from these supplementary groups (of [`PRIVILEGED_GROUPS`]).
+    Groups(Vec<String>),
+}
+
+impl Conversion {
+    /// One line: what the change does, e.g. "change the login shell from /bin/bash to /bin/sh".
+    pub fn describe(&self, name: &str) -> String {
+        match self {
+            Conversion::Password(PasswordState::Empty) => "set the password field to '*' (it is \
+                 empty, so anyone may log in where password login is on: key login only)"
+                .to_string(),
+            Conversion::Password(PasswordState::AdminLocked) => "set the password field to '*' \
+                 (replaces the admin's lock and the password behind it: key login only)"
+                .to_string(),
+            Conversion::Password(_) => {
+                "set the password field to '*' (removes the password: key login only)".to_string()
+            }
+            Conversion::Shell { from } => {
+                let from = if from.as_os_str().is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    from.display().to_string()
+                };
+                format!("change the login shell from {from} to {DEFAULT_SHELL}")
+            }
+            Conversion::Groups(groups) => format!(
+                "remove {name} from the group{} {}",
+                if groups.len() == 1 { "" } else { "s" },
+                groups.join(", ")
+            ),
+        }
+    }
+}
+
+/// A change podspawn makes to any account it may take over, without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// The password field was never set (`!`…): set it to `*`.
+    Unlock,
+    /// The home directory does not exist: create it (owned by the account, 0750).
+    CreateHome,
+    /// Add the account to [`USERS_GROUP`].
+    JoinUsersGroup,
+}
+
+impl Repair {
+    pub fn describe(&self, facts: &AccountFacts, group: &str) -> String {
+        let name = &facts.name;
+        match self {
+            Repair::Unlock => format!(
+                "set {name}'s password field from '{}' to '*' (unlocks it; no password login)",
+                facts.shadow.as_deref().unwrap_or("")
+            ),
+            Repair::CreateHome => format!(
+                "create {name}'s home directory {} (0750)",
+                facts.home.display()
+            ),
+            Repair::JoinUsersGroup => format!("add {name} to {group}"),
+        }
+    }
+}
+
+/// What podspawn would do to make an existing account a podspawn user.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountPlan {
+    /// Hard refusals: no flag overrides them.
+    pub refusals: Vec<Refusal>,
+    /// Changes that need `--convert`.
+    pub conversions: Vec<Conversion>,
+    /// Changes made without asking.
+    pub repairs: Vec<Repair>,
+    /// No /etc/shadow entry: podspawn cannot tell whether it is locked.
+    pub no_shadow_entry: bool,
+}
+
+impl AccountPlan {
+    /// Nothing to change, nothing refused.
+    pub fn is_ready(&self) -> bool {
+        self.refusals.is_empty() && self.conversions.is_empty() && self.repairs.is_empty()
+    }
+}
+
+/// Classifies an existing account (pure): what podspawn refuses, what needs `--convert` and what
+/// it repairs without asking.
+pub fn plan_existing(facts: &AccountFacts, uid_min: u32) -> AccountPlan {
+    let mut plan = AccountPlan::default();
+    if facts.uid == 0 {
+        plan.refusals.push(Refusal::Root);
+    } else if facts.uid < uid_min || facts.uid == 65534 {
+        plan.refusals.push(Refusal::SystemAccount {
+            uid: facts.uid,
+            uid_min,
+        });
+    }
+    let home = &facts.home;
+    if home.as_os_str().is_empty() || !home.is_absolute() || home == Path::new("/nonexistent") {
+        plan.refusals
+            .push(Refusal::NoUsableHome { home: home.clone() });
+    }
+    if PRIVILEGED_GROUPS.contains(&facts.primary_group.as_str()) {
+        plan.refusals.push(Refusal::PrivilegedPrimaryGroup {
+            group: facts.primary_group.clone(),
+        });
+    }
+
+    match facts.shadow.as_deref().map(password_state) {
+        None => plan.no_shadow_entry = true,
+        Some(PasswordState::NoPassword) => {}
+        Some(PasswordState::NeverSet) => plan.repairs.push(Repair::Unlock),
+        Some(s) => plan.conversions.push(Conversion::Password(s)),
+    }
+    if facts.shell != Path::new(DEFAULT_SHELL) {
+        plan.conversions.push(Conversion::Shell {
+            from: facts.shell.clone(),
+        });
+    }
+    let mut privileged: Vec<String> = facts
+        .groups
+        .iter()
+        .filter(|g| PRIVILEGED_GROUPS.contains(&g.as_str()) && **g != facts.primary_group)
+        .cloned()
+        .collect();
+    privileged.sort();
+    privileged.dedup();
+    if !privileged.is_empty() {
+        plan.conversions.push(Conversion::Groups(privileged));
+    }
+
+    if !facts.home_exists
+        && !plan
+            .refusals
+            .iter()
+            .any(|r| matches!(r, Refusal::NoUsableHome { .. }))
+    {
+        plan.repairs.push(Repair::CreateHome);
+    }
+    if facts.primary_group != USERS_GROUP && !facts.groups.iter().any(|g| g == USERS_GROUP) {
+        plan.repairs.push(Repair::JoinUsersGroup);
+    }
+    plan
+}
+
+/// The account problems a caller branches on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountError {
+    /// An invalid or reserved name.
+    Name(String),
+    /// Never taken over (root, system account, ...).
+    Refused {
+        name: String,
+        refusals: Vec<Refusal>,
+    },
+    /// Used for something else: these changes need `--convert`.
+    NeedsConvert {
+        name: String,
+        conversions: Vec<Conversion>,
+    },
+    /// No user but a group of that name: `useradd --user-group` cannot create the account.
+    GroupExists { name: String },
+    /// Reading the account databases or running a shadow-utils tool failed.
+    System(String),
+}
+
+impl std::fmt::Display for AccountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountError::Name(m) | AccountError::System(m) => f.write_str(m),
+            AccountError::Refused { name, refusals } => {
+                let why: Vec<String> = refusals.iter().map(|r| r.describe(name)).collect();
+                write!(
+                    f,
+                    "podspawn will not take over the account {name}: {}",
+                    why.join("; ")
+                )
+            }
+            AccountError::NeedsConvert { name, conversions } => {
+                write!(
+                    f,
+                    "the account {name} already exists and is used for something else, so \
+                     nothing was changed. Making it a podspawn user would:"
+                )?;
+                for c in conversions {
+                    write!(f, "\n  - {}", c.describe(name))?;
+                }
+                write!(
+                    f,
+                    "\nRun the same command with --convert to make exactly these changes"
+                )
+            }
+            AccountError::GroupExists { name } => write!(
+                f,
+                "there is no user {name} but a group {name} exists, so `useradd --user-group` \
+                 cannot create the account: remove the group, pick another name, or create the \
+                 account yourself (e.g. `useradd -m -g {name} -s /bin/sh -p '*' {name}`) and run \
+                 add-user again"
+            ),
+        }
+    }
+}
+
+impl From<AccountError> for String {
+    fn from(e: AccountError) -> String {
+        e.to_string()
+    }
+}
+
+fn sys<T>(r: Result<T, String>) -> Result<T, AccountError> {
+    r.map_err(AccountError::System)
+}
+
+/// What podspawn would do to a (possibly missing) account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPlan {
+    /// No such account: `useradd` it.
+    Create,
+    Existing {
+        facts: Box<AccountFacts>,
+        plan: AccountPlan,
+    },
+}
+
+impl HostPlan {
+    /// Refuses what no flag allows, and conversions unless `convert`.
+    pub fn check(&self, name: &str, convert: bool) -> Result<(), AccountError> {
+        let HostPlan::Existing { plan, .. } = self else {
+            return Ok(());
+        };
+        if !plan.refusals.is_empty() {
+            return Err(AccountError::Refused {
+                name: name.to_string(),
+                refusals: plan.refusals.clone(),
+            });
+        }
+        if !plan.conversions.is_empty() && !convert {
+            return Err(AccountError::NeedsConvert {
+                name: name.to_string(),
+                conversions: plan.conversions.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads what [`plan_existing`] needs about `name` (`None`: no such account).
+pub fn account_facts(name: &str) -> Result<Option<AccountFacts>, AccountError> {
+    if lookup(name).is_none() {
+        return Ok(None);
+    }
+    let shadow = sys(shadow_password(name))?;
+    Ok(visible_facts(name, shadow))
+}
+
+/// [`account_facts`] with the shadow field given (e.g. `None` when /etc/shadow is unreadable).
+pub fn visible_facts(name: &str, shadow: Option<String>) -> Option<AccountFacts> {
+    let acct = lookup(name)?;
+    let primary_group = uzers::get_group_by_gid(acct.gid)
+        .map(|g| g.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| acct.gid.to_string());
+    let groups = uzers::get_user_groups(name, acct.gid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|g| g.gid() != acct.gid)
+        .map(|g| g.name().to_string_lossy().into_owned())
+        .collect();
+    Some(AccountFacts {
+        name: name.to_string(),
+        uid: acct.uid,
+        home_exists: acct.home.is_dir(),
+        home: acct.home,
+        shell: acct.shell,
+        shadow,
+        primary_group,
+        groups,
+    })
+}
+
+/// Plans what podspawn would do to make `name` a podspawn user, changing nothing.
+pub fn plan_host_account(name: &str) -> Result<HostPlan, AccountError> {
+    check_name_allowed(name).map_err(AccountError::Name)?;
+    match account_facts(name)? {
+        None => {
+            if group_gid(name).is_some() {
+                return Err(AccountError::GroupExists {
+                    name: name.to_string(),
+                });
+            }
+            Ok(HostPlan::Create)
+        }
+        Some(facts) => {
+            let plan = plan_existing(&facts, uid_min());
+            Ok(HostPlan::Existing {
+                facts: Box::new(facts),
+                plan,
+            })
+        }
+    }
+}
+
+/// What [`setup_host_account`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSetup {
+    pub account: Account,
+    pub created: bool,
+    /// Conversions made (only with `convert`).
+    pub converted: Vec<Conversion>,
+    /// Repairs made.
+    pub repaired: Vec<Repair>,
+    /// One line per change, for a person.
+    pub changes: Vec<String>,
+    /// Things the admin should know (e.g. no /etc/shadow entry).
+    pub notes: Vec<String>,
+}
+
+/// Creates the host account if missing (`useradd --create-home --shell /bin/sh --password '*'
+/// --comment podspawn --groups podspawn-users --user-group`). An existing one is classified by
+/// [`plan_existing`]: refusals are errors, conversions are made only with `convert`
+/// ([`AccountError::NeedsConvert`] otherwise), repairs always.
+pub fn setup_host_account(name: &str, convert: bool) -> Result<AccountSetup, AccountError> {
+    let plan = plan_host_account(name)?;
+    plan.check(name, convert)?;
+    apply_host_plan(name, &plan)
+}
+
+/// Carries out a checked [`HostPlan`] (see [`HostPlan::check`]).
+pub fn apply_host_plan(name: &str, plan: &HostPlan) -> Result<AccountSetup, AccountError> {
+    let group = USERS_GROUP;
+    let mut setup = AccountSetup {
+        account: Account {
+            name: name.to_string(),
+            uid: 0,
+            gid: 0,
+            home: PathBuf::new(),
+            shell: PathBuf::new(),
+        },
+        created: false,
+        converted: Vec::new(),
+        repaired: Vec::new(),
+        changes: Vec::new(),
+        notes: Vec::new(),
+    };
+    match plan {
+        HostPlan::Create => {
+            sys(run_tool("useradd", &create_args(name, group)))?;
+            setup.created = true;
+            setup.changes.push(create_description(name, group));
+        }
+        HostPlan::Existing { facts, plan } => {
+            for c in &plan.conversions {
+                match c {
+                    Conversion::Password(_) => sys(run_tool("usermod", &["-p", "*", name]))?,
+                    Conversion::Shell { .. } => {
+                        sys(run_tool("usermod", &["-s", DEFAULT_SHELL, name]))?
+                    }
+                    Conversion::Groups(groups) => {
+                        for g in groups {
+                            sys(run_tool("gpasswd", &["-d", name, g]))?;
+                        }
+                    }
+                }
+                setup.converted.push(c.clone());
+                setup.changes.push(c.describe(name));
+            }
+            for r in &plan.repairs {
+                match r {
+                    Repair::Unlock => sys(run_tool("usermod", &["-p", "*", name]))?,
+                    Repair::CreateHome => {
+                        let acct = lookup(name).ok_or_else(|| {
+                            AccountError::System(format!("the account {name} disappeared"))
+                        })?;
+                        sys(ensure_home(&acct))?;
+                    }
+                    Repair::JoinUsersGroup => sys(run_tool("usermod", &["-aG", group, name]))?,
+                }
+                setup.repaired.push(*r);
+                setup.changes.push(r.describe(facts, group));
+            }
+            if plan.no_shadow_entry {
+                setup.notes.push(format!(
+                    "{name} has no entry in /etc/shadow (a network account?): make sure it is \
+                     not locked, or sshd will refuse it"
+                ));
+            }
+        }
+    }
+    setup.account = lookup(name).ok_or_else(|| {
+        AccountError::System(format!("the account {name} does not exist after useradd"))
+    })?;
+    Ok(setup)
+}
+
+fn create_args<'a>(name: &'a str, group: &'a str) -> [&'a str; 11] {
+    [
+        "--create-home",
+        "--shell",
+        DEFAULT_SHELL,
+        "--password",
+        "*",
+        "--comment",
+        CREATED_MARKER,
+        "--groups",
+        group,
+        "--user-group",
+        name,
+    ]
+}
+
+/// The line for a created account.
+pub fn create_description(name: &str, group: &str) -> String {
+    format!(
+        "create host account {name} (shell {DEFAULT_SHELL}, password field '*': key login only, \
+         home created, in {group})"
+    )
+}
+
+/// Creates the account's home (owned by it, 0750) if it is missing; true if it did.
+fn ensure_home(acct: &Account) -> Result<bool, String> {
+    let home = &acct.home;
+    if !home.is_absolute() || home == Path::new("/nonexistent") {
+        return Err(format!(
+            "{} has no usable home directory ({:?}): set one with `usermod -d /home/{0} -m {0}`",
+            acct.name, home
+        ));
+    }
+    match std::fs::symlink_metadata(home) {
+        Ok(_) if home.is_dir() => Ok(false),
+        Ok(_) => Err(format!(
+            "{}'s home {} exists but is not a directory: move it away",
+            acct.name,
+            home.display()
         )),
-        PasswordAction::RefuseEmpty => Some(format!(
-            "the account {name} has an empty password, so anyone could log in as {name} where \
-             password authentication is on. Run `usermod -p '*' {name}` (disables password \
-             login), then run add-user again"
-        )),
-        PasswordAction::Keep | PasswordAction::SetStar => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::keys::create_parent_dirs(home)?;
+            std::fs::create_dir(home)
+                .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
+            std::os::unix::fs::chown(home, Some(acct.uid), Some(acct.gid))
+                .map_err(|e| format!("cannot chown {}: {e}", home.display()))?;
+            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o750))
+                .map_err(|e| format!("cannot chmod {}: {e}", home.display()))?;
+            Ok(true)
+        }
+        Err(e) => Err(format!("cannot stat {}: {e}", home.display())),
     }
 }
 
@@ -246,7 +777,8 @@ pub fn parse_uid_min(login_defs: &str) -> Option<u32> {
     })
 }
 
-fn uid_min() -> u32 {
+/// `UID_MIN` of /etc/login.defs (1000 when it does not say).
+pub fn uid_min() -> u32 {
     std::fs::read_to_string("/etc/login.defs")
         .ok()
         .and_then(|t| parse_uid_min(&t))
@@ -262,190 +794,6 @@ pub fn check_name_allowed(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Can an existing account with this uid and shell become a podspawn user? (pure)
-pub fn check_existing(name: &str, uid: u32, shell: &Path, uid_min: u32) -> Result<(), String> {
-    if uid == 0 {
-        return Err(format!(
-            "{name} has uid 0 (root): podspawn will not take over a root account"
-        ));
-    }
-    if uid < uid_min || uid == 65534 {
-        return Err(format!(
-            "{name} is a system account (uid {uid}, below UID_MIN {uid_min}): podspawn only takes \
-             over regular accounts; pick another name"
-        ));
-    }
-    let base = shell.file_name().and_then(|s| s.to_str()).unwrap_or("");
-    if shell.as_os_str().is_empty() || matches!(base, "nologin" | "false" | "true") {
-        return Err(format!(
-            "{name}'s login shell is {:?}, and sshd runs podspawn through the login shell: \
-             give {name} a real shell with `usermod -s /bin/sh {name}`, then run add-user again",
-            shell
-        ));
-    }
-    Ok(())
-}
-
-/// Everything [`setup_host_account`] would refuse, checked without changing anything.
-pub fn check_host_account(name: &str) -> Result<(), String> {
-    check_name_allowed(name)?;
-    match lookup(name) {
-        None => {
-            if group_gid(name).is_some() {
-                return Err(format!(
-                    "there is no user {name} but a group {name} exists, so `useradd --user-group` \
-                     cannot create the account: remove the group, pick another name, or create \
-                     the account yourself (e.g. `useradd -m -g {name} -s /bin/sh -p '*' {name}`) \
-                     and run add-user again"
-                ));
-            }
-            Ok(())
-        }
-        Some(acct) => {
-            check_existing(name, acct.uid, &acct.shell, uid_min())?;
-            if !acct.shell.is_file() {
-                return Err(format!(
-                    "{name}'s login shell {} does not exist: fix it with `usermod -s /bin/sh \
-                     {name}`, then run add-user again",
-                    acct.shell.display()
-                ));
-            }
-            if let Some(field) = shadow_password(name)? {
-                if let Some(msg) = password_refusal(name, password_action(&field)) {
-                    return Err(msg);
-                }
-            }
-            if acct.home.as_os_str().is_empty()
-                || !acct.home.is_absolute()
-                || acct.home == Path::new("/nonexistent")
-            {
-                return Err(format!(
-                    "{name} has no usable home directory ({:?}): set one with `usermod -d \
-                     /home/{name} -m {name}`, then run add-user again",
-                    acct.home
-                ));
-            }
-            Ok(())
-        }
-    }
-}
-
-/// What [`setup_host_account`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountSetup {
-    pub account: Account,
-    pub created: bool,
-    /// The password field was set to `*` (the account was locked without a password).
-    pub unlocked: bool,
-    pub home_created: bool,
-    pub added_to_group: bool,
-    /// Things the admin should know (e.g. no /etc/shadow entry).
-    pub notes: Vec<String>,
-}
-
-/// Creates or repairs a podspawn user's host account (see [`setup_host_account`]).
-pub fn ensure_host_account(name: &str) -> Result<Account, String> {
-    setup_host_account(name).map(|s| s.account)
-}
-
-/// Creates the host account if missing (`useradd --create-home --shell /bin/sh --password '*'
-/// --comment podspawn --groups podspawn-users --user-group`); for an existing one unlocks a
-/// password-less lock (`usermod -p '*'`), refuses a locked password or an empty one, creates a
-/// missing home (0750) and adds it to `podspawn-users`.
-pub fn setup_host_account(name: &str) -> Result<AccountSetup, String> {
-    setup_host_account_in(name, USERS_GROUP)
-}
-
-fn setup_host_account_in(name: &str, group: &str) -> Result<AccountSetup, String> {
-    check_host_account(name)?;
-    let mut setup = AccountSetup {
-        account: Account {
-            name: name.to_string(),
-            uid: 0,
-            gid: 0,
-            home: PathBuf::new(),
-            shell: PathBuf::new(),
-        },
-        created: false,
-        unlocked: false,
-        home_created: false,
-        added_to_group: false,
-        notes: Vec::new(),
-    };
-    if lookup(name).is_none() {
-        run_tool(
-            "useradd",
-            &[
-                "--create-home",
-                "--shell",
-                DEFAULT_SHELL,
-                "--password",
-                "*",
-                "--comment",
-                CREATED_MARKER,
-                "--groups",
-                group,
-                "--user-group",
-                name,
-            ],
-        )?;
-        setup.created = true;
-        setup.added_to_group = true;
-    } else {
-        match shadow_password(name)? {
-            Some(field) => match password_action(&field) {
-                PasswordAction::Keep => {}
-                PasswordAction::SetStar => {
-                    run_tool("usermod", &["-p", "*", name])?;
-                    setup.unlocked = true;
-                }
-                action => {
-                    return Err(password_refusal(name, action)
-                        .unwrap_or_else(|| format!("{name}: unusable password field")))
-                }
-            },
-            None => setup.notes.push(format!(
-                "{name} has no entry in /etc/shadow (a network account?): make sure it is not \
-                 locked, or sshd will refuse it"
-            )),
-        }
-    }
-    let account =
-        lookup(name).ok_or_else(|| format!("the account {name} does not exist after useradd"))?;
-    setup.home_created = ensure_home(&account)?;
-    if !is_member(name, group) {
-        run_tool("usermod", &["-aG", group, name])?;
-        setup.added_to_group = true;
-    }
-    setup.account = account;
-    Ok(setup)
-}
-
-/// Creates the account's home (owned by it, 0750) if it is missing; true if it did.
-fn ensure_home(acct: &Account) -> Result<bool, String> {
-    let home = &acct.home;
-    if !home.is_absolute() || home == Path::new("/nonexistent") {
-        return Err(format!(
-            "{} has no usable home directory ({:?}): set one with `usermod -d /home/{0} -m {0}`",
-            acct.name, home
-        ));
-    }
-    match std::fs::symlink_metadata(home) {
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            crate::keys::create_parent_dirs(home)?;
-            std::fs::create_dir(home)
-                .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
-            std::os::unix::fs::chown(home, Some(acct.uid), Some(acct.gid))
-                .map_err(|e| format!("cannot chown {}: {e}", home.display()))?;
-            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o750))
-                .map_err(|e| format!("cannot chmod {}: {e}", home.display()))?;
-            Ok(true)
-        }
-        Err(e) => Err(format!("cannot stat {}: {e}", home.display())),
-    }
 }
 
 /// Is `user` in `group`, as a supplementary member or through its primary group?
@@ -528,35 +876,28 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     #[test]
-    fn password_actions() {
-        use PasswordAction::*;
+    fn password_states() {
+        use PasswordState::*;
         for (field, want) in [
-            ("", RefuseEmpty),
-            ("!", SetStar),
-            ("!!", SetStar),
-            ("!*", SetStar),
-            ("*LK*", SetStar),
-            ("!*LK*", SetStar),
-            ("!!!", SetStar),
-            ("*", Keep),
-            ("x", Keep),
-            ("$6$salt$hash", Keep),
-            ("$y$j9T$abc$def", Keep),
-            ("!$6$salt$hash", RefuseLockedHash),
-            ("!!$y$j9T$abc$def", RefuseLockedHash),
+            ("", Empty),
+            ("!", NeverSet),
+            ("!!", NeverSet),
+            ("!*", NeverSet),
+            ("*LK*", NeverSet),
+            ("!*LK*", NeverSet),
+            ("!!!", NeverSet),
+            ("*", NoPassword),
+            ("*x", NoPassword),
+            ("x", Usable),
+            ("$6$salt$hash", Usable),
+            ("$y$j9T$abc$def", Usable),
+            ("abcdefghijklm", Usable),
+            ("!$6$salt$hash", AdminLocked),
+            ("!!$y$j9T$abc$def", AdminLocked),
+            ("*LK*$6$salt$hash", AdminLocked),
         ] {
-            assert_eq!(password_action(field), want, "{field:?}");
+            assert_eq!(password_state(field), want, "{field:?}");
         }
-        let m = password_refusal("alice", RefuseLockedHash).unwrap();
-        assert!(
-            m.contains("usermod -p '*' alice") && m.contains("usermod -U alice"),
-            "{m}"
-        );
-        let m = password_refusal("alice", RefuseEmpty).unwrap();
-        assert!(m.contains("usermod -p '*' alice"), "{m}");
-        assert!(!m.contains("-p ''"), "{m}");
-        assert_eq!(password_refusal("alice", Keep), None);
-        assert_eq!(password_refusal("alice", SetStar), None);
     }
 
     #[test]
@@ -575,21 +916,226 @@ mod tests {
         assert_eq!(parse_uid_min("SYS_UID_MIN 100\n"), None);
     }
 
+    /// A regular account podspawn may take over as is.
+    fn ready() -> AccountFacts {
+        AccountFacts {
+            name: "alice".into(),
+            uid: 1001,
+            home: "/home/alice".into(),
+            home_exists: true,
+            shell: DEFAULT_SHELL.into(),
+            shadow: Some("*".into()),
+            primary_group: "alice".into(),
+            groups: vec![USERS_GROUP.into()],
+        }
+    }
+
+    fn plan(f: impl FnOnce(&mut AccountFacts)) -> AccountPlan {
+        let mut facts = ready();
+        f(&mut facts);
+        plan_existing(&facts, 1000)
+    }
+
     #[test]
-    fn existing_account_rules() {
-        let sh = Path::new("/bin/bash");
-        assert!(check_existing("alice", 1001, sh, 1000).is_ok());
-        assert!(check_existing("x", 0, sh, 1000)
-            .unwrap_err()
-            .contains("uid 0"));
-        assert!(check_existing("www", 33, sh, 1000)
-            .unwrap_err()
-            .contains("system account"));
-        assert!(check_existing("n", 65534, sh, 1000).is_err());
-        let e = check_existing("alice", 1001, Path::new("/usr/sbin/nologin"), 1000).unwrap_err();
-        assert!(e.contains("usermod -s /bin/sh alice"), "{e}");
-        assert!(check_existing("alice", 1001, Path::new("/bin/false"), 1000).is_err());
-        assert!(check_existing("alice", 1001, Path::new(""), 1000).is_err());
+    fn a_ready_account_needs_nothing() {
+        let p = plan(|_| {});
+        assert!(p.is_ready(), "{p:?}");
+        assert!(!p.no_shadow_entry);
+        // Membership through the primary group counts too.
+        let p = plan(|f| {
+            f.primary_group = USERS_GROUP.into();
+            f.groups.clear();
+        });
+        assert!(p.is_ready(), "{p:?}");
+        // Unprivileged groups are none of podspawn's business.
+        let p = plan(|f| f.groups.extend(["users".into(), "audio".into()]));
+        assert!(p.is_ready(), "{p:?}");
+    }
+
+    #[test]
+    fn never_set_passwords_missing_homes_and_groups_are_repaired_without_asking() {
+        for field in ["!", "!!", "!*", "*LK*"] {
+            let p = plan(|f| f.shadow = Some(field.into()));
+            assert_eq!(p.repairs, vec![Repair::Unlock], "{field}");
+            assert!(p.conversions.is_empty() && p.refusals.is_empty(), "{field}");
+        }
+        let p = plan(|f| {
+            f.home_exists = false;
+            f.groups.clear();
+        });
+        assert_eq!(p.repairs, vec![Repair::CreateHome, Repair::JoinUsersGroup]);
+        assert!(p.conversions.is_empty() && p.refusals.is_empty());
+        let facts = AccountFacts {
+            shadow: Some("!!".into()),
+            ..ready()
+        };
+        assert_eq!(
+            Repair::Unlock.describe(&facts, USERS_GROUP),
+            "set alice's password field from '!!' to '*' (unlocks it; no password login)"
+        );
+        assert_eq!(
+            Repair::JoinUsersGroup.describe(&facts, USERS_GROUP),
+            "add alice to podspawn-users"
+        );
+        assert_eq!(
+            Repair::CreateHome.describe(&facts, USERS_GROUP),
+            "create alice's home directory /home/alice (0750)"
+        );
+        let p = plan(|f| f.shadow = None);
+        assert!(p.no_shadow_entry && p.is_ready(), "{p:?}");
+    }
+
+    #[test]
+    fn accounts_used_for_something_else_need_convert() {
+        use PasswordState::*;
+        for (field, state, text) in [
+            ("$6$salt$hash", Usable, "removes the password"),
+            ("!$6$salt$hash", AdminLocked, "replaces the admin's lock"),
+            ("", Empty, "it is empty"),
+        ] {
+            let p = plan(|f| f.shadow = Some(field.into()));
+            assert_eq!(p.conversions, vec![Conversion::Password(state)], "{field}");
+            assert!(p.repairs.is_empty() && p.refusals.is_empty(), "{field}");
+            let d = p.conversions[0].describe("alice");
+            assert!(
+                d.starts_with("set the password field to '*' (") && d.contains(text),
+                "{d}"
+            );
+        }
+        assert_eq!(
+            Conversion::Password(Usable).describe("alice"),
+            "set the password field to '*' (removes the password: key login only)"
+        );
+        for shell in [
+            "/bin/bash",
+            "/usr/sbin/nologin",
+            "/bin/false",
+            "/usr/bin/sh",
+            "",
+        ] {
+            let p = plan(|f| f.shell = shell.into());
+            assert_eq!(
+                p.conversions,
+                vec![Conversion::Shell { from: shell.into() }],
+                "{shell}"
+            );
+        }
+        assert_eq!(
+            Conversion::Shell {
+                from: "/bin/bash".into()
+            }
+            .describe("alice"),
+            "change the login shell from /bin/bash to /bin/sh"
+        );
+        for g in PRIVILEGED_GROUPS {
+            let p = plan(|f| f.groups.push(g.to_string()));
+            assert_eq!(p.conversions, vec![Conversion::Groups(vec![g.to_string()])]);
+        }
+        let p = plan(|f| {
+            f.groups = vec![
+                "sudo".into(),
+                "audio".into(),
+                "docker".into(),
+                "sudo".into(),
+            ];
+            f.shell = "/bin/bash".into();
+            f.shadow = Some("$y$j9T$abc$def".into());
+        });
+        let lines: Vec<String> = p.conversions.iter().map(|c| c.describe("alice")).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "set the password field to '*' (removes the password: key login only)",
+                "change the login shell from /bin/bash to /bin/sh",
+                "remove alice from the groups docker, sudo",
+            ]
+        );
+        // Not in podspawn-users yet: that is still a repair, listed with the conversions.
+        assert_eq!(p.repairs, vec![Repair::JoinUsersGroup]);
+        let e = AccountError::NeedsConvert {
+            name: "alice".into(),
+            conversions: p.conversions.clone(),
+        }
+        .to_string();
+        assert!(
+            e.contains("\n  - change the login shell from /bin/bash to /bin/sh")
+                && e.contains("--convert"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn root_system_accounts_homeless_and_privileged_primary_groups_are_refused() {
+        let p = plan(|f| f.uid = 0);
+        assert_eq!(p.refusals, vec![Refusal::Root]);
+        let p = plan(|f| f.uid = 33);
+        assert_eq!(
+            p.refusals,
+            vec![Refusal::SystemAccount {
+                uid: 33,
+                uid_min: 1000
+            }]
+        );
+        assert!(p.refusals[0].describe("www").contains("below UID_MIN 1000"));
+        let p = plan(|f| f.uid = 65534);
+        assert!(matches!(p.refusals[..], [Refusal::SystemAccount { .. }]));
+        assert!(plan(|f| f.uid = 1000).refusals.is_empty());
+        for home in ["", "relative", "/nonexistent"] {
+            let p = plan(|f| {
+                f.home = home.into();
+                f.home_exists = false;
+            });
+            assert_eq!(
+                p.refusals,
+                vec![Refusal::NoUsableHome { home: home.into() }],
+                "{home}"
+            );
+            assert!(!p.repairs.contains(&Repair::CreateHome));
+        }
+        let p = plan(|f| f.primary_group = "sudo".into());
+        assert_eq!(
+            p.refusals,
+            vec![Refusal::PrivilegedPrimaryGroup {
+                group: "sudo".into()
+            }]
+        );
+        assert!(p.conversions.is_empty(), "{p:?}");
+        assert!(p.refusals[0]
+            .describe("alice")
+            .contains("usermod -g alice alice"));
+        // Refusals and conversions are both reported; check() puts refusals first.
+        let facts = AccountFacts {
+            uid: 0,
+            shell: "/bin/bash".into(),
+            ..ready()
+        };
+        let plan = plan_existing(&facts, 1000);
+        let hp = HostPlan::Existing {
+            facts: Box::new(facts),
+            plan: plan.clone(),
+        };
+        assert!(matches!(
+            hp.check("alice", true),
+            Err(AccountError::Refused { .. })
+        ));
+        let facts = AccountFacts {
+            shell: "/bin/bash".into(),
+            ..ready()
+        };
+        let hp = HostPlan::Existing {
+            plan: plan_existing(&facts, 1000),
+            facts: Box::new(facts),
+        };
+        assert!(matches!(
+            hp.check("alice", false),
+            Err(AccountError::NeedsConvert { .. })
+        ));
+        assert_eq!(hp.check("alice", true), Ok(()));
+        assert_eq!(HostPlan::Create.check("alice", false), Ok(()));
+    }
+
+    #[test]
+    fn names() {
         for bad in [
             "root",
             "podspawn",
@@ -623,37 +1169,38 @@ mod tests {
                 .subsec_nanos()
                 & 0xffff
         );
-        let group = format!("pstg{tag}");
         let created = format!("pstk{tag}a");
         let locked = format!("pstk{tag}b");
         let haspw = format!("pstk{tag}c");
-        struct Guard(Vec<String>, String);
+        struct Guard(Vec<String>);
         impl Drop for Guard {
             fn drop(&mut self) {
                 for u in &self.0 {
                     let _ = run_tool("userdel", &["--remove", u]);
                     let _ = std::fs::remove_dir_all(format!("/home/{u}"));
                 }
-                let _ = run_tool("groupdel", &[&self.1]);
             }
         }
-        let _guard = Guard(
-            vec![created.clone(), locked.clone(), haspw.clone()],
-            group.clone(),
-        );
-        run_tool("groupadd", &[&group]).unwrap();
+        let _guard = Guard(vec![created.clone(), locked.clone(), haspw.clone()]);
+        ensure_system_identities().unwrap();
+        let group = USERS_GROUP;
+        let setup = |name: &str, convert: bool| {
+            let p = plan_host_account(name)?;
+            p.check(name, convert)?;
+            apply_host_plan(name, &p)
+        };
 
         // A new account: created with '*', /bin/sh, home, in the group, marked as ours.
-        let s = setup_host_account_in(&created, &group).unwrap();
-        assert!(s.created && s.added_to_group && !s.unlocked);
+        let s = setup(&created, false).unwrap();
+        assert!(s.created && s.converted.is_empty() && s.repaired.is_empty());
         assert_eq!(shadow_password(&created).unwrap().as_deref(), Some("*"));
         assert_eq!(s.account.shell, Path::new("/bin/sh"));
         assert!(s.account.home.is_dir());
-        assert!(is_member(&created, &group));
+        assert!(is_member(&created, group));
         assert_eq!(gecos(&created).unwrap().as_deref(), Some("podspawn"));
         // Idempotent.
-        let s2 = setup_host_account_in(&created, &group).unwrap();
-        assert!(!s2.created && !s2.added_to_group && !s2.unlocked && !s2.home_created);
+        let s2 = setup(&created, false).unwrap();
+        assert!(!s2.created && s2.changes.is_empty(), "{s2:?}");
 
         // An existing locked account ('!' from plain useradd) without a home: unlocked,
         // home created 0750, added to the group.
@@ -665,8 +1212,12 @@ mod tests {
         run_tool("usermod", &["-p", "!", &locked]).unwrap();
         let acct = lookup(&locked).unwrap();
         let _ = std::fs::remove_dir_all(&acct.home);
-        let s = setup_host_account_in(&locked, &group).unwrap();
-        assert!(!s.created && s.unlocked && s.home_created && s.added_to_group);
+        let s = setup(&locked, false).unwrap();
+        assert!(!s.created && s.converted.is_empty());
+        assert_eq!(
+            s.repaired,
+            vec![Repair::Unlock, Repair::CreateHome, Repair::JoinUsersGroup]
+        );
         assert_eq!(shadow_password(&locked).unwrap().as_deref(), Some("*"));
         let m = std::fs::metadata(&acct.home).unwrap();
         assert_eq!(
@@ -674,23 +1225,36 @@ mod tests {
             (acct.uid, acct.gid, 0o750)
         );
         // Group removal.
-        remove_from_group(&locked, &group).unwrap();
-        assert!(!is_member(&locked, &group));
-        remove_from_group(&locked, &group).unwrap();
+        remove_from_group(&locked, group).unwrap();
+        assert!(!is_member(&locked, group));
+        remove_from_group(&locked, group).unwrap();
         // Not created by podspawn: never deleted.
         assert_eq!(delete_host_account(&locked), Ok(false));
         assert!(lookup(&locked).is_some());
 
-        // Locked with a real hash: refused, nothing changed.
+        // Locked with a real hash: needs --convert, nothing changed without it.
         run_tool("useradd", &["--create-home", "--shell", "/bin/sh", &haspw]).unwrap();
         run_tool("usermod", &["-p", "!$6$abcdefgh$ijklmnop", &haspw]).unwrap();
-        let e = setup_host_account_in(&haspw, &group).unwrap_err();
-        assert!(e.contains("usermod -U"), "{e}");
-        assert!(!is_member(&haspw, &group));
+        let e = setup(&haspw, false).unwrap_err();
+        assert_eq!(
+            e,
+            AccountError::NeedsConvert {
+                name: haspw.clone(),
+                conversions: vec![Conversion::Password(PasswordState::AdminLocked)]
+            }
+        );
+        assert!(!is_member(&haspw, group));
         assert_eq!(
             shadow_password(&haspw).unwrap().as_deref(),
             Some("!$6$abcdefgh$ijklmnop")
         );
+        let s = setup(&haspw, true).unwrap();
+        assert_eq!(
+            s.converted,
+            vec![Conversion::Password(PasswordState::AdminLocked)]
+        );
+        assert_eq!(shadow_password(&haspw).unwrap().as_deref(), Some("*"));
+        assert!(is_member(&haspw, group));
 
         // Created by podspawn: deleted with its home.
         let home = lookup(&created).unwrap().home;

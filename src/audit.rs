@@ -80,6 +80,12 @@ pub enum Event {
         purge: bool,
         actor: String,
     },
+    /// `add-user --convert` changed an existing account: one line per change.
+    UserConvert {
+        user: String,
+        changes: Vec<String>,
+        actor: String,
+    },
 }
 
 impl Event {
@@ -93,6 +99,7 @@ impl Event {
             Event::ContainerDestroy { .. } => "container.destroy",
             Event::UserAdd { .. } => "user.add",
             Event::UserRemove { .. } => "user.remove",
+            Event::UserConvert { .. } => "user.convert",
         }
     }
 
@@ -179,6 +186,18 @@ impl Event {
                 ("purge", Value::Bool(*purge)),
                 ("actor", s(actor)),
             ],
+            Event::UserConvert {
+                user,
+                changes,
+                actor,
+            } => vec![
+                ("user", s(user)),
+                (
+                    "changes",
+                    Value::Array(changes.iter().map(|c| s(c)).collect()),
+                ),
+                ("actor", s(actor)),
+            ],
         }
     }
 }
@@ -261,53 +280,7 @@ impl Audit {
 
     /// `open` for an explicit path.
     pub fn open_path(path: &Path) -> Result<Audit, String> {
-        if !path.is_absolute() {
-            return Err(format!(
-                "audit log {}: not an absolute path; set log.audit_log to an absolute path such as /var/log/podspawn/audit.jsonl",
-                path.display()
-            ));
-        }
-        if let Some(parent) = path.parent() {
-            create_parents(parent).map_err(|e| {
-                format!(
-                    "audit log {}: cannot create directory {}: {e}; create it (mode 0750, owned by root) or run as root",
-                    path.display(),
-                    parent.display()
-                )
-            })?;
-        }
-        let file = open_file(path)?;
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("audit log {}: cannot stat: {e}", path.display()))?;
-        if !meta.file_type().is_file() {
-            return Err(format!(
-                "audit log {} is not a regular file; remove it or point log.audit_log at a regular file",
-                path.display()
-            ));
-        }
-        let euid = nix::unistd::geteuid().as_raw();
-        if meta.uid() != euid {
-            return Err(format!(
-                "audit log {} is owned by uid {}, not by uid {euid} which writes it; fix with `chown root:root {}`",
-                path.display(),
-                meta.uid(),
-                path.display()
-            ));
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & !FILE_MODE != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(mode & FILE_MODE))
-                .map_err(|e| {
-                    format!(
-                        "audit log {} has mode {mode:04o} and cannot be narrowed: {e}; fix with `chmod 0640 {}`",
-                        path.display(),
-                        path.display()
-                    )
-                })?;
-        }
-        // O_NONBLOCK only served to keep open() from hanging on a FIFO; clear it for regular writes.
-        clear_nonblock(&file);
+        let file = open_private_append(path, AUDIT_LOG)?;
         Ok(Audit {
             path: path.to_path_buf(),
             file: Mutex::new(file),
@@ -384,22 +357,99 @@ fn create_parents(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-fn open_file(path: &Path) -> Result<File, String> {
+/// What an append-only log file is, for messages: its name and the config key that sets it.
+#[derive(Debug, Clone, Copy)]
+pub struct LogKind {
+    pub what: &'static str,
+    pub key: &'static str,
+    pub example: &'static str,
+}
+
+pub const AUDIT_LOG: LogKind = LogKind {
+    what: "audit log",
+    key: "log.audit_log",
+    example: "/var/log/podspawn/audit.jsonl",
+};
+
+pub const LOG_FILE: LogKind = LogKind {
+    what: "log file",
+    key: "log.file",
+    example: "/var/log/podspawn/podspawn.log",
+};
+
+/// Opens a log file for appending the way podspawn opens every log it writes:
+/// `O_APPEND|O_CLOEXEC|O_NOFOLLOW`: a new file gets mode 0640, missing parent directories 0750,
+/// and an existing file with permission bits beyond 0640 is narrowed to them. A symlink or
+/// non-regular file at the path, or a file owned by another user, is refused.
+pub fn open_private_append(path: &Path, kind: LogKind) -> Result<File, String> {
+    let LogKind { what, key, example } = kind;
+    if !path.is_absolute() {
+        return Err(format!(
+            "{what} {}: not an absolute path; set {key} to an absolute path such as {example}",
+            path.display()
+        ));
+    }
+    if let Some(parent) = path.parent() {
+        create_parents(parent).map_err(|e| {
+            format!(
+                "{what} {}: cannot create directory {}: {e}; create it (mode 0750, owned by root) or run as root",
+                path.display(),
+                parent.display()
+            )
+        })?;
+    }
+    let file = open_file(path, kind)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{what} {}: cannot stat: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "{what} {} is not a regular file; remove it or point {key} at a regular file",
+            path.display()
+        ));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(format!(
+            "{what} {} is owned by uid {}, not by uid {euid} which writes it; fix with `chown root:root {}`",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & !FILE_MODE != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & FILE_MODE))
+            .map_err(|e| {
+                format!(
+                    "{what} {} has mode {mode:04o} and cannot be narrowed: {e}; fix with `chmod 0640 {}`",
+                    path.display(),
+                    path.display()
+                )
+            })?;
+    }
+    // O_NONBLOCK only served to keep open() from hanging on a FIFO; clear it for regular writes.
+    clear_nonblock(&file);
+    Ok(file)
+}
+
+fn open_file(path: &Path, kind: LogKind) -> Result<File, String> {
+    let LogKind { what, key, .. } = kind;
     let flags = libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let err = |e: std::io::Error| -> String {
         if e.raw_os_error() == Some(libc::ELOOP) {
             format!(
-                "audit log {} is a symlink; refusing to follow it: remove it or point log.audit_log at a regular file",
+                "{what} {} is a symlink; refusing to follow it: remove it or point {key} at a regular file",
                 path.display()
             )
         } else if e.kind() == ErrorKind::PermissionDenied {
             format!(
-                "cannot open audit log {}: {e}; the audit log is written by root: run this as root",
+                "cannot open {what} {}: {e}; the {what} is written by root: run this as root",
                 path.display()
             )
         } else {
             format!(
-                "cannot open audit log {}: {e}; check the path in log.audit_log",
+                "cannot open {what} {}: {e}; check the path in {key}",
                 path.display()
             )
         }
@@ -433,7 +483,7 @@ fn open_file(path: &Path) -> Result<File, String> {
         }
     }
     Err(format!(
-        "cannot open audit log {}: it keeps disappearing; is something else rotating it?",
+        "cannot open {what} {}: it keeps disappearing; is something else rotating it?",
         path.display()
     ))
 }
@@ -530,6 +580,11 @@ mod tests {
                 purge: true,
                 actor: v.into(),
             },
+            Event::UserConvert {
+                user: v.into(),
+                changes: vec![v.into()],
+                actor: v.into(),
+            },
         ]
     }
 
@@ -549,7 +604,7 @@ mod tests {
     #[test]
     fn every_event_has_its_exact_field_set() {
         let ev = all_events("x");
-        let expect: [(&str, &[&str]); 7] = [
+        let expect: [(&str, &[&str]); 8] = [
             (
                 "connect",
                 &[
@@ -603,6 +658,10 @@ mod tests {
             ),
             ("user.add", &["time", "event", "user", "keys", "actor"]),
             ("user.remove", &["time", "event", "user", "purge", "actor"]),
+            (
+                "user.convert",
+                &["time", "event", "user", "changes", "actor"],
+            ),
         ];
         for (e, (name, fields)) in ev.iter().zip(expect.iter()) {
             let line = render(e, 1_795_000_000, 5_000_000);
@@ -635,6 +694,18 @@ mod tests {
         assert_eq!(
             render(&e, 0, 0),
             r#"{"time":"1970-01-01T00:00:00.000Z","event":"user.remove","user":"bob","purge":false,"actor":"root"}"#
+        );
+        let e = Event::UserConvert {
+            user: "bob".into(),
+            changes: vec![
+                "change the login shell from /bin/bash to /bin/sh".into(),
+                "remove bob from the group sudo".into(),
+            ],
+            actor: "root".into(),
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"user.convert","user":"bob","changes":["change the login shell from /bin/bash to /bin/sh","remove bob from the group sudo"],"actor":"root"}"#
         );
         let e = Event::UserAdd {
             user: "bob".into(),
@@ -811,6 +882,42 @@ mod tests {
         std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
         assert!(Audit::open(&cfg(Some(dangling))).is_err());
         assert!(!nowhere.exists());
+    }
+
+    /// `log.file` is opened by the same rules, with messages that name it.
+    #[test]
+    fn log_file_opens_like_the_audit_log() {
+        let t = TempDir::new("logfile");
+        let target = t.0.join("target");
+        std::fs::write(&target, "").unwrap();
+        let link = t.0.join("podspawn.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = open_private_append(&link, LOG_FILE).unwrap_err();
+        assert!(
+            err.contains("log file") && err.contains("symlink") && err.contains("log.file"),
+            "{err}"
+        );
+        let fresh = t.0.join("sub/new.log");
+        drop(open_private_append(&fresh, LOG_FILE).unwrap());
+        assert_eq!(mode_of(&fresh), 0o640);
+        let wide = t.0.join("wide.log");
+        std::fs::write(&wide, "").unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o666)).unwrap();
+        drop(open_private_append(&wide, LOG_FILE).unwrap());
+        assert_eq!(mode_of(&wide), 0o640);
+        // Owned by someone else: hand it to nobody.
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (to chown a file)"
+        );
+        std::os::unix::fs::chown(&wide, Some(65534), None).unwrap();
+        let err = open_private_append(&wide, LOG_FILE).unwrap_err();
+        assert!(err.contains("owned by uid 65534"), "{err}");
+        let err = open_private_append(Path::new("p.log"), LOG_FILE).unwrap_err();
+        assert!(
+            err.contains("log.file") && err.contains("absolute"),
+            "{err}"
+        );
     }
 
     #[test]

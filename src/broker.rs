@@ -34,6 +34,10 @@ type Notifiers = HashMap<Key, Vec<(u64, tokio::sync::mpsc::UnboundedSender<Strin
 pub struct Broker {
     lc: Lifecycle,
     leases: Mutex<HashMap<Key, u32>>,
+    /// Execs that a connection holds (an exec is leased at most once: a Resume cannot double it).
+    live_execs: Mutex<HashSet<String>>,
+    /// Open connections per uid (`broker.max_connections_per_user`).
+    conns: Arc<ConnLimiter>,
     /// Live session connections that can be sent a notice, by session.
     notifiers: Mutex<Notifiers>,
     next_notifier: std::sync::atomic::AtomicU64,
@@ -136,8 +140,10 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
     };
     let lc = Lifecycle::open(cfg).await?;
     let broker = Arc::new(Broker {
+        conns: Arc::new(ConnLimiter::new(cfg_limit(&lc.cfg))),
         lc,
         leases: Mutex::new(HashMap::new()),
+        live_execs: Mutex::new(HashSet::new()),
         notifiers: Mutex::new(HashMap::new()),
         next_notifier: std::sync::atomic::AtomicU64::new(1),
         warned: Mutex::new(HashSet::new()),
@@ -178,6 +184,100 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
     // leases with the next broker.
     crate::systemd::notify_stopping();
     tracing::info!("broker stopping");
+    Ok(())
+}
+
+fn cfg_limit(cfg: &Config) -> u32 {
+    cfg.broker.max_connections_per_user
+}
+
+/// Counts open connections per uid. Root (admin commands) is not limited.
+pub struct ConnLimiter {
+    limit: u32,
+    open: Mutex<HashMap<u32, u32>>,
+}
+
+/// One counted connection; dropping it frees the slot.
+pub struct ConnSlot {
+    limiter: Arc<ConnLimiter>,
+    uid: u32,
+}
+
+impl ConnLimiter {
+    pub fn new(limit: u32) -> ConnLimiter {
+        ConnLimiter {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for `uid`, or `None` when it already holds `limit` connections.
+    pub fn try_acquire(self: &Arc<Self>, uid: u32) -> Option<ConnSlot> {
+        if uid != 0 {
+            let mut open = lock(&self.open);
+            let n = open.entry(uid).or_insert(0);
+            if *n >= self.limit {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(ConnSlot {
+            limiter: self.clone(),
+            uid,
+        })
+    }
+
+    pub fn open_of(&self, uid: u32) -> u32 {
+        lock(&self.open).get(&uid).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if self.uid == 0 {
+            return;
+        }
+        let mut open = lock(&self.limiter.open);
+        if let Some(n) = open.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// An exec ID as the engine makes them: 64 lowercase hex digits.
+pub fn valid_exec_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// May a spawn resume its lease on `exec_id`? Only for a running exec of its own session's
+/// container that no connection holds: a lease always stands for a live session stream.
+pub fn check_resume(
+    exec_id: &str,
+    exec: Option<&runtime::ExecStatus>,
+    session_container: &str,
+    already_held: bool,
+) -> Result<(), String> {
+    if !valid_exec_id(exec_id) {
+        return Err("invalid exec id".into());
+    }
+    let Some(st) = exec else {
+        return Err("that exec no longer exists".into());
+    };
+    if st.container_id.as_deref() != Some(session_container) {
+        return Err("that exec does not belong to your session".into());
+    }
+    if !st.running {
+        return Err("that session's command has ended".into());
+    }
+    if already_held {
+        return Err("that session is already attached".into());
+    }
     Ok(())
 }
 
@@ -325,13 +425,32 @@ impl Broker {
             stream,
             buf: Vec::new(),
         };
-        let first = match conn.read_line().await {
-            Some(Ok(l)) => l,
-            Some(Err(e)) => {
+        let limit = self.cfg().broker.max_connections_per_user;
+        let Some(_slot) = self.conns.try_acquire(uid) else {
+            tracing::warn!(
+                uid,
+                limit,
+                "refused a connection: too many open connections"
+            );
+            let msg = format!(
+                "too many open podspawn connections for your account (limit {limit}, \
+                 broker.max_connections_per_user); close some sessions and try again"
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.send(&err(msg))).await;
+            return;
+        };
+        let wait = self.cfg().broker.first_message_timeout;
+        let first = match tokio::time::timeout(wait, conn.read_line()).await {
+            Ok(Some(Ok(l))) => l,
+            Ok(Some(Err(e))) => {
                 conn.send(&err(e)).await;
                 return;
             }
-            None => return,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::warn!(uid, "closed a connection that sent nothing for {wait:?}");
+                return;
+            }
         };
         let req: Request = match protocol::decode(&first) {
             Ok(r) => r,
@@ -442,6 +561,7 @@ impl Broker {
                 return;
             }
         };
+        lock(&self.live_execs).insert(exec_id.clone());
         tracing::info!(
             podspawn_user = %account.name,
             podspawn_project = %req.project,
@@ -506,10 +626,20 @@ impl Broker {
                 .db()
                 .get(&account.name, &project)?
                 .ok_or_else(|| "the session no longer exists".to_string())?;
-            let owner = self.lc.docker.exec_container(&exec_id).await?;
-            if owner != row.container_id {
-                return Err("that exec does not belong to your session".to_string());
-            }
+            let exec = if valid_exec_id(&exec_id) {
+                self.lc.docker.inspect_exec(&exec_id).await.ok()
+            } else {
+                None
+            };
+            let mut live = lock(&self.live_execs);
+            check_resume(
+                &exec_id,
+                exec.as_ref(),
+                &row.container_id,
+                live.contains(&exec_id),
+            )?;
+            live.insert(exec_id.clone());
+            drop(live);
             self.add_lease(&key);
             self.lc
                 .db()
@@ -738,11 +868,14 @@ impl Broker {
             env.push(format!("{k}={v}"));
         }
         let tty = req.tty && route != Route::Sftp;
+        let tag =
+            runtime::new_session_tag().map_err(|e| format!("cannot make a session tag: {e}"))?;
+        env.push(format!("{}={tag}", runtime::SESSION_TAG_ENV));
         let argv = session::exec_argv(&route, &shell);
         // The container's start command may still be creating the account and home (a login right
         // after another one created it, or after Docker restarted it): every exec waits for its
         // ready marker, then changes to the home directory. Once ready that costs one `test`.
-        let (argv, workdir) = (runtime::wait_ready_argv(argv), "/".to_string());
+        let (argv, workdir) = (runtime::wait_ready_argv(argv, &tag), "/".to_string());
         let spec = ExecSpec {
             argv,
             user: format!("{}:{}", account.uid, account.gid),
@@ -794,6 +927,7 @@ impl Broker {
     async fn release(&self, key: &Key, container: &str, exec_id: Option<&str>) {
         if let Some(id) = exec_id {
             self.end_exec(id).await;
+            lock(&self.live_execs).remove(id);
         }
         let Ok(_g) = self.lc.lock_user(&key.0).await else {
             self.drop_lease(key);
@@ -856,22 +990,34 @@ impl Broker {
         }
     }
 
-    /// Hangs up a still-running exec: SIGHUP to its process group, SIGKILL if it lingers.
+    /// Hangs up a still-running exec: SIGHUP to its session's processes, SIGKILL if they linger.
+    /// The signals are sent through the engine, inside the session's container and as its user
+    /// (see [`runtime::Docker::signal_session`]), never to a host PID that may have been reused.
     async fn end_exec(&self, exec_id: &str) {
         let Ok(st) = self.lc.docker.inspect_exec(exec_id).await else {
             return;
         };
-        let Some(pid) = st.pid.filter(|p| st.running && *p > 1) else {
+        if !st.running {
+            return;
+        }
+        let (Some(container), Some(user), Some(tag)) =
+            (&st.container_id, &st.user, &st.session_tag)
+        else {
+            tracing::warn!(
+                exec_id,
+                "a running exec without a session tag: not signalled"
+            );
             return;
         };
-        let Ok(pid) = i32::try_from(pid) else {
-            return;
-        };
-        for sig in [libc::SIGHUP, libc::SIGKILL] {
-            // SAFETY: kill(2) with a pid the engine reported for this exec; negative = its group.
-            unsafe {
-                libc::kill(-pid, sig);
-                libc::kill(pid, sig);
+        for sig in ["HUP", "KILL"] {
+            if let Err(e) = self
+                .lc
+                .docker
+                .signal_session(container, user, tag, sig)
+                .await
+            {
+                tracing::warn!(exec_id, "signalling the session: {e}");
+                return;
             }
             for _ in 0..50 {
                 match self.lc.docker.inspect_exec(exec_id).await {
@@ -1157,5 +1303,57 @@ pub mod admin {
         } else {
             format!("{}h{}m", s / 3600, (s % 3600) / 60)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_limited_per_uid_and_freed_on_drop() {
+        let l = Arc::new(ConnLimiter::new(2));
+        let a = l.try_acquire(1000).unwrap();
+        let b = l.try_acquire(1000).unwrap();
+        assert!(l.try_acquire(1000).is_none(), "third connection of one uid");
+        // Another user is not affected, nor is root.
+        let c = l.try_acquire(1001).unwrap();
+        let roots: Vec<_> = (0..10).map(|_| l.try_acquire(0).unwrap()).collect();
+        assert_eq!(l.open_of(1000), 2);
+        drop(a);
+        assert_eq!(l.open_of(1000), 1);
+        let a2 = l.try_acquire(1000).unwrap();
+        drop((a2, b, c, roots));
+        assert_eq!(l.open_of(1000), 0);
+        assert_eq!(l.open_of(1001), 0);
+        assert!(lock(&l.open).is_empty());
+    }
+
+    fn exec(container: &str, running: bool) -> runtime::ExecStatus {
+        runtime::ExecStatus {
+            running,
+            exit_code: None,
+            pid: Some(42),
+            container_id: Some(container.into()),
+            user: Some("1000:1000".into()),
+            session_tag: Some("0123456789abcdef".into()),
+        }
+    }
+
+    #[test]
+    fn resume_needs_a_live_unheld_exec_of_the_session() {
+        let id = "a".repeat(64);
+        assert!(check_resume(&id, Some(&exec("c1", true)), "c1", false).is_ok());
+        let e = |r: Result<(), String>| r.unwrap_err();
+        assert!(e(check_resume("../x", Some(&exec("c1", true)), "c1", false)).contains("invalid"));
+        assert!(e(check_resume(&"A".repeat(64), None, "c1", false)).contains("invalid"));
+        assert!(e(check_resume(&id, None, "c1", false)).contains("no longer exists"));
+        assert!(
+            e(check_resume(&id, Some(&exec("c2", true)), "c1", false)).contains("does not belong")
+        );
+        assert!(e(check_resume(&id, Some(&exec("c1", false)), "c1", false)).contains("ended"));
+        assert!(
+            e(check_resume(&id, Some(&exec("c1", true)), "c1", true)).contains("already attached")
+        );
     }
 }

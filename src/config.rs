@@ -142,7 +142,17 @@ pub struct ResourcesConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
     pub socket: PathBuf,
+    /// Open broker connections one (non-root) uid may hold at once: each live session, scp or
+    /// VS Code channel is one. Keeps one user from exhausting the broker's file descriptors.
+    pub max_connections_per_user: u32,
+    /// How long a new connection may take to send its first message before it is closed.
+    pub first_message_timeout: Duration,
 }
+
+/// Default of `broker.max_connections_per_user`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: u32 = 64;
+/// Default of `broker.first_message_timeout`.
+pub const DEFAULT_FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for Config {
     fn default() -> Self {
@@ -199,6 +209,8 @@ impl Default for Config {
             users_dir: "/etc/podspawn/users".into(),
             broker: BrokerConfig {
                 socket: DEFAULT_SOCKET.into(),
+                max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+                first_message_timeout: DEFAULT_FIRST_MESSAGE_TIMEOUT,
             },
         }
     }
@@ -289,6 +301,8 @@ impl Config {
             users_dir: raw.users_dir,
             broker: BrokerConfig {
                 socket: raw.broker.socket,
+                max_connections_per_user: raw.broker.max_connections_per_user,
+                first_message_timeout: raw.broker.first_message_timeout,
             },
         })
     }
@@ -442,8 +456,13 @@ projects_file: /etc/podspawn/projects.yaml
 users_dir: /etc/podspawn/users
 
 broker:
-  # Unix socket of the broker (podspawn serve).
+  # Unix socket of the broker (podspawn serve). sshd puts it into the forced command, so it must
+  # be a plain absolute path (no spaces, quotes, backslashes or %), at most 107 bytes.
   socket: /run/podspawn/podspawn.sock
+  # Open connections one user may hold at once (each session, scp or VS Code channel is one).
+  max_connections_per_user: 64
+  # A connection that sends nothing for this long is closed.
+  first_message_timeout: 10s
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -775,6 +794,55 @@ fn parse_max_per_user(text: &str) -> Result<u32, String> {
         .map_err(|_| format!("invalid max_per_user {text:?}: {HINT}"))
 }
 
+fn parse_max_connections(text: &str) -> Result<u32, String> {
+    const HINT: &str = "give a whole number of open connections per user, at least 1, e.g. 64";
+    match text.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("invalid max_connections_per_user {text:?}: {HINT}")),
+    }
+}
+
+/// The broker socket: sshd puts it into the forced command (`spawn --socket PATH`) and a unix
+/// socket address holds at most 107 bytes.
+fn parse_socket(text: &str) -> Result<PathBuf, String> {
+    let p = parse_abs_path(text, DEFAULT_SOCKET)?;
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '%' | '\\'))
+    {
+        return Err(format!(
+            "socket path {text:?} contains a space, quote, backslash or %: sshd would split or \
+             expand it in the forced command; use a plain path such as {DEFAULT_SOCKET}"
+        ));
+    }
+    if text.len() > 107 {
+        return Err(format!(
+            "socket path {text:?} is {} bytes long; a unix socket path holds at most 107: use a \
+             shorter one such as {DEFAULT_SOCKET}",
+            text.len()
+        ));
+    }
+    Ok(p)
+}
+
+/// The persistent homes' directory: bind-mounted (through the engine's Mounts API) per user.
+fn parse_homes_dir(text: &str) -> Result<PathBuf, String> {
+    let p = parse_abs_path(text, "/var/lib/podspawn/homes")?;
+    if text.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "homes_dir {text:?} contains a control character; use a plain path such as \
+             /var/lib/podspawn/homes"
+        ));
+    }
+    if p.components().any(|c| c == std::path::Component::ParentDir) || p == Path::new("/") {
+        return Err(format!(
+            "homes_dir {text:?} must name a directory of its own without \"..\", such as \
+             /var/lib/podspawn/homes"
+        ));
+    }
+    Ok(p)
+}
+
 fn parse_github_url(text: &str) -> Result<String, String> {
     let t = text.trim_end_matches('/');
     let rest = t
@@ -888,7 +956,7 @@ text_fields! {
     de_mode -> SessionMode, "a session mode such as grace-period", parse_mode;
     de_db_path -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/var/lib/podspawn/state.db");
     de_lock_dir -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/var/lib/podspawn/locks");
-    de_homes_dir -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/var/lib/podspawn/homes");
+    de_homes_dir -> PathBuf, EXP_PATH, parse_homes_dir;
     de_log_file -> Option<PathBuf>, EXP_PATH, |s| parse_opt_abs_path(s, "/var/log/podspawn/podspawn.log");
     de_audit_log -> Option<PathBuf>, EXP_PATH, |s| parse_opt_abs_path(s, "/var/log/podspawn/audit.log");
     de_log_level -> String, "a log level such as info", parse_log_level;
@@ -899,7 +967,8 @@ text_fields! {
     de_max_per_user -> u32, "a whole number such as 3", parse_max_per_user;
     de_projects_file -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/etc/podspawn/projects.yaml");
     de_users_dir -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/etc/podspawn/users");
-    de_socket -> PathBuf, EXP_PATH, |s| parse_abs_path(s, DEFAULT_SOCKET);
+    de_socket -> PathBuf, EXP_PATH, parse_socket;
+    de_max_connections -> u32, "a whole number such as 64", parse_max_connections;
 }
 
 fn de_opt_image<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -1116,6 +1185,8 @@ impl Default for RawConfig {
             users_dir: d.users_dir,
             broker: RawBroker {
                 socket: d.broker.socket,
+                max_connections_per_user: d.broker.max_connections_per_user,
+                first_message_timeout: d.broker.first_message_timeout,
             },
         }
     }
@@ -1261,11 +1332,15 @@ struct RawResources {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the key socket"
+    expecting = "a mapping with the keys socket, max_connections_per_user, first_message_timeout"
 )]
 struct RawBroker {
     #[serde(deserialize_with = "de_socket")]
     socket: PathBuf,
+    #[serde(deserialize_with = "de_max_connections")]
+    max_connections_per_user: u32,
+    #[serde(deserialize_with = "de_positive_duration")]
+    first_message_timeout: Duration,
 }
 
 #[derive(Deserialize, Default)]

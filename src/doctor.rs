@@ -966,102 +966,67 @@ pub fn check_key_files(dir: &Path, podspawn_gid: Option<u32>) -> Check {
 pub struct UserFacts {
     pub name: String,
     /// `None`: no such account.
-    pub account: Option<AccountFacts>,
+    pub account: Option<accounts::AccountFacts>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountFacts {
-    /// The /etc/shadow password field (`None`: no entry or unreadable).
-    pub shadow: Option<String>,
-    pub home: PathBuf,
-    pub home_exists: bool,
-    pub shell: PathBuf,
-    pub shell_ok: bool,
-    pub in_users_group: bool,
-    pub in_docker_group: bool,
-}
-
-/// Every registered user (a key file) has a usable host account in podspawn-users.
-pub fn check_users(users: &[UserFacts], key_dir: &Path) -> Check {
+/// Every registered user (a key file) has a host account in the state `server-setup --users`
+/// leaves it in: judged by [`accounts::plan_existing`], the rules add-user and server-setup use.
+pub fn check_users(users: &[UserFacts], uid_min: u32) -> Check {
     let mut fails: Vec<String> = Vec::new();
     let mut fixes: Vec<String> = Vec::new();
     let mut warns: Vec<String> = Vec::new();
-    let mut warn_fixes: Vec<String> = Vec::new();
+    let mut reconcile = false;
     for u in users {
         let n = &u.name;
         let Some(a) = &u.account else {
             fails.push(format!("{n} has no host account"));
-            fixes.push(format!(
-                "sudo podspawn add-user {n} --key-file {}",
-                key_dir.join(n).display()
-            ));
+            reconcile = true;
             continue;
         };
-        match a.shadow.as_deref().map(accounts::password_action) {
-            Some(accounts::PasswordAction::SetStar) => {
-                fails.push(format!(
-                    "{n} is locked (sshd refuses it before asking podspawn)"
-                ));
-                fixes.push(format!("sudo usermod -p '*' {n}"));
+        let plan = accounts::plan_existing(a, uid_min);
+        if !plan.refusals.is_empty() {
+            for r in &plan.refusals {
+                fails.push(r.describe(n));
+                fixes.push(refusal_fix(n, r));
             }
-            Some(accounts::PasswordAction::RefuseLockedHash) => {
-                fails.push(format!("{n} is locked (and has a password)"));
-                fixes.push(format!(
-                    "sudo usermod -p '*' {n}   # or keep the password: sudo usermod -U {n}"
-                ));
-            }
-            Some(accounts::PasswordAction::RefuseEmpty) => {
-                fails.push(format!(
-                    "{n} has an empty password (anyone may log in where password login is on)"
-                ));
-                fixes.push(format!("sudo usermod -p '*' {n}"));
-            }
-            Some(accounts::PasswordAction::Keep) => {}
-            None => warns.push(format!(
+            continue;
+        }
+        if !plan.conversions.is_empty() {
+            let what: Vec<String> = plan.conversions.iter().map(|c| c.describe(n)).collect();
+            fails.push(format!(
+                "{n} is used for something else, so podspawn left it unchanged; converting it \
+                 would {}",
+                what.join(", ")
+            ));
+            fixes.push(format!("sudo podspawn add-user {n} --convert"));
+        } else if !plan.repairs.is_empty() {
+            let what: Vec<String> = plan
+                .repairs
+                .iter()
+                .map(|r| r.describe(a, accounts::USERS_GROUP))
+                .collect();
+            fails.push(format!("{n} needs: {}", what.join(", ")));
+            reconcile = true;
+        }
+        if plan.no_shadow_entry {
+            warns.push(format!(
                 "{n} has no readable /etc/shadow entry (a network account? run doctor with sudo): \
                  make sure it is not locked"
-            )),
-        }
-        if !a.shell_ok {
-            fails.push(format!(
-                "{n}'s login shell {} is missing or nologin (sshd runs podspawn through it)",
-                a.shell.display()
-            ));
-            fixes.push(format!("sudo usermod -s /bin/sh {n}"));
-        }
-        if !a.home_exists {
-            fails.push(format!("{n}'s home {} does not exist", a.home.display()));
-            fixes.push(format!(
-                "sudo install -d -m 0750 -o {n} -g \"$(id -gn {n})\" {}",
-                a.home.display()
             ));
         }
-        if !a.in_users_group {
-            fails.push(format!(
-                "{n} is not in {} (the sshd Match block and the broker socket need it)",
-                accounts::USERS_GROUP
-            ));
-            fixes.push(format!("sudo usermod -aG {} {n}", accounts::USERS_GROUP));
-        }
-        if a.in_docker_group {
-            warns.push(format!(
-                "{n} is in the docker group, which is root on the host; podspawn users do not \
-                 need it"
-            ));
-            warn_fixes.push(format!("sudo gpasswd -d {n} docker"));
-        }
+    }
+    if reconcile {
+        fixes.insert(0, "sudo podspawn server-setup --users".to_string());
     }
     if !fails.is_empty() {
         let mut detail = fails.join("; ");
         if !warns.is_empty() {
             detail.push_str(&format!("; also: {}", warns.join("; ")));
         }
-        fixes.extend(warn_fixes);
         return Check::fail(USERS_CHECK, detail, fixes.join(" && "));
     }
     if !warns.is_empty() {
-        let fix = (!warn_fixes.is_empty()).then(|| warn_fixes.join(" && "));
-        return Check::warn(USERS_CHECK, warns.join("; "), fix);
+        return Check::warn(USERS_CHECK, warns.join("; "), None);
     }
     Check::pass(
         USERS_CHECK,
@@ -1070,6 +1035,21 @@ pub fn check_users(users: &[UserFacts], key_dir: &Path) -> Check {
             users.len()
         ),
     )
+}
+
+/// The command that gets rid of a refused account's problem.
+fn refusal_fix(name: &str, r: &accounts::Refusal) -> String {
+    match r {
+        accounts::Refusal::NoUsableHome { .. } => {
+            format!("sudo usermod -d /home/{name} -m {name}")
+        }
+        accounts::Refusal::PrivilegedPrimaryGroup { .. } => {
+            format!("sudo groupadd {name} && sudo usermod -g {name} {name}")
+        }
+        accounts::Refusal::Root | accounts::Refusal::SystemAccount { .. } => format!(
+            "sudo podspawn remove-user {name}   # and register the keys under a regular account"
+        ),
+    }
 }
 
 fn check_root_file(path: &Path, problems: &mut Vec<String>, files: &mut Vec<String>) {
@@ -1443,24 +1423,6 @@ pub fn find_listener(config: &Path, pidfile: Option<&str>) -> Option<Listener> {
     None
 }
 
-fn account_facts(name: &str) -> Option<AccountFacts> {
-    let a = accounts::lookup(name)?;
-    let shell_base = a
-        .shell
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Some(AccountFacts {
-        shadow: accounts::shadow_password(name).ok().flatten(),
-        home_exists: a.home.is_dir(),
-        home: a.home.clone(),
-        shell_ok: a.shell.is_file() && !matches!(shell_base.as_str(), "nologin" | "false"),
-        shell: a.shell.clone(),
-        in_users_group: accounts::is_member(name, accounts::USERS_GROUP),
-        in_docker_group: accounts::is_member(name, "docker"),
-    })
-}
-
 fn broker_sessions(socket: &Path) -> Result<Vec<String>, String> {
     use crate::protocol::{Client, Request, Response};
     let mut c = Client::connect(socket).map_err(|e| format!("cannot connect: {e}"))?;
@@ -1571,11 +1533,15 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
             let facts: Vec<UserFacts> = names
                 .into_iter()
                 .map(|n| UserFacts {
-                    account: account_facts(&n),
+                    // Without root /etc/shadow is unreadable: judge what can be seen.
+                    account: accounts::visible_facts(
+                        &n,
+                        accounts::shadow_password(&n).ok().flatten(),
+                    ),
                     name: n,
                 })
                 .collect();
-            checks.push(check_users(&facts, &cfg.auth.key_dir));
+            checks.push(check_users(&facts, accounts::uid_min()));
         }
         Err(e) => checks.push(Check::warn(USERS_CHECK, format!("skipped: {e}"), None)),
     }

@@ -153,7 +153,7 @@ impl Lifecycle {
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
             let dir = self.prepare_home(account)?;
-            spec.binds.push(format!("{}:{home}", dir.display()));
+            spec.binds.push((dir, home.clone()));
         }
         self.docker.ensure_image(&spec.image).await?;
         let labels = runtime::labels(&self.cfg, user, project);
@@ -357,7 +357,8 @@ impl Lifecycle {
                 }
             };
             let is_leased = leased(&cur.user, &cur.project);
-            match session::decide_cleanup(&cur, state, is_leased, now()) {
+            let registered = crate::keys::is_registered(&self.cfg.auth.key_dir, &cur.user);
+            match session::decide_cleanup(&cur, state, is_leased, registered, now()) {
                 CleanupAction::Keep => {}
                 CleanupAction::Destroy(reason) => match self.destroy(&cur, reason).await {
                     Ok(()) => report.removed.push((cur.container_name.clone(), reason)),
@@ -439,15 +440,20 @@ impl Lifecycle {
                 }
             };
             if !tracked {
+                let reason = if crate::keys::is_registered(&self.cfg.auth.key_dir, user) {
+                    EndReason::Orphan
+                } else {
+                    EndReason::UserRemoved
+                };
                 match self.docker.remove(&c.id).await {
                     Ok(()) => {
                         let _ = self
                             .docker
                             .remove_owned_network(&runtime::network_name(&c.name), &c.labels)
                             .await;
-                        let _ = self.db().bump("removals.orphan");
-                        tracing::info!(podspawn_user = %user, podspawn_container = %c.name, reason = "orphan",
-                            "container removed");
+                        let _ = self.db().bump(&format!("removals.{}", reason.as_str()));
+                        tracing::info!(podspawn_user = %user, podspawn_container = %c.name,
+                            reason = reason.as_str(), "container removed");
                         self.audit(Event::ContainerDestroy {
                             user: user.clone(),
                             project: c
@@ -456,9 +462,9 @@ impl Lifecycle {
                                 .cloned()
                                 .unwrap_or_default(),
                             container: c.name.clone(),
-                            reason: EndReason::Orphan.as_str().to_string(),
+                            reason: reason.as_str().to_string(),
                         });
-                        report.removed.push((c.name.clone(), EndReason::Orphan));
+                        report.removed.push((c.name.clone(), reason));
                     }
                     Err(e) => report.errors.push(e),
                 }

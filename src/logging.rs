@@ -42,20 +42,15 @@ fn try_journald(ident: &str, f: EnvFilter) -> bool {
     }
 }
 
-fn try_file(path: &Path, f: EnvFilter) -> bool {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path);
-    match file {
-        Ok(file) => tracing_subscriber::fmt()
-            .with_env_filter(f)
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .try_init()
-            .is_ok(),
-        Err(_) => false,
-    }
+/// `log.file`, opened like the audit log (no symlinks, 0640, owned by whoever writes it).
+fn try_file(path: &Path, f: EnvFilter) -> Result<(), String> {
+    let file = crate::audit::open_private_append(path, crate::audit::LOG_FILE)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(f)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init()
+        .map_err(|e| e.to_string())
 }
 
 /// For auth-keys and spawn: journald, else `log.file`, else nothing. Never stderr or stdout.
@@ -67,6 +62,7 @@ pub fn init_quiet(component: &str, cfg: Option<&Config>) {
         return;
     }
     if let Some(path) = cfg.and_then(|c| c.log.file.as_deref()) {
+        // Nowhere to say why it failed: this runs inside an SSH session.
         let _ = try_file(path, filter(cfg, "info"));
     }
 }
@@ -79,8 +75,9 @@ pub fn init_daemon(ident: &str, cfg: &Config) {
         return;
     }
     if let Some(path) = cfg.log.file.as_deref() {
-        if try_file(path, filter(Some(cfg), "info")) {
-            return;
+        match try_file(path, filter(Some(cfg), "info")) {
+            Ok(()) => return,
+            Err(e) => eprintln!("podspawn: {e}; logging to stderr instead"),
         }
     }
     let _ = tracing_subscriber::fmt()

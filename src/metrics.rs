@@ -21,13 +21,14 @@ use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 
 /// Container removal reasons, in display order. Always exported, 0 when absent.
-pub const REMOVAL_REASONS: [&str; 6] = [
+pub const REMOVAL_REASONS: [&str; 7] = [
     "disconnect",
     "grace-expired",
     "ttl",
     "max-lifetime",
     "orphan",
     "stop",
+    "user-removed",
 ];
 
 /// Largest request head `serve_one` reads.
@@ -550,6 +551,7 @@ podspawn_container_removals_total{reason=\"ttl\"} 0
 podspawn_container_removals_total{reason=\"max-lifetime\"} 0
 podspawn_container_removals_total{reason=\"orphan\"} 2
 podspawn_container_removals_total{reason=\"stop\"} 0
+podspawn_container_removals_total{reason=\"user-removed\"} 0
 ";
         assert_eq!(render_prometheus(&sample()), want);
     }
@@ -559,7 +561,7 @@ podspawn_container_removals_total{reason=\"stop\"} 0
         let text = render_prometheus(&Snapshot::default());
         assert!(text.ends_with('\n'));
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 3 + 5 + 6);
+        assert_eq!(samples.len(), 3 + 5 + REMOVAL_REASONS.len());
         assert!(samples.iter().all(|l| l.ends_with(" 0")), "{text}");
         for r in REMOVAL_REASONS {
             assert!(text.contains(&format!(

@@ -66,7 +66,9 @@ pub struct ContainerSpec {
     pub readonly_rootfs: bool,
     pub tmpfs: HashMap<String, String>,
     pub runtime: Option<String>,
-    pub binds: Vec<String>,
+    /// Bind mounts (host path, container path), given to the engine as structured mounts so
+    /// that no character of a path can change their meaning.
+    pub binds: Vec<(PathBuf, String)>,
     /// Network to attach to (created by the caller); None = Docker's default bridge.
     pub network: Option<String>,
     /// The start command and the user it runs as.
@@ -84,11 +86,16 @@ pub struct ExecSpec {
     pub tty: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExecStatus {
     pub running: bool,
     pub exit_code: Option<i64>,
     pub pid: Option<i64>,
+    pub container_id: Option<String>,
+    /// The user the exec runs as ("uid:gid").
+    pub user: Option<String>,
+    /// The session tag of a session exec (see [`wait_ready_argv`]).
+    pub session_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -225,6 +232,46 @@ echo podspawn-ready
 exec sleep infinity
 "#;
 
+/// Marks a session exec: `$0` of its wrapper is `podspawn-session:<tag>` (recoverable from the
+/// engine's exec inspect after a broker restart) and its environment holds
+/// `PODSPAWN_SESSION=<tag>` (inherited by everything the session starts).
+pub const SESSION_TAG_PREFIX: &str = "podspawn-session:";
+/// The environment variable that carries a session's tag.
+pub const SESSION_TAG_ENV: &str = "PODSPAWN_SESSION";
+
+/// A fresh random session tag (16 hex digits).
+pub fn new_session_tag() -> io::Result<String> {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn valid_tag(tag: &str) -> bool {
+    tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The session tag in an exec's arguments (as the engine reports them).
+pub fn session_tag_of(args: &[String]) -> Option<String> {
+    args.iter()
+        .find_map(|a| a.strip_prefix(SESSION_TAG_PREFIX))
+        .filter(|t| valid_tag(t))
+        .map(str::to_string)
+}
+
+/// Signals every process of a session inside its container: those whose environment carries
+/// the session's tag, and their process groups. It runs inside the container (as the session's
+/// user), so it can never reach a host process, whatever PIDs were reused meanwhile.
+const SIGNAL_SESSION: &str = r#"t="$1"; s="$2"
+for d in /proc/[0-9]*; do
+  if tr '\000' '\n' < "$d/environ" 2>/dev/null | grep -qx "PODSPAWN_SESSION=$t"; then
+    p="${d#/proc/}"
+    kill -"$s" -- -"$p" 2>/dev/null
+    kill -"$s" "$p" 2>/dev/null
+  fi
+done
+exit 0
+"#;
+
 /// Every session exec waits (at most 30 s) for the start command to finish the
 /// account, then runs in the user's home.
 const WAIT_READY: &str = r#"i=0
@@ -237,13 +284,14 @@ cd "$HOME" 2>/dev/null || cd /
 exec "$@"
 "#;
 
-/// Wraps a session argv so it waits for the container's setup.
-pub fn wait_ready_argv(inner: Vec<String>) -> Vec<String> {
+/// Wraps a session argv so it waits for the container's setup; `tag` marks the session (see
+/// [`SESSION_TAG_PREFIX`]).
+pub fn wait_ready_argv(inner: Vec<String>, tag: &str) -> Vec<String> {
     let mut v = vec![
         "/bin/sh".to_string(),
         "-c".to_string(),
         WAIT_READY.to_string(),
-        "podspawn-session".to_string(),
+        format!("{SESSION_TAG_PREFIX}{tag}"),
     ];
     v.extend(inner);
     v
@@ -365,7 +413,18 @@ impl Docker {
             readonly_rootfs: Some(spec.readonly_rootfs),
             tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone()),
             runtime: spec.runtime.clone(),
-            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            mounts: (!spec.binds.is_empty()).then(|| {
+                spec.binds
+                    .iter()
+                    .map(|(src, dst)| bollard::models::Mount {
+                        source: Some(src.to_string_lossy().into_owned()),
+                        target: Some(dst.clone()),
+                        typ: Some(bollard::models::MountTypeEnum::BIND),
+                        read_only: Some(false),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             network_mode: spec.network.clone(),
             init: Some(true),
             ..Default::default()
@@ -374,7 +433,10 @@ impl Docker {
             image: Some(spec.image.clone()),
             hostname: Some(spec.hostname.clone()),
             labels: Some(spec.labels.clone()),
-            cmd: Some(spec.cmd.clone()),
+            // podspawn's start command replaces the image's ENTRYPOINT as well as its CMD: an
+            // entrypoint would otherwise receive the start command as arguments (and swallow it).
+            entrypoint: Some(spec.cmd.clone()),
+            cmd: Some(Vec::new()),
             user: spec.user.clone(),
             open_stdin: Some(false),
             host_config: Some(host),
@@ -577,9 +639,43 @@ impl Docker {
 
     /// Runs `sh -c script` as root in the container; true when it exits 0.
     pub async fn run_check(&self, container: &str, script: &str) -> Result<bool, String> {
+        let argv = vec!["/bin/sh".into(), "-c".into(), script.into()];
+        Ok(self.run_argv(container, "0:0", argv).await? == Some(0))
+    }
+
+    /// Sends `signal` (a name such as HUP or KILL) to the processes of the session tagged `tag`
+    /// in `container`, from inside the container as `user` ("uid:gid", the session's own).
+    pub async fn signal_session(
+        &self,
+        container: &str,
+        user: &str,
+        tag: &str,
+        signal: &str,
+    ) -> Result<(), String> {
+        if !valid_tag(tag) || !signal.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(format!("bad session tag {tag:?} or signal {signal:?}"));
+        }
+        let argv = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            SIGNAL_SESSION.into(),
+            "podspawn-signal".into(),
+            tag.into(),
+            signal.into(),
+        ];
+        self.run_argv(container, user, argv).await.map(|_| ())
+    }
+
+    /// Runs `argv` in the container as `user` and waits for it; returns its exit code.
+    async fn run_argv(
+        &self,
+        container: &str,
+        user: &str,
+        argv: Vec<String>,
+    ) -> Result<Option<i64>, String> {
         let cfg = ExecConfig {
-            cmd: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
-            user: Some("0:0".into()),
+            cmd: Some(argv),
+            user: Some(user.into()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             ..Default::default()
@@ -597,7 +693,7 @@ impl Docker {
         {
             while output.next().await.is_some() {}
         }
-        Ok(self.inspect_exec(&exec.id).await?.exit_code == Some(0))
+        Ok(self.inspect_exec(&exec.id).await?.exit_code)
     }
 
     /// Follows a new container's log until its start command prints `READY_LINE`. If the container
@@ -701,21 +797,15 @@ impl Docker {
             .inspect_exec(exec_id)
             .await
             .map_err(|e| derr("inspect exec", e))?;
+        let pc = r.process_config.unwrap_or_default();
         Ok(ExecStatus {
             running: r.running.unwrap_or(false),
             exit_code: r.exit_code,
             pid: r.pid,
+            container_id: r.container_id,
+            user: pc.user,
+            session_tag: pc.arguments.as_deref().and_then(session_tag_of),
         })
-    }
-
-    /// The container an exec belongs to.
-    pub async fn exec_container(&self, exec_id: &str) -> Result<String, String> {
-        let r = self
-            .client
-            .inspect_exec(exec_id)
-            .await
-            .map_err(|e| derr("inspect exec", e))?;
-        Ok(r.container_id.unwrap_or_default())
     }
 }
 

@@ -61,6 +61,8 @@ pub enum EndReason {
     MaxLifetime,
     Orphan,
     Stop,
+    /// The user is no longer registered (e.g. `remove-user --force` while the broker was down).
+    UserRemoved,
 }
 
 impl EndReason {
@@ -72,6 +74,7 @@ impl EndReason {
             EndReason::MaxLifetime => "max-lifetime",
             EndReason::Orphan => "orphan",
             EndReason::Stop => "stop",
+            EndReason::UserRemoved => "user-removed",
         }
     }
 }
@@ -109,10 +112,15 @@ pub fn decide_cleanup(
     row: &SessionRow,
     container: ContainerState,
     leased: bool,
+    registered: bool,
     now: i64,
 ) -> CleanupAction {
     if container == ContainerState::Missing {
         return CleanupAction::ForgetRow;
+    }
+    // Nothing outlives its user: not even a session someone still holds.
+    if !registered {
+        return CleanupAction::Destroy(EndReason::UserRemoved);
     }
     match expiry_reason(row, now) {
         // Someone reconnected since the grace period started.
@@ -404,16 +412,16 @@ mod tests {
         use ContainerState::*;
         let live = row(Status::Running, None, Some(100), SessionMode::GracePeriod);
         assert_eq!(
-            decide_cleanup(&live, Missing, true, 10),
+            decide_cleanup(&live, Missing, true, true, 10),
             CleanupAction::ForgetRow
         );
         assert_eq!(
-            decide_cleanup(&live, Running, true, 10),
+            decide_cleanup(&live, Running, true, true, 10),
             CleanupAction::Keep
         );
         // max lifetime caps even a session in use
         assert_eq!(
-            decide_cleanup(&live, Running, true, 100),
+            decide_cleanup(&live, Running, true, true, 100),
             CleanupAction::Destroy(EndReason::MaxLifetime)
         );
         let grace = row(
@@ -423,39 +431,52 @@ mod tests {
             SessionMode::GracePeriod,
         );
         assert_eq!(
-            decide_cleanup(&grace, Running, false, 49),
+            decide_cleanup(&grace, Running, false, true, 49),
             CleanupAction::Keep
         );
         assert_eq!(
-            decide_cleanup(&grace, Running, false, 50),
+            decide_cleanup(&grace, Running, false, true, 50),
             CleanupAction::Destroy(EndReason::GraceExpired)
         );
         // a login reattached in between: keep
         assert_eq!(
-            decide_cleanup(&grace, Running, true, 50),
+            decide_cleanup(&grace, Running, true, true, 50),
             CleanupAction::Keep
         );
         // stopped by a Docker restart
         assert_eq!(
-            decide_cleanup(&grace, Stopped, false, 10),
+            decide_cleanup(&grace, Stopped, false, true, 10),
             CleanupAction::Destroy(EndReason::Orphan)
+        );
+        // A user no longer registered loses every session, even a live or named one.
+        assert_eq!(
+            decide_cleanup(&live, Running, true, false, 10),
+            CleanupAction::Destroy(EndReason::UserRemoved)
         );
         let named = row(Status::Idle, None, None, SessionMode::Named);
         assert_eq!(
-            decide_cleanup(&named, Stopped, false, i64::MAX),
+            decide_cleanup(&named, Running, false, false, 10),
+            CleanupAction::Destroy(EndReason::UserRemoved)
+        );
+        assert_eq!(
+            decide_cleanup(&named, Missing, false, false, 10),
+            CleanupAction::ForgetRow
+        );
+        assert_eq!(
+            decide_cleanup(&named, Stopped, false, true, i64::MAX),
             CleanupAction::Restart
         );
         assert_eq!(
-            decide_cleanup(&named, Running, false, i64::MAX),
+            decide_cleanup(&named, Running, false, true, i64::MAX),
             CleanupAction::Keep
         );
         let ttl = row(Status::Idle, None, Some(70), SessionMode::Ttl);
         assert_eq!(
-            decide_cleanup(&ttl, Stopped, false, 10),
+            decide_cleanup(&ttl, Stopped, false, true, 10),
             CleanupAction::Restart
         );
         assert_eq!(
-            decide_cleanup(&ttl, Stopped, false, 70),
+            decide_cleanup(&ttl, Stopped, false, true, 70),
             CleanupAction::Destroy(EndReason::Ttl)
         );
     }

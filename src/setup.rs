@@ -104,6 +104,10 @@ pub struct ServerSetupArgs {
     /// podspawn.socket and podspawn-cleanup.service enabled, unless a package installed them).
     #[arg(long)]
     pub no_units: bool,
+    /// Only bring the registered users (key files) to the state add-user leaves them in:
+    /// accounts, podspawn-users, homes, key file owners and modes (see src/reconcile.rs).
+    #[arg(long)]
+    pub users: bool,
 }
 
 impl Default for ServerSetupArgs {
@@ -116,6 +120,7 @@ impl Default for ServerSetupArgs {
             no_reload: false,
             probe_user: None,
             no_units: false,
+            users: false,
         }
     }
 }
@@ -1513,7 +1518,38 @@ pub struct SetupReport {
 /// `podspawn server-setup`.
 pub fn server_setup(cfg: &Config, args: &ServerSetupArgs) -> Result<(), String> {
     let mut out = std::io::stdout();
+    if args.users {
+        return users_only(cfg, args.dry_run, &mut out);
+    }
     run(cfg, args, &mut out).map(|_| ())
+}
+
+/// `server-setup --users`: only the registered users.
+pub fn users_only(cfg: &Config, dry_run: bool, out: &mut dyn Write) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "server-setup --users changes accounts and /etc/podspawn: run it with sudo".into(),
+        );
+    }
+    let opts = crate::reconcile::Options {
+        dry_run,
+        prefix: "podspawn: ",
+        identities: true,
+    };
+    let report = crate::reconcile::reconcile(cfg, opts, out);
+    users_result(&report)
+}
+
+fn users_result(report: &crate::reconcile::Report) -> Result<(), String> {
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} change(s) to registered users could not be applied (listed above); the rest was \
+             done",
+            report.problems.len()
+        ))
+    }
 }
 
 /// The binary to configure: `--binary` or this executable; checked like sshd checks it.
@@ -1603,6 +1639,19 @@ pub fn run(
     };
     let _ = writeln!(log.out, "podspawn files and accounts:");
     filesystem_steps(cfg, &mut log)?;
+    let _ = writeln!(log.out, "registered users:");
+    let users = crate::reconcile::reconcile(
+        cfg,
+        crate::reconcile::Options {
+            dry_run: dry,
+            prefix: "  ",
+            identities: false,
+        },
+        log.out,
+    );
+    log.changes.extend(users.changes.iter().cloned());
+    log.notes.extend(users.left.iter().cloned());
+    log.notes.extend(users.problems.iter().cloned());
 
     // sshd.
     let _ = writeln!(log.out, "sshd ({}):", config.display());
@@ -1790,6 +1839,7 @@ pub fn run(
     }
 
     units_step(&mut log, &binary, args)?;
+    users_result(&users)?;
     let _ = writeln!(
         log.out,
         "{}",

@@ -26,6 +26,10 @@ pub struct AddUserArgs {
     /// Import the keys of a GitHub user, once (repeatable).
     #[arg(long)]
     pub github: Vec<String>,
+    /// Take over an existing account that is used for something else (a password, another
+    /// login shell, a privileged group): make exactly the changes add-user lists without it.
+    #[arg(long)]
+    pub convert: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -186,13 +190,18 @@ pub fn merge_keys(existing: Vec<PublicKey>, new: Vec<PublicKey>) -> (Vec<PublicK
 }
 
 pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
+    crate::nixos::refuse_user_changes("add-user")?;
     require_root("add-user")?;
     let name = args.name.as_str();
     accounts::check_name_allowed(name)?;
-    if args.key.is_empty() && args.key_file.is_empty() && args.github.is_empty() {
+    let key_path = keys::key_file(&cfg.auth.key_dir, name);
+    let no_keys_given = args.key.is_empty() && args.key_file.is_empty() && args.github.is_empty();
+    if no_keys_given && !keys::is_registered(&cfg.auth.key_dir, name) {
         return Err(format!(
             "no keys given: use --key \"ssh-ed25519 AAAA... {name}@laptop\", --key-file FILE.pub \
-             or --github GITHUB_USER (each may be repeated)"
+             or --github GITHUB_USER (each may be repeated); without them add-user only sets up \
+             the account of a user who already has a key file ({})",
+            key_path.display()
         ));
     }
 
@@ -224,8 +233,8 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
         collected.extend(found);
     }
     let collected = keys::dedupe(collected);
-    accounts::check_host_account(name)?;
-    let key_path = keys::key_file(&cfg.auth.key_dir, name);
+    let plan = accounts::plan_host_account(name)?;
+    plan.check(name, args.convert)?;
     let existing = match keys::load_key_file(&key_path) {
         Ok(kf) => {
             if !kf.invalid.is_empty() {
@@ -263,7 +272,7 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
     }
 
     // (d) The host account.
-    let setup = accounts::setup_host_account(name)?;
+    let setup = accounts::apply_host_plan(name, &plan)?;
     if setup.created {
         println!(
             "created host account {name} (shell {}, home {}, no password login)",
@@ -271,24 +280,30 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
             setup.account.home.display()
         );
     } else {
-        if setup.unlocked {
-            println!("unlocked the account {name} (password field set to '*': no password login)");
-        }
-        if setup.home_created {
-            println!("created home directory {}", setup.account.home.display());
-        }
-        if setup.added_to_group {
-            println!("added {name} to {}", accounts::USERS_GROUP);
+        for change in &setup.changes {
+            println!("{change}");
         }
     }
     for note in &setup.notes {
         eprintln!("note: {note}");
     }
+    if !setup.converted.is_empty() {
+        audit(
+            cfg,
+            Event::UserConvert {
+                user: name.to_string(),
+                changes: setup.converted.iter().map(|c| c.describe(name)).collect(),
+                actor: actor(),
+            },
+        );
+    }
 
     // (e) The key file.
     keys::ensure_key_dir(&cfg.auth.key_dir, ids.podspawn_gid)?;
     keys::write_key_file(&cfg.auth.key_dir, name, &all, ids.podspawn_gid)?;
-    if added == 0 {
+    if no_keys_given {
+        println!("kept {name}'s {}", plural(all.len(), "key"));
+    } else if added == 0 {
         println!("{name} already has all these keys");
     } else {
         println!(
@@ -340,6 +355,7 @@ pub fn stop_target(user: &str, project: &str) -> String {
 }
 
 pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
+    crate::nixos::refuse_user_changes("remove-user")?;
     require_root("remove-user")?;
     let name = args.name.as_str();
     crate::names::validate_user(name)?;

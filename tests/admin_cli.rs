@@ -203,7 +203,7 @@ fn existing_accounts_are_unlocked_or_refused() {
     .success());
     let o = env.podspawn(&["add-user", &hashed, "--key", &key]);
     assert!(!o.status.success());
-    assert!(out(&o).contains("usermod"), "{}", out(&o));
+    assert!(out(&o).contains("--convert"), "{}", out(&o));
     assert_eq!(
         shadow_field(&hashed).as_deref(),
         Some("!$6$salt$abcdefghijklmnop")
@@ -346,4 +346,194 @@ fn a_login_into_an_image_without_a_shell_fails_with_one_line() {
                 && env.sessions().as_array().unwrap().is_empty()
         },
     );
+}
+
+fn passwd_entry(user: &str) -> String {
+    let o = run(Command::new("getent").args(["passwd", user]));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn groups_of(user: &str) -> Vec<String> {
+    let o = run(Command::new("id").arg("-nG").arg(user));
+    assert!(o.status.success(), "id -nG {user}: {}", out(&o));
+    let mut g: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    g.sort();
+    g
+}
+
+fn sh(script: &str) {
+    let o = run(Command::new("sh").arg("-ec").arg(script));
+    assert!(o.status.success(), "{script}: {}", out(&o));
+}
+
+fn audit_events(env: &Env) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(env.audit_path())
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// An existing account used for something else: add-user refuses, lists exactly what it would
+/// change and names --convert; nothing changes. With --convert it makes exactly those changes
+/// (getent shadow/passwd, id -nG) and audits them as user.convert.
+#[test]
+fn accounts_used_for_something_else_need_convert() {
+    let mut env = Env::with(common::Opts {
+        audit: true,
+        ..common::Opts::default()
+    });
+    let dir = env.root.join("k");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = keygen(&dir, "k");
+    let password = "$6$pstsalt$Jx7cQkq0o6y6wU1kVbO4jH8p4zZl0mO1jv6u3G2mCqLxM2m2b3qR0dQK9C1xk6o1Wz7QY1vQ2oK7p2u9E3mX0.";
+    // (suffix, how the account is made, the expected change lines)
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "p",
+            format!("useradd -m -s /bin/sh -p '{password}' NAME"),
+            &["set the password field to '*' (removes the password: key login only)"],
+        ),
+        (
+            "l",
+            "useradd -m -s /bin/sh NAME && echo 'NAME:pst-Secret-1' | chpasswd && usermod -L NAME".to_string(),
+            &["set the password field to '*' (replaces the admin's lock and the password behind it: key login only)"],
+        ),
+        (
+            "e",
+            "useradd -m -s /bin/sh -p '' NAME".to_string(),
+            &["set the password field to '*' (it is empty, so anyone may log in where password login is on: key login only)"],
+        ),
+        (
+            "b",
+            "useradd -m -s /bin/bash -p '*' NAME".to_string(),
+            &["change the login shell from /bin/bash to /bin/sh"],
+        ),
+        (
+            "g",
+            "useradd -m -s /bin/sh -p '*' -G sudo,docker,audio NAME".to_string(),
+            &["remove NAME from the groups docker, sudo"],
+        ),
+        (
+            "all",
+            "useradd -m -s /bin/bash -G sudo NAME && echo 'NAME:pst-Secret-2' | chpasswd".to_string(),
+            &[
+                "set the password field to '*' (removes the password: key login only)",
+                "change the login shell from /bin/bash to /bin/sh",
+                "remove NAME from the group sudo",
+            ],
+        ),
+    ];
+    for (suffix, make, lines) in cases {
+        let name = format!("pst{}c{suffix}", env.id);
+        env.users.push(name.clone());
+        sh(&make.replace("NAME", &name));
+        let lines: Vec<String> = lines.iter().map(|l| l.replace("NAME", &name)).collect();
+        let before = (shadow_field(&name), passwd_entry(&name), groups_of(&name));
+
+        // Refused: the exact changes, the flag, nothing changed, no key file.
+        let o = env.podspawn(&["add-user", &name, "--key", &key]);
+        let text = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{name}: {text}");
+        let listed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  - "))
+            .collect();
+        assert_eq!(listed, lines, "{name}: {text}");
+        assert!(
+            text.contains(&format!(
+                "the account {name} already exists and is used for something else"
+            )) && text.contains("with --convert to make exactly these changes"),
+            "{text}"
+        );
+        assert_eq!(
+            (shadow_field(&name), passwd_entry(&name), groups_of(&name)),
+            before,
+            "{name} changed without --convert"
+        );
+        assert!(!env.root.join("keys").join(&name).exists());
+
+        // Converted: exactly those changes, audited.
+        let o = env.podspawn(&["add-user", &name, "--key", &key, "--convert"]);
+        assert!(o.status.success(), "{name}: {}", out(&o));
+        assert_eq!(shadow_field(&name).as_deref(), Some("*"), "{name}");
+        let pw = passwd_entry(&name);
+        assert!(pw.ends_with(":/bin/sh"), "{pw}");
+        assert_eq!(
+            pw.rsplit_once(':').unwrap().0,
+            before.1.rsplit_once(':').unwrap().0,
+            "only the shell may change in passwd"
+        );
+        let mut want: Vec<String> = before
+            .2
+            .iter()
+            .filter(|g| !["sudo", "docker"].contains(&g.as_str()))
+            .cloned()
+            .chain(["podspawn-users".to_string()])
+            .collect();
+        want.sort();
+        assert_eq!(groups_of(&name), want, "{name}");
+        let ev = audit_events(&env);
+        let conv: Vec<&serde_json::Value> = ev
+            .iter()
+            .filter(|e| e["event"] == "user.convert" && e["user"] == name.as_str())
+            .collect();
+        assert_eq!(conv.len(), 1, "{ev:?}");
+        assert_eq!(conv[0]["changes"], serde_json::json!(lines), "{name}");
+        assert!(ev
+            .iter()
+            .any(|e| e["event"] == "user.add" && e["user"] == name.as_str()));
+
+        // Now it is a podspawn account: add-user again changes nothing, needs no flag and no key.
+        let o = env.podspawn(&["add-user", &name]);
+        assert!(o.status.success(), "{}", out(&o));
+        assert!(
+            out(&o).contains(&format!("kept {name}'s 1 key")),
+            "{}",
+            out(&o)
+        );
+        let n = audit_events(&env)
+            .iter()
+            .filter(|e| e["event"] == "user.convert")
+            .count();
+        assert_eq!(
+            n,
+            ev.iter().filter(|e| e["event"] == "user.convert").count()
+        );
+    }
+
+    // Hard refusals: no flag changes them.
+    let sys = format!("pst{}s", env.id);
+    env.users.push(sys.clone());
+    sh(&format!("useradd --system -s /bin/sh {sys}"));
+    let before = (shadow_field(&sys), passwd_entry(&sys), groups_of(&sys));
+    for extra in [&[][..], &["--convert"][..]] {
+        let mut a = vec!["add-user", sys.as_str(), "--key", key.as_str()];
+        a.extend_from_slice(extra);
+        let o = env.podspawn(&a);
+        assert!(!o.status.success());
+        assert!(
+            out(&o).contains(&format!("{sys} is a system account"))
+                && out(&o).contains("below UID_MIN"),
+            "{}",
+            out(&o)
+        );
+        assert!(!out(&o).contains("--convert"), "{}", out(&o));
+    }
+    assert_eq!(
+        (shadow_field(&sys), passwd_entry(&sys), groups_of(&sys)),
+        before
+    );
+    for reserved in ["root", "nobody", "podspawn"] {
+        let o = env.podspawn(&["add-user", reserved, "--key", &key, "--convert"]);
+        assert!(!o.status.success());
+        assert!(out(&o).contains("reserved"), "{}", out(&o));
+    }
+    // No key and no key file: a clear error.
+    let o = env.podspawn(&["add-user", &format!("pst{}none", env.id), "--convert"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("no keys given"), "{}", out(&o));
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 const PASSWORD: &str = "Correct-Horse-9";
 const MARKER: &str = "REACHED-A-SHELL";
 
-fn text(o: &Output) -> String {
+fn text_of(o: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
         o.status.code(),
@@ -80,7 +80,7 @@ impl Plain {
         let o = run(Command::new("useradd")
             .args(["--create-home", "--shell", "/bin/sh"])
             .arg(&name));
-        assert!(o.status.success(), "useradd {name}: {}", text(&o));
+        assert!(o.status.success(), "useradd {name}: {}", text_of(&o));
         set_password(&name);
         Plain(name)
     }
@@ -117,7 +117,7 @@ fn password_and_keyboard_interactive_logins_never_reach_a_host_shell() {
             o.status.success() && String::from_utf8_lossy(&o.stdout).contains(MARKER),
             "the control login of a non-podspawn account by {method} failed, so this sshd \
              does not take passwords and the test proves nothing:\n{}\n{}",
-            text(&o),
+            text_of(&o),
             env.sshd_log()
         );
     }
@@ -133,17 +133,17 @@ fn password_and_keyboard_interactive_logins_never_reach_a_host_shell() {
             !o.status.success() && !out.contains(MARKER),
             "a {method} login of podspawn user {} got a session:\n{}",
             u.name,
-            text(&o)
+            text_of(&o)
         );
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("Permission denied (publickey)"),
             "{method}: sshd should offer podspawn users keys only:\n{}",
-            text(&o)
+            text_of(&o)
         );
     }
     // Keys still work, and land in the container (its hostname is the user name).
     let o = env.ssh(&u, &format!("echo {MARKER}; hostname"));
-    assert!(o.status.success(), "key login: {}", text(&o));
+    assert!(o.status.success(), "key login: {}", text_of(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(MARKER) && out.contains(&u.name), "{out}");
     let host = String::from_utf8_lossy(&run(&mut Command::new("hostname")).stdout)
@@ -169,7 +169,7 @@ fn effective_sshd_settings_confine_members() {
         .arg(env.root.join("sshd_config"))
         .arg("-C")
         .arg(format!("user={},host=localhost,addr=127.0.0.1", u.name)));
-    assert!(o.status.success(), "sshd -T: {}", text(&o));
+    assert!(o.status.success(), "sshd -T: {}", text_of(&o));
     let t = podspawn::setup::parse_sshd_t(&String::from_utf8_lossy(&o.stdout));
     let spawn = format!(
         "{} --config {} spawn --socket {}",
@@ -255,7 +255,7 @@ fn colliding_names_never_share_or_remove_a_container() {
     assert_eq!(a_name, format!("podspawn-{}-dev", alice.name));
 
     let o = env.ssh(&alice_dev, "hostname");
-    assert!(o.status.success(), "alice-dev's login: {}", text(&o));
+    assert!(o.status.success(), "alice-dev's login: {}", text_of(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), alice_dev.name);
     let (d_name, d_id) = session_container(&env, &alice_dev.name, "").unwrap();
     assert_ne!(d_id, a_id, "both users got the same container");
@@ -266,12 +266,16 @@ fn colliding_names_never_share_or_remove_a_container() {
     assert!(container_running(&a_id), "alice's container was removed");
 
     let out = long.wait_with_output().unwrap();
-    assert!(out.status.success(), "alice's command died: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "alice's command died: {}",
+        text_of(&out)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "alive-dev",
         "{}",
-        text(&out)
+        text_of(&out)
     );
 
     // `podspawn list` shows the real names; stopping one leaves the other alone.
@@ -282,7 +286,7 @@ fn colliding_names_never_share_or_remove_a_container() {
         "{listing}"
     );
     let o = env.podspawn(&["stop", &alice_dev.name]);
-    assert!(o.status.success(), "stop: {}", text(&o));
+    assert!(o.status.success(), "stop: {}", text_of(&o));
     assert!(
         container_running(&a_id),
         "stopping alice-dev removed alice's container"
@@ -290,10 +294,10 @@ fn colliding_names_never_share_or_remove_a_container() {
     assert!(!container_running(&d_id));
     // And the other way round.
     let o = env.ssh(&alice_dev, "true");
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", text_of(&o));
     let (_, d_id) = session_container(&env, &alice_dev.name, "").unwrap();
     let o = env.podspawn(&["stop", &format!("{}@dev", alice.name)]);
-    assert!(o.status.success(), "stop: {}", text(&o));
+    assert!(o.status.success(), "stop: {}", text_of(&o));
     assert!(
         container_running(&d_id),
         "stopping alice@dev removed alice-dev's container"
@@ -326,11 +330,11 @@ fn another_installations_container_is_never_removed() {
         "sleep",
         "infinity",
     ]);
-    assert!(o.status.success(), "docker run: {}", text(&o));
+    assert!(o.status.success(), "docker run: {}", text_of(&o));
     let foreign = String::from_utf8_lossy(&o.stdout).trim().to_string();
 
     let o = env.ssh(&bob, "hostname");
-    assert!(o.status.success(), "bob's login: {}", text(&o));
+    assert!(o.status.success(), "bob's login: {}", text_of(&o));
     let (bob_name, bob_id) = session_container(&env, &bob.name, "").unwrap();
     assert_ne!(bob_id, foreign);
     assert_ne!(bob_name, name);
@@ -341,12 +345,150 @@ fn another_installations_container_is_never_removed() {
 
     // Orphan reconciliation (bob's session gone, the foreign container left).
     let o = env.podspawn(&["stop", &bob.name]);
-    assert!(o.status.success(), "stop: {}", text(&o));
+    assert!(o.status.success(), "stop: {}", text_of(&o));
     let o = env.podspawn(&["cleanup"]);
-    assert!(o.status.success(), "cleanup: {}", text(&o));
+    assert!(o.status.success(), "cleanup: {}", text_of(&o));
     assert!(
         container_running(&foreign),
         "cleanup removed the other installation's container"
     );
     docker(&["rm", "-f", &foreign]);
+}
+
+fn config_validate(env: &Env, text: &str) -> Output {
+    let f = env.root.join("candidate.yaml");
+    std::fs::write(&f, text).unwrap();
+    env.podspawn(&["config", "validate", f.to_str().unwrap()])
+}
+
+/// Mistakes that would break logins at 3 a.m. fail at `config validate` instead, and an image
+/// ENTRYPOINT or a homes_dir with unusual characters cannot break a session.
+#[test]
+fn config_mistakes_fail_at_validate_and_images_cannot_swallow_the_start_command() {
+    let mut env = Env::with(Opts {
+        mode: "named",
+        ..Opts::default()
+    });
+    for (text, key, hint) in [
+        (
+            "broker:\n  socket: /run/pod spawn.sock\n",
+            "broker.socket",
+            "sshd would split or expand it",
+        ),
+        (
+            "broker:\n  socket: /run/podspawn/%u.sock\n",
+            "broker.socket",
+            "sshd would split or expand it",
+        ),
+        (
+            &format!("broker:\n  socket: /run/{}.sock\n", "s".repeat(110)),
+            "broker.socket",
+            "at most 107",
+        ),
+        (
+            "state:\n  homes_dir: /var/lib/podspawn/../../etc\n",
+            "state.homes_dir",
+            "without \"..\"",
+        ),
+        (
+            "broker:\n  max_connections_per_user: 0\n",
+            "broker.max_connections_per_user",
+            "at least 1",
+        ),
+    ] {
+        let o = config_validate(&env, text);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(key) && err.contains(hint),
+            "{text:?}: {}",
+            text_of(&o)
+        );
+    }
+    let o = config_validate(&env, "state:\n  homes_dir: /srv/ho:mes,x\n");
+    assert!(
+        o.status.success(),
+        "a colon is fine in homes_dir: {}",
+        text_of(&o)
+    );
+
+    // An image whose ENTRYPOINT would take podspawn's start command as arguments.
+    let tag = format!("podspawn-test-entrypoint-{}:latest", env.id);
+    let c = docker(&[
+        "create",
+        "--label",
+        "podspawn-test=1",
+        common::IMAGE,
+        "true",
+    ]);
+    assert!(c.status.success(), "{}", text_of(&c));
+    let cid = String::from_utf8_lossy(&c.stdout).trim().to_string();
+    let o = docker(&[
+        "commit",
+        "--change",
+        "ENTRYPOINT [\"/bin/false\"]",
+        "--change",
+        "LABEL podspawn-test=1",
+        &cid,
+        &tag,
+    ]);
+    docker(&["rm", "-f", &cid]);
+    assert!(o.status.success(), "{}", text_of(&o));
+    // ... and named homes under a directory whose name has a colon and a comma.
+    let homes = env.root.join("state/ho:mes,x");
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(common::IMAGE, &tag)
+        .replace(
+            &format!("homes_dir: {}/state/homes", env.root.display()),
+            &format!("homes_dir: \"{}\"", homes.display()),
+        );
+    std::fs::write(&env.config, cfg).unwrap();
+    env.stop_broker(false);
+    env.start_broker();
+    let u = env.add_user();
+    let o = env.ssh(&u, "echo kept > ~/note; cat ~/note; pwd");
+    assert!(o.status.success(), "{}\n{}", text_of(&o), env.broker_log());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("kept") && out.contains(&format!("/home/{}", u.name)),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(homes.join(&u.name).join("note")).unwrap(),
+        "kept\n"
+    );
+    let _ = env.podspawn(&["stop", &u.name]);
+    docker(&["rmi", "-f", &tag]);
+}
+
+/// `remove-user --force` while the broker is down leaves a container, a network and a row: the
+/// next cleanup pass removes them, audited as `user-removed`.
+#[test]
+fn nothing_outlives_its_user() {
+    let mut env = Env::with(Opts {
+        audit: true,
+        ..Opts::default()
+    });
+    let u = env.add_user();
+    let o = env.ssh(&u, "true");
+    assert!(o.status.success(), "{}", text_of(&o));
+    assert!(!env.containers_of(&u.name).is_empty());
+    env.stop_broker(false);
+    let o = env.podspawn(&["remove-user", &u.name, "--force"]);
+    assert!(o.status.success(), "remove-user: {}", text_of(&o));
+    assert!(!env.containers_of(&u.name).is_empty(), "nothing to test");
+    let o = env.podspawn(&["cleanup"]);
+    assert!(o.status.success(), "cleanup: {}", text_of(&o));
+    assert!(env.containers_of(&u.name).is_empty(), "container left");
+    assert!(env.networks_of(&u.name).is_empty(), "network left");
+    env.start_broker();
+    assert!(env.sessions().as_array().unwrap().is_empty(), "row left");
+    let audit = std::fs::read_to_string(env.audit_path()).unwrap();
+    let destroyed: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "container.destroy" && e["user"] == u.name.as_str())
+        .collect();
+    assert_eq!(destroyed.len(), 1, "{audit}");
+    assert_eq!(destroyed[0]["reason"], "user-removed", "{audit}");
 }

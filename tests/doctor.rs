@@ -1,5 +1,6 @@
 //! `podspawn doctor`: every check seen failing and passing, with constructed inputs for the pure
 //! checks and real temp files, sockets, sshd and Docker where the check reads the system.
+use podspawn::accounts::AccountFacts;
 use podspawn::doctor::{self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts};
 use podspawn::setup::{self, Directive, PathEntry, ShadowReport};
 use std::os::unix::fs::PermissionsExt;
@@ -744,81 +745,130 @@ fn key_dir_and_files_checks() {
     assert!(c.detail.contains("bob"));
 }
 
-fn ok_account() -> doctor::AccountFacts {
-    doctor::AccountFacts {
+fn ok_account() -> AccountFacts {
+    AccountFacts {
+        name: "alice".into(),
+        uid: 1001,
         shadow: Some("*".into()),
         home: "/home/alice".into(),
         home_exists: true,
         shell: "/bin/sh".into(),
-        shell_ok: true,
-        in_users_group: true,
-        in_docker_group: false,
+        primary_group: "alice".into(),
+        groups: vec!["podspawn-users".into()],
     }
 }
 
+/// The users check judges accounts with the same classification as add-user and
+/// `server-setup --users` (accounts::plan_existing), and names the command for each state.
 #[test]
 fn user_accounts_check() {
-    let kd = Path::new("/etc/podspawn/keys");
-    let user = |a: Option<doctor::AccountFacts>| UserFacts {
+    let user = |a: Option<AccountFacts>| UserFacts {
         name: "alice".into(),
         account: a,
     };
-    assert_status(&doctor::check_users(&[], kd), Status::Pass);
-    assert_status(
-        &doctor::check_users(&[user(Some(ok_account()))], kd),
-        Status::Pass,
-    );
-    let c = doctor::check_users(&[user(None)], kd);
-    assert_status(&c, Status::Fail);
-    assert_eq!(
-        c.fix.as_deref(),
-        Some("sudo podspawn add-user alice --key-file /etc/podspawn/keys/alice")
-    );
-    for locked in ["!", "!!", "*LK*"] {
+    let check = |f: &dyn Fn(&mut AccountFacts)| {
         let mut a = ok_account();
-        a.shadow = Some(locked.into());
-        let c = doctor::check_users(&[user(Some(a))], kd);
+        f(&mut a);
+        doctor::check_users(&[user(Some(a))], 1000)
+    };
+    assert_status(&doctor::check_users(&[], 1000), Status::Pass);
+    assert_status(&check(&|_| {}), Status::Pass);
+
+    // What server-setup --users repairs by itself.
+    let c = doctor::check_users(&[user(None)], 1000);
+    assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("alice has no host account"), "{c:?}");
+    assert_eq!(c.fix.as_deref(), Some("sudo podspawn server-setup --users"));
+    for locked in ["!", "!!", "*LK*"] {
+        let c = check(&|a| a.shadow = Some(locked.into()));
         assert_status(&c, Status::Fail);
-        assert_eq!(c.fix.as_deref(), Some("sudo usermod -p '*' alice"));
-        assert!(c.detail.contains("locked"));
+        assert_eq!(c.fix.as_deref(), Some("sudo podspawn server-setup --users"));
+        assert!(
+            c.detail.contains(&format!(
+                "set alice's password field from '{locked}' to '*'"
+            )),
+            "{c:?}"
+        );
     }
-    let mut a = ok_account();
-    a.shadow = Some("!$6$x$y".into());
-    assert!(doctor::check_users(&[user(Some(a))], kd)
-        .fix
-        .unwrap()
-        .contains("usermod -U alice"));
-    let mut a = ok_account();
-    a.shadow = Some(String::new());
-    assert_status(&doctor::check_users(&[user(Some(a))], kd), Status::Fail);
-    let mut a = ok_account();
-    a.home_exists = false;
-    let c = doctor::check_users(&[user(Some(a))], kd);
+    let c = check(&|a| a.home_exists = false);
     assert_status(&c, Status::Fail);
-    assert!(c.fix.unwrap().contains("install -d -m 0750 -o alice"));
-    let mut a = ok_account();
-    a.in_users_group = false;
-    let c = doctor::check_users(&[user(Some(a))], kd);
+    assert!(c
+        .detail
+        .contains("create alice's home directory /home/alice"));
+    assert_eq!(c.fix.as_deref(), Some("sudo podspawn server-setup --users"));
+    let c = check(&|a| a.groups.clear());
     assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("add alice to podspawn-users"), "{c:?}");
+
+    // What only add-user --convert changes.
+    for (f, text) in [
+        (
+            &(|a: &mut AccountFacts| a.shadow = Some("!$6$x$y".into()))
+                as &dyn Fn(&mut AccountFacts),
+            "replaces the admin's lock",
+        ),
+        (
+            &|a: &mut AccountFacts| a.shadow = Some("$6$x$y".into()),
+            "removes the password",
+        ),
+        (
+            &|a: &mut AccountFacts| a.shadow = Some(String::new()),
+            "it is empty",
+        ),
+        (
+            &|a: &mut AccountFacts| a.shell = "/bin/bash".into(),
+            "change the login shell from /bin/bash to /bin/sh",
+        ),
+        (
+            &|a: &mut AccountFacts| a.shell = "/usr/sbin/nologin".into(),
+            "change the login shell from /usr/sbin/nologin to /bin/sh",
+        ),
+        (
+            &|a: &mut AccountFacts| a.groups.extend(["docker".into(), "sudo".into()]),
+            "remove alice from the groups docker, sudo",
+        ),
+    ] {
+        let c = check(f);
+        assert_status(&c, Status::Fail);
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("sudo podspawn add-user alice --convert")
+        );
+        assert!(
+            c.detail.contains("used for something else") && c.detail.contains(text),
+            "{text}: {c:?}"
+        );
+    }
+
+    // Never taken over.
+    let c = check(&|a| a.uid = 0);
+    assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("uid 0"), "{c:?}");
+    assert!(c.fix.as_deref().unwrap().contains("remove-user alice"));
+    let c = check(&|a| a.home = "/nonexistent".into());
     assert_eq!(
         c.fix.as_deref(),
-        Some("sudo usermod -aG podspawn-users alice")
+        Some("sudo usermod -d /home/alice -m alice")
     );
-    let mut a = ok_account();
-    a.shell_ok = false;
-    a.shell = "/usr/sbin/nologin".into();
-    assert_eq!(
-        doctor::check_users(&[user(Some(a))], kd).fix.as_deref(),
-        Some("sudo usermod -s /bin/sh alice")
-    );
-    let mut a = ok_account();
-    a.in_docker_group = true;
-    let c = doctor::check_users(&[user(Some(a))], kd);
+
+    // Unreadable shadow (not root): a warning, not a verdict.
+    let c = check(&|a| a.shadow = None);
     assert_status(&c, Status::Warn);
-    assert_eq!(c.fix.as_deref(), Some("sudo gpasswd -d alice docker"));
-    let mut a = ok_account();
-    a.shadow = None;
-    assert_status(&doctor::check_users(&[user(Some(a))], kd), Status::Warn);
+
+    // Several users: each named, fixes joined.
+    let bob = UserFacts {
+        name: "bob".into(),
+        account: Some(AccountFacts {
+            name: "bob".into(),
+            shell: "/bin/zsh".into(),
+            ..ok_account()
+        }),
+    };
+    let c = doctor::check_users(&[user(None), bob], 1000);
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("sudo podspawn server-setup --users && sudo podspawn add-user bob --convert")
+    );
 }
 
 #[test]

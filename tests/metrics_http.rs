@@ -75,7 +75,7 @@ fn check(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
 #[test]
 fn default_snapshot_parses() {
     let series = check(&render_prometheus(&Snapshot::default()));
-    assert_eq!(series.len(), 14);
+    assert_eq!(series.len(), 8 + podspawn::metrics::REMOVAL_REASONS.len());
     assert!(series.values().all(|v| *v == 0.0));
 }
 

@@ -159,6 +159,7 @@ fn deb_contents_modes_and_control() {
         "deb-systemd-helper enable",
         "deb-systemd-invoke try-restart podspawn.service",
         "10-podspawn.conf.disabled",
+        "podspawn server-setup --users",
     ] {
         assert!(postinst.contains(needle), "postinst lacks {needle}");
     }

@@ -145,6 +145,7 @@ fn rpm_file_list_modes_config_and_scripts() {
         "sshd -t",
         "10-podspawn.conf.disabled",
         "try-reload-or-restart",
+        "/usr/bin/podspawn server-setup --users",
     ] {
         assert!(
             scripts.contains(needle),

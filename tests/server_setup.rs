@@ -70,10 +70,18 @@ impl Member {
     }
 }
 
+impl Member {
+    /// Only the name: an account a test expects podspawn to create (deleted on drop, home too).
+    fn named(name: String) -> Member {
+        Member(name)
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         for _ in 0..40 {
             let ok = Command::new("userdel")
+                .arg("-r")
                 .arg(&self.0)
                 .status()
                 .is_ok_and(|s| s.success());
@@ -551,7 +559,13 @@ fn existing_files_get_the_right_owner_and_mode() {
     let keys = &e.cfg.auth.key_dir;
     std::fs::create_dir_all(keys).unwrap();
     std::fs::set_permissions(keys, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let kf = keys.join("alice");
+    // A registered user: server-setup creates the host account (removed by the guard).
+    let user = Member::named(format!(
+        "pstsk{:x}{}",
+        std::process::id() & 0xffff,
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let kf = keys.join(&user.0);
     std::fs::write(
         &kf,
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILyfanRgBSMcr5cnfAZgyATDO4A6keNrgYpmMF9I4Zou a\n",
@@ -582,6 +596,14 @@ fn existing_files_get_the_right_owner_and_mode() {
     let g = podspawn_gid();
     assert_eq!(mode(keys), (0, g, 0o750));
     assert_eq!(mode(&kf), (0, g, 0o640));
+    assert!(podspawn::accounts::is_member(&user.0, "podspawn-users"));
+    assert!(
+        r.changes
+            .iter()
+            .any(|c| c.starts_with(&format!("create host account {}", user.0))),
+        "{:?}",
+        r.changes
+    );
     assert_eq!(mode(&e.cfg.path), (0, g, 0o640));
     assert_eq!(
         std::fs::read_to_string(&e.cfg.path).unwrap(),

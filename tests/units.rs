@@ -235,8 +235,10 @@ fn broker_socket_and_service() {
     assert_eq!(value(s, "Service", "RestrictAddressFamilies"), "AF_UNIX");
     assert_eq!(
         value(s, "Service", "CapabilityBoundingSet"),
-        "CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_KILL"
+        "CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE"
     );
+    // One user's connections must not exhaust the broker's descriptors.
+    assert_eq!(value(s, "Service", "LimitNOFILE"), "65536");
     assert_eq!(
         values(s, "Service", "SystemCallFilter")[0],
         "@system-service"
@@ -542,6 +544,13 @@ fn sshd_dropin() {
             "AuthorizedKeysCommand /usr/bin/podspawn auth-keys %u %t %k",
             "AuthorizedKeysCommandUser podspawn",
             "AuthorizedKeysFile none",
+            "ForceCommand /usr/bin/podspawn spawn",
+            "AuthenticationMethods publickey",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "GSSAPIAuthentication no",
+            "HostbasedAuthentication no",
             "PermitUserRC no",
             "AllowStreamLocalForwarding no",
             "AllowTcpForwarding no",

@@ -241,6 +241,31 @@ impl Env {
         }
     }
 
+    /// The broker's pid (while it runs).
+    pub fn broker_pid(&self) -> Option<u32> {
+        self.broker.as_ref().map(|c| c.id())
+    }
+
+    /// uid and gid of a host account.
+    pub fn ids(name: &str) -> (u32, u32) {
+        let id = |flag: &str| -> u32 {
+            let o = run(Command::new("id").arg(flag).arg(name));
+            String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+        };
+        (id("-u"), id("-g"))
+    }
+
+    /// A command run as `user` (its uid, gid and supplementary groups), like sshd would.
+    pub fn as_user(user: &str, program: &Path) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={user}"))
+            .arg(format!("--regid={user}"))
+            .arg("--init-groups")
+            .arg("--")
+            .arg(program);
+        c
+    }
+
     /// SIGTERM (or SIGKILL) the broker and wait for it.
     pub fn stop_broker(&mut self, kill: bool) {
         if let Some(mut c) = self.broker.take() {

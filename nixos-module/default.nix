@@ -1,0 +1,365 @@
+# services.podspawn: the end state of the .deb/.rpm, declared. See nixos-module/README.md.
+#
+# The units and tmpfiles rules are read from ../systemd (the files the packages install), so
+# NixOS and the packages cannot drift apart; only ExecStart's binary path, the cleanup interval
+# and wantedBy (NixOS ignores [Install]) are set here.
+{ config, lib, pkgs, ... }:
+
+let
+  cfg = config.services.podspawn;
+
+  inherit (lib) mkOption mkIf mkMerge types;
+
+  modes = [ "grace-period" "destroy-on-disconnect" "named" "persistent" "ttl" ];
+  reservedNames = [ "root" "nobody" "podspawn" "podspawn-users" ];
+
+  # sshd refuses an AuthorizedKeysCommand whose path has a group-writable component, which
+  # /nix/store is (root:nixbld 1775). Like nixpkgs' google_oslogin and sssd modules, give sshd a
+  # root-owned 0755 copy in /etc that execs the store binary. ForceCommand uses it too.
+  wrapper = "/etc/podspawn/bin/podspawn";
+  exe = "${cfg.package}/bin/podspawn";
+
+  # The same block as systemd/sshd/10-podspawn.conf, with the wrapper's path.
+  matchBlock = ''
+    Match Group podspawn-users
+        AuthorizedKeysCommand ${wrapper} auth-keys %u %t %k
+        AuthorizedKeysCommandUser podspawn
+        AuthorizedKeysFile none
+        ForceCommand ${wrapper} spawn
+        AuthenticationMethods publickey
+        PubkeyAuthentication yes
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        GSSAPIAuthentication no
+        HostbasedAuthentication no
+        PermitUserRC no
+        AllowStreamLocalForwarding no
+        AllowTcpForwarding no
+        X11Forwarding no
+        PermitTunnel no
+        AcceptEnv PODSPAWN_PROJECT LANG LC_*
+  '';
+
+  # --- systemd/ files -> NixOS options -------------------------------------------------------
+  contentLines = file: builtins.filter
+    (l: l != "" && !(lib.hasPrefix "#" l) && !(lib.hasPrefix ";" l))
+    (map lib.trim (lib.splitString "\n" (builtins.readFile file)));
+
+  # "[Section]" / "Key=Value" lines -> { Section = { Key = [ values in order ]; }; }
+  parseUnit = file:
+    let
+      step = acc: l:
+        let
+          sec = builtins.match "\\[([A-Za-z]+)]" l;
+          kv = builtins.match "([A-Za-z0-9]+)=(.*)" l;
+          s = acc.section;
+          old = acc.sections.${s} or { };
+          k = builtins.elemAt kv 0;
+        in
+        if sec != null then acc // { section = builtins.head sec; }
+        else if kv != null && s != "" then
+          acc // { sections = acc.sections // { ${s} = old // { ${k} = (old.${k} or [ ]) ++ [ (builtins.elemAt kv 1) ]; }; }; }
+        else throw "${toString file}: cannot read the line `${l}'";
+    in
+    (builtins.foldl' step { section = ""; sections = { }; } (contentLines file)).sections;
+
+  one = values: if builtins.length values == 1 then builtins.head values else values;
+
+  # A unit file of ../systemd as NixOS unit options. `kind` is service, socket or timer;
+  # `edit` rewrites values of the kind's section (e.g. the cleanup interval).
+  unitFrom = kind: file: edit:
+    let
+      sections = parseUnit file;
+      section = { service = "Service"; socket = "Socket"; timer = "Timer"; }.${kind};
+      unknown = builtins.filter (s: !(builtins.elem s [ "Unit" section "Install" ])) (builtins.attrNames sections);
+      unit = sections.Unit or { };
+      values = builtins.mapAttrs
+        (_: vs: one (map (v: builtins.replaceStrings [ "/usr/bin/podspawn" ] [ exe ] v) vs))
+        (sections.${section} or { });
+    in
+    if unknown != [ ] then throw "${toString file}: section [${builtins.head unknown}] has no NixOS mapping"
+    else {
+      description = builtins.head unit.Description;
+      unitConfig = builtins.mapAttrs (_: one) (builtins.removeAttrs unit [ "Description" ]);
+      "${kind}Config" = values // edit values;
+    };
+
+  unitsDir = ../systemd;
+
+  # --- configuration files --------------------------------------------------------------------
+  settingsFormat = pkgs.formats.yaml { };
+
+  # JSON is YAML; podspawn's own parser checks it at build time, so a setting it rejects fails
+  # the build with podspawn's message (file, key and what is accepted).
+  configFile = pkgs.runCommand "podspawn-config.yaml"
+    {
+      settingsJson = pkgs.writeText "podspawn-config.json" (builtins.toJSON cfg.settings);
+    } ''
+    ${exe} config validate "$settingsJson"
+    cp "$settingsJson" "$out"
+  '';
+
+  overrides = u: lib.filterAttrs (_: v: v != null && v != { }) {
+    inherit (u) image cpus memory shell mode env;
+  };
+
+  setting = path: default: lib.attrByPath path default cfg.settings;
+
+  userModule = { name, ... }: {
+    options = {
+      keys = mkOption {
+        type = types.listOf types.singleLineStr;
+        default = [ ];
+        example = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbX0U5Hv2rCZ3vK0bd6T4l0e5aYxCgBqoSx1qg6m3aO ${name}@laptop" ];
+        description = ''
+          Public keys of ${name} (authorized_keys lines without options). They become
+          /etc/podspawn/keys/${name} (root:podspawn 0640); `podspawn auth-keys` hands them to sshd
+          with the forced command.
+        '';
+      };
+      image = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "ubuntu:24.04";
+        description = "Container image for this user (default: settings.defaults.image).";
+      };
+      cpus = mkOption {
+        type = types.nullOr types.number;
+        default = null;
+        example = 4;
+        description = "CPUs for this user's containers (0 = unlimited).";
+      };
+      memory = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "4g";
+        description = "Memory for this user's containers: bytes or a number with k, m, g or t (0 = unlimited).";
+      };
+      shell = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/bin/zsh";
+        description = "Login shell inside the container (absolute path).";
+      };
+      mode = mkOption {
+        type = types.nullOr (types.enum modes);
+        default = null;
+        description = "Session mode for this user (default: settings.session.mode).";
+      };
+      env = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        description = "Environment variables set in this user's containers.";
+      };
+    };
+  };
+
+  nameOk = n: builtins.match "[a-z_][a-z0-9_-]{0,31}" n != null && !(builtins.elem n reservedNames);
+  # Accounts and files only for names podspawn accepts; the others fail an assertion.
+  validUsers = lib.filterAttrs (n: _: nameOk n) cfg.users;
+  keyOk = k: builtins.match "(ssh-[a-z0-9-]+|ecdsa-sha2-nistp[0-9]+|sk-[a-z0-9-]+@openssh.com) [A-Za-z0-9+/]+=*( .*)?" k != null;
+in
+{
+  options.services.podspawn = {
+    enable = lib.mkEnableOption "podspawn: every user in services.podspawn.users gets their own Docker container behind OpenSSH";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = lib.literalExpression "pkgs.callPackage ./package.nix { } (built from this checkout)";
+      description = "The podspawn package.";
+    };
+
+    settings = mkOption {
+      inherit (settingsFormat) type;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          defaults = { image = "ubuntu:24.04"; cpus = 2; memory = "2g"; };
+          session = { mode = "grace-period"; grace_period = "5m"; max_lifetime = "8h"; };
+          resources.max_per_user = 3;
+        }
+      '';
+      description = ''
+        podspawn's configuration, written to /etc/podspawn/config.yaml (root:podspawn 0640) and
+        checked at build time with `podspawn config validate`. `podspawn config default` prints
+        every key with its default and meaning. auth.key_dir, users_dir and broker.socket are
+        fixed by this module.
+      '';
+    };
+
+    users = mkOption {
+      type = types.attrsOf (types.submodule userModule);
+      default = { };
+      example = lib.literalExpression ''
+        {
+          alice.keys = [ "ssh-ed25519 AAAA... alice@laptop" ];
+          bob = { keys = [ "ssh-ed25519 AAAA... bob@desk" ]; image = "debian:12"; mode = "named"; };
+        }
+      '';
+      description = ''
+        podspawn users. Each gets a host account (group podspawn-users, shell /bin/sh, home
+        /home/<name>, password field `*`: key login only), a key file and, when any per-user
+        option is set, /etc/podspawn/users/<name>.yaml. This replaces `podspawn add-user` and
+        `remove-user`, which refuse to run on NixOS.
+      '';
+    };
+
+    cleanup = {
+      mode = mkOption {
+        type = types.enum [ "daemon" "timer" ];
+        default = "daemon";
+        description = ''
+          `daemon`: podspawn-cleanup.service (Type=notify with a watchdog) runs a pass every
+          `interval`. `timer`: podspawn-cleanup.timer starts one pass every `interval`.
+        '';
+      };
+      interval = mkOption {
+        type = types.strMatching "([0-9]+(ms|s|m|h|d))+";
+        default = "60s";
+        example = "5m";
+        description = "Time between cleanup passes.";
+      };
+    };
+
+    metrics.enable = lib.mkEnableOption ''
+      the Prometheus endpoint podspawn-metrics.socket (127.0.0.1:9108, one
+      podspawn-metrics@.service per request)'';
+  };
+
+  config = mkIf cfg.enable (mkMerge [
+    {
+      assertions = [
+        {
+          assertion = config.virtualisation.docker.enable;
+          message = "services.podspawn needs a Docker engine: set virtualisation.docker.enable = true;";
+        }
+        {
+          assertion = config.services.openssh.enable;
+          message = "services.podspawn works behind OpenSSH: services.openssh.enable must not be false.";
+        }
+        {
+          assertion = builtins.elem (setting [ "session" "mode" ] "grace-period") modes;
+          message = "services.podspawn.settings.session.mode = ${builtins.toJSON (setting [ "session" "mode" ] null)} is not a session mode: use one of ${lib.concatStringsSep ", " modes}.";
+        }
+      ]
+      ++ map
+        (p: {
+          assertion = setting p.path p.value == p.value;
+          message = "services.podspawn.settings.${lib.concatStringsSep "." p.path} is fixed to ${p.value} by the NixOS module (the units and /etc files are declared there).";
+        }) [
+        { path = [ "auth" "key_dir" ]; value = "/etc/podspawn/keys"; }
+        { path = [ "users_dir" ]; value = "/etc/podspawn/users"; }
+        { path = [ "broker" "socket" ]; value = "/run/podspawn/podspawn.sock"; }
+      ]
+      ++ lib.concatLists (lib.mapAttrsToList
+        (name: u: [
+          {
+            assertion = nameOk name;
+            message = "services.podspawn.users.${builtins.toJSON name}: podspawn does not accept this user name: use 1-32 characters, lowercase letters, digits, '_' or '-', starting with a letter or '_', and not ${lib.concatStringsSep ", " reservedNames}.";
+          }
+          {
+            assertion = u.keys != [ ];
+            message = "services.podspawn.users.${name}.keys is empty: give at least one public key (\"ssh-ed25519 AAAA... ${name}@laptop\").";
+          }
+        ] ++ map
+          (k: {
+            assertion = keyOk k;
+            message = "services.podspawn.users.${name}.keys: ${builtins.toJSON k} is not a public key line (\"TYPE BASE64 [COMMENT]\", no options such as command=).";
+          })
+          u.keys)
+        cfg.users);
+
+      users.groups.podspawn = { };
+      users.groups.podspawn-users = { };
+      users.users.podspawn = {
+        isSystemUser = true;
+        group = "podspawn";
+        description = "podspawn AuthorizedKeysCommand user";
+      };
+
+      environment.etc = {
+        "podspawn/bin/podspawn" = {
+          mode = "0755";
+          user = "root";
+          group = "root";
+          text = ''
+            #!/bin/sh
+            exec ${exe} "$@"
+          '';
+        };
+        "podspawn/config.yaml" = {
+          source = configFile;
+          mode = "0640";
+          user = "root";
+          group = "podspawn";
+        };
+      };
+
+      services.openssh.enable = lib.mkDefault true;
+      # A Match block runs to the end of the file, so it must come after every other line;
+      # extraConfig follows the settings, and mkAfter puts this after other modules' extraConfig.
+      services.openssh.extraConfig = lib.mkAfter matchBlock;
+
+      environment.systemPackages = [ cfg.package ];
+
+      systemd.tmpfiles.rules = contentLines (unitsDir + "/tmpfiles.d/podspawn.conf");
+
+      systemd.sockets.podspawn = unitFrom "socket" (unitsDir + "/podspawn.socket") (_: { })
+        // { wantedBy = [ "sockets.target" ]; };
+      systemd.services.podspawn = unitFrom "service" (unitsDir + "/podspawn.service") (_: { });
+    }
+
+    # One host account, key file and override file per declared user.
+    {
+      users.groups = builtins.mapAttrs (_: _: { }) validUsers;
+      users.users = builtins.mapAttrs
+        (name: _: {
+          isNormalUser = true;
+          group = name;
+          extraGroups = [ "podspawn-users" ];
+          home = "/home/${name}";
+          createHome = true;
+          shell = "/bin/sh";
+          hashedPassword = "*";
+          description = "podspawn user";
+        })
+        validUsers;
+      environment.etc = lib.mapAttrs'
+        (name: u: lib.nameValuePair "podspawn/keys/${name}" {
+          text = lib.concatLines u.keys;
+          mode = "0640";
+          user = "root";
+          group = "podspawn";
+        })
+        validUsers
+      // lib.mapAttrs'
+        (name: u: lib.nameValuePair "podspawn/users/${name}.yaml" {
+          text = builtins.toJSON (overrides u) + "\n";
+          mode = "0644";
+          user = "root";
+          group = "root";
+        })
+        (lib.filterAttrs (_: u: overrides u != { }) validUsers);
+    }
+
+    (mkIf (cfg.cleanup.mode == "daemon") {
+      systemd.services.podspawn-cleanup = unitFrom "service" (unitsDir + "/podspawn-cleanup.service")
+        (v: { ExecStart = builtins.replaceStrings [ "--interval 60s" ] [ "--interval ${cfg.cleanup.interval}" ] v.ExecStart; })
+      // { wantedBy = [ "multi-user.target" ]; };
+    })
+
+    (mkIf (cfg.cleanup.mode == "timer") {
+      systemd.timers.podspawn-cleanup = unitFrom "timer" (unitsDir + "/podspawn-cleanup.timer")
+        (_: { OnUnitActiveSec = cfg.cleanup.interval; })
+      // { wantedBy = [ "timers.target" ]; };
+      systemd.services.podspawn-cleanup-once = unitFrom "service" (unitsDir + "/podspawn-cleanup-once.service") (_: { });
+    })
+
+    (mkIf cfg.metrics.enable {
+      systemd.sockets.podspawn-metrics = unitFrom "socket" (unitsDir + "/podspawn-metrics.socket") (_: { })
+        // { wantedBy = [ "sockets.target" ]; };
+      systemd.services."podspawn-metrics@" = unitFrom "service" (unitsDir + "/podspawn-metrics@.service") (_: { });
+    })
+  ]);
+}

@@ -1,0 +1,1 @@
+{ imports = [ ./minimal.nix ]; services.podspawn.cleanup.interval = "soon"; }

@@ -1,0 +1,1 @@
+{ imports = [ ./minimal.nix ]; services.podspawn.users.alice.mode = "forever"; }

@@ -1,0 +1,1 @@
+{ imports = [ ./minimal.nix ]; services.podspawn.settings.auth.key_dir = "/var/lib/keys"; }

@@ -1,0 +1,1 @@
+{ lib, ... }: { imports = [ ./minimal.nix ]; virtualisation.docker.enable = lib.mkForce false; }

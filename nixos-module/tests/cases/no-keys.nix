@@ -1,0 +1,1 @@
+{ lib, ... }: { imports = [ ./minimal.nix ]; services.podspawn.users.alice.keys = lib.mkForce [ ]; }

@@ -1,0 +1,5 @@
+{
+  imports = [ ./minimal.nix ];
+  services.podspawn.cleanup = { mode = "timer"; interval = "5m"; };
+  services.podspawn.metrics.enable = true;
+}

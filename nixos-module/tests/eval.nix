@@ -1,0 +1,40 @@
+# Evaluates one test configuration (cases/<name>.nix) with the stand-in option tree and prints
+# what NixOS would write, as JSON for run.sh. `libFile`: the stand-in lib or nixpkgs' lib/.
+# `packageDir`: a directory with bin/podspawn, used as services.podspawn.package.
+{ libFile, packageDir, caseFile, withModule ? true }:
+
+let
+  lib = import (/. + libFile);
+  system = builtins.currentSystem;
+  podspawn = { type = "derivation"; name = "podspawn-test"; outPath = packageDir; };
+  pkgs = import ./standin/pkgs.nix { inherit lib system podspawn; };
+  inherit (import ./standin/eval-config.nix {
+    inherit lib pkgs;
+    modules = [ (/. + caseFile) ]
+      ++ lib.optionals withModule [ ../default.nix { services.podspawn.package = podspawn; } ]
+      ++ [ ./cases/late-sshd-line.nix ];
+  }) config;
+in
+{
+  # nix-build -A configFile: the module's checked /etc/podspawn/config.yaml
+  configFile = config.environment.etc."podspawn/config.yaml".source or null;
+  toplevel = config.system.build.toplevel.drvPath;
+  sshd = config.system.build.sshdConfig;
+  inherit (config.system.build) units;
+  etc = builtins.mapAttrs
+    (_: e: {
+      inherit (e) enable target mode user group text;
+      source = toString e.source;
+    })
+    config.environment.etc;
+  users = builtins.mapAttrs
+    (_: u: {
+      inherit (u) isNormalUser isSystemUser group extraGroups home createHome hashedPassword description;
+      shell = toString u.shell;
+    })
+    config.users.users;
+  groups = builtins.attrNames config.users.groups;
+  tmpfiles = config.systemd.tmpfiles.rules;
+  packages = map toString config.environment.systemPackages;
+  openssh = config.services.openssh.enable;
+}
