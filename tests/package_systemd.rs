@@ -147,6 +147,41 @@ fn wait_sshd_listening(c: &TestContainer, reloads: usize) {
     }
 }
 
+/// `apt-get install` of the package file `path` in the container (a first install or an
+/// upgrade); waits until sshd, which postinst reloads, listens again. Returns apt's output.
+fn apt_install(c: &TestContainer, path: &str) -> String {
+    let reloads = sshd_reloads(c);
+    let o = c.sh(&format!(
+        "apt-get install -y --no-install-recommends {path}"
+    ));
+    assert!(o.status.success(), "apt install {path}\n{}", out(&o));
+    let log = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        log.contains("podspawn: reloaded sshd"),
+        "postinst did not reload sshd:\n{log}"
+    );
+    wait_sshd_listening(c, reloads + 1);
+    log
+}
+
+/// The admin's edits after the install: the host's test image, and a state database of this
+/// test's own. The instance label of podspawn's containers is derived from the database path,
+/// and the cleanup daemon removes containers of its instance that its database does not know:
+/// with the default path it would treat the sessions of another package test (or of a real
+/// installation) on this Docker engine as its orphans.
+fn configure(c: &TestContainer, id: &str) {
+    c.ok(&format!(
+        "sed -i -e 's|^  image: .*|  image: {image}|' \
+                -e 's|^  db_path: /var/lib/podspawn/state.db$|  db_path: {db}|' \
+           /etc/podspawn/config.yaml && \
+         grep -q '^  image: {image}$' /etc/podspawn/config.yaml && \
+         grep -q '^  db_path: {db}$' /etc/podspawn/config.yaml && \
+         podspawn config validate && systemctl restart podspawn-cleanup.service",
+        image = common::IMAGE,
+        db = format!("/var/lib/podspawn/state-{id}.db"),
+    ));
+}
+
 /// `systemctl show UNIT -p A,B` as a map.
 fn show(c: &TestContainer, unit: &str, props: &str) -> BTreeMap<String, String> {
     c.ok(&format!("systemctl show {unit} -p {props}"))
@@ -226,12 +261,7 @@ fn deb_under_systemd_pid1() {
 
     // --- 1. apt installs the .deb; the units are enabled; the socket listens, the broker does
     // not run before the first connection; sshd was reloaded with the drop-in.
-    let reloads = sshd_reloads(&c);
-    let o = c.sh(&format!(
-        "apt-get install -y --no-install-recommends /pkg/{deb_name}"
-    ));
-    assert!(o.status.success(), "apt install\n{}", out(&o));
-    let log = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    let log = apt_install(&c, &format!("/pkg/{deb_name}"));
     assert!(
         !log.contains("*****"),
         "postinst complained on a clean install:\n{log}"
@@ -261,30 +291,11 @@ fn deb_under_systemd_pid1() {
         "the broker runs before any connection\n{}",
         c.logs()
     );
-    assert!(
-        log.contains("podspawn: reloaded sshd"),
-        "postinst did not reload sshd:\n{log}"
-    );
-    wait_sshd_listening(&c, reloads + 1);
     c.ok("sshd -t && systemctl is-active ssh.service");
     phase("install");
 
     // --- 2. A registered user logs in over ssh and runs a command in their container.
-    // The admin's edits: the host's test image, and a state database of this test's own. The
-    // instance label of podspawn's containers is derived from the database path, and the cleanup
-    // daemon removes containers of its instance that its database does not know: with the
-    // default path it would treat the sessions of another package test (or of a real
-    // installation) on this Docker engine as its orphans.
-    c.ok(&format!(
-        "sed -i -e 's|^  image: .*|  image: {image}|' \
-                -e 's|^  db_path: /var/lib/podspawn/state.db$|  db_path: {db}|' \
-           /etc/podspawn/config.yaml && \
-         grep -q '^  image: {image}$' /etc/podspawn/config.yaml && \
-         grep -q '^  db_path: {db}$' /etc/podspawn/config.yaml && \
-         podspawn config validate && systemctl restart podspawn-cleanup.service",
-        image = common::IMAGE,
-        db = format!("/var/lib/podspawn/state-{id}.db"),
-    ));
+    configure(&c, &id);
     let keydir = tempdir("sdkey");
     let (key, pubkey) = keygen(&keydir, "sdtest");
     c.ok(&format!("podspawn add-user {user} --key '{pubkey}'"));
@@ -555,6 +566,244 @@ fn deb_under_systemd_pid1() {
     phase("teardown");
     eprintln!(
         "deb_under_systemd_pid1: {:.1}s {phases:?}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `podspawn doctor --json`'s check named `name`.
+fn doctor_check(c: &TestContainer, name: &str) -> serde_json::Value {
+    // doctor exits non-zero when a check fails; its JSON is on stdout either way.
+    let o = c.sh("podspawn doctor --json");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", out(&o)));
+    v.as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("doctor has no check {name:?}: {v:#}"))
+}
+
+/// The /etc/passwd, /etc/shadow and /etc/group lines that mention each of `users`.
+fn account_lines(c: &TestContainer, users: &[&String]) -> BTreeMap<String, String> {
+    users
+        .iter()
+        .map(|u| {
+            let text = c.ok(&format!(
+                "getent passwd {u}; getent shadow {u}; grep -E '[:,]{u}(,|$)' /etc/group; true"
+            ));
+            (u.to_string(), text)
+        })
+        .collect()
+}
+
+/// Issue 16: key files restored into /etc/podspawn/keys before the package is installed, for
+/// accounts in every state. Install and upgrade make the missing and the never-locked-by-an-admin
+/// accounts work over ssh, leave the accounts used for something else untouched and name them
+/// (install output, upgrade output, doctor); `server-setup --users --dry-run` changes nothing.
+#[test]
+fn deb_install_and_upgrade_reconcile_registered_users() {
+    need("ssh", "openssh-client");
+    let started = Instant::now();
+    common::ensure_image();
+    let deb = artifact("deb");
+    let deb_name = deb.file_name().unwrap().to_str().unwrap().to_string();
+    let id = packages::rand_hex(8);
+    let missing = format!("pst{id}m");
+    let useradd_locked = format!("pst{id}u");
+    let admin_locked = format!("pst{id}a");
+    let with_password = format!("pst{id}p");
+    let in_sudo = format!("pst{id}s");
+    // Registered after the install, reconciled by the upgrade.
+    let missing2 = format!("pst{id}n");
+    let useradd_locked2 = format!("pst{id}v");
+    let everyone = [
+        &missing,
+        &useradd_locked,
+        &admin_locked,
+        &with_password,
+        &in_sudo,
+        &missing2,
+        &useradd_locked2,
+    ];
+    let c = boot(
+        format!("podspawn-sdusers-{id}"),
+        everyone.iter().map(|u| u.to_string()).collect(),
+    );
+    let port = c.ssh_port();
+    let keydir = tempdir("sdusers");
+    let (key, pubkey) = keygen(&keydir, "sdusers");
+
+    // --- Before the install: key files from a backup (no group podspawn yet: root 0644), and
+    // accounts made by other tools.
+    let write_keys = |users: &[&String]| {
+        for u in users {
+            c.ok(&format!(
+                "mkdir -p /etc/podspawn/keys && echo '{pubkey}' >/etc/podspawn/keys/{u} && \
+                 chmod 0644 /etc/podspawn/keys/{u}"
+            ));
+        }
+    };
+    write_keys(&everyone[..5]);
+    c.ok(&format!(
+        "useradd -s /bin/sh {useradd_locked} && \
+         useradd -m -s /bin/sh {admin_locked} && echo '{admin_locked}:pst-Secret-1' | chpasswd && \
+           usermod -L {admin_locked} && \
+         useradd -m -s /bin/sh {with_password} && echo '{with_password}:pst-Secret-2' | chpasswd && \
+         useradd -m -s /bin/sh -p '*' -G sudo {in_sudo}"
+    ));
+    let shadow = |u: &str| c.ok(&format!("getent shadow {u} | cut -d: -f2"));
+    assert_eq!(shadow(&useradd_locked).trim(), "!");
+    assert!(shadow(&admin_locked).starts_with("!$"));
+    let untouched = [&admin_locked, &with_password, &in_sudo];
+    let before = account_lines(&c, &untouched);
+
+    // --- Install: the first two are set up, the others are named with the fix.
+    let log = apt_install(&c, &format!("/pkg/{deb_name}"));
+    let named = |log: &str, when: &str| {
+        assert!(
+            log.contains(&format!("podspawn: create host account {missing} (")),
+            "{when}: {missing} not created:\n{log}"
+        );
+        assert!(
+            log.contains(&format!(
+                "podspawn: set {useradd_locked}'s password field from '!' to '*'"
+            )),
+            "{when}: {useradd_locked} not unlocked:\n{log}"
+        );
+    };
+    named(&log, "install");
+    let left_alone = |log: &str, when: &str| {
+        for u in untouched {
+            let l: Vec<&str> = log
+                .lines()
+                .filter(|l| l.starts_with(&format!("podspawn: not touching {u}: ")))
+                .collect();
+            assert!(
+                l.len() == 1 && l[0].contains(&format!("`podspawn add-user {u} --convert`")),
+                "{when}: {u} is not named with its fix:\n{log}"
+            );
+        }
+        assert!(
+            log.contains("some registered users cannot log in yet"),
+            "{when}: no notice that some users cannot log in:\n{log}"
+        );
+    };
+    left_alone(&log, "install");
+    assert_eq!(
+        before,
+        account_lines(&c, &untouched),
+        "the install changed them"
+    );
+    configure(&c, &id);
+
+    let login_works = |u: &str| {
+        let uid = c.ok(&format!("id -u {u}")).trim().to_string();
+        let o = ssh(&key, port, u, "id -u; cat /etc/hostname");
+        let text = stdout(&o);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            o.status.success() && lines.len() == 2 && lines[0] == uid && lines[1] != HOSTNAME,
+            "{u} does not land in their container\n{}\n{}",
+            out(&o),
+            c.logs()
+        );
+    };
+    let login_refused = |u: &str| {
+        let o = ssh(&key, port, u, "echo HOST-SHELL");
+        assert!(
+            !o.status.success() && !stdout(&o).contains("HOST-SHELL"),
+            "{u}, left alone, logged in with the podspawn key\n{}",
+            out(&o)
+        );
+    };
+    for u in [&missing, &useradd_locked] {
+        login_works(u);
+    }
+    for u in untouched {
+        login_refused(u);
+    }
+    let doc = doctor_check(&c, "user accounts");
+    let detail = doc["detail"].as_str().unwrap_or_default();
+    let fix = doc["fix"].as_str().unwrap_or_default();
+    assert_eq!(doc["status"], "fail", "{doc:#}");
+    for u in untouched {
+        assert!(
+            detail.contains(u.as_str()),
+            "doctor does not name {u}: {doc:#}"
+        );
+        assert!(
+            fix.contains(&format!("podspawn add-user {u} --convert")),
+            "doctor has no fix for {u}: {doc:#}"
+        );
+    }
+    for u in [&missing, &useradd_locked] {
+        assert!(!detail.contains(u.as_str()), "doctor names {u}: {doc:#}");
+    }
+
+    // --- More key files restored; --dry-run lists what it would do and changes nothing.
+    write_keys(&everyone[5..]);
+    c.ok(&format!("useradd -s /bin/sh {useradd_locked2}"));
+    let state = "cat /etc/passwd /etc/shadow /etc/group /etc/gshadow; \
+                 stat -c '%n %a %U:%G' /etc/podspawn/keys /etc/podspawn/keys/*; ls /home";
+    let snap = c.ok(state);
+    let o = c.sh("podspawn server-setup --users --dry-run");
+    let dry = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "--dry-run\n{}", out(&o));
+    assert_eq!(snap, c.ok(state), "--dry-run changed something:\n{dry}");
+    assert!(
+        dry.contains(&format!("podspawn: would create host account {missing2} ("))
+            && dry.contains(&format!(
+                "podspawn: would set {useradd_locked2}'s password field from '!' to '*'"
+            )),
+        "--dry-run does not list the changes:\n{dry}"
+    );
+    login_refused(&useradd_locked2);
+
+    // --- Upgrade (the same payload as a newer version): the new ones are set up, the others
+    // are named again and still untouched.
+    let up_dir = tempdir("sdusers-upgrade");
+    let new_version = format!("{}-99", env!("CARGO_PKG_VERSION"));
+    let up_deb = debian_container::repack_deb(&deb, &new_version, &up_dir);
+    c.copy_in(&up_deb, "/tmp/podspawn-upgrade.deb");
+    let log = apt_install(&c, "/tmp/podspawn-upgrade.deb");
+    assert_eq!(c.ok("dpkg-query -W -f '${Version}' podspawn"), new_version);
+    assert!(
+        log.contains(&format!("podspawn: create host account {missing2} ("))
+            && log.contains(&format!(
+                "podspawn: set {useradd_locked2}'s password field from '!' to '*'"
+            )),
+        "upgrade: the new users were not set up:\n{log}"
+    );
+    left_alone(&log, "upgrade");
+    assert_eq!(
+        before,
+        account_lines(&c, &untouched),
+        "the upgrade changed them"
+    );
+    c.ok(&format!("id -nG {in_sudo} | tr ' ' '\\n' | grep -qx sudo"));
+    for u in [&missing, &useradd_locked, &missing2, &useradd_locked2] {
+        login_works(u);
+    }
+    for u in untouched {
+        login_refused(u);
+    }
+    let m = debian_container::modes(
+        &c,
+        &[
+            "/etc/podspawn/keys",
+            &format!("/etc/podspawn/keys/{missing2}"),
+        ],
+    );
+    assert_eq!(m["/etc/podspawn/keys"], "750 root:podspawn");
+    assert_eq!(
+        m[&format!("/etc/podspawn/keys/{missing2}")],
+        "640 root:podspawn"
+    );
+
+    drop(c);
+    let _ = std::fs::remove_dir_all(&keydir);
+    let _ = std::fs::remove_dir_all(&up_dir);
+    eprintln!(
+        "deb_install_and_upgrade_reconcile_registered_users: {:.1}s",
         started.elapsed().as_secs_f64()
     );
 }
