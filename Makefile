@@ -8,7 +8,9 @@ build:
 
 # The test suite: unit tests plus end-to-end tests through a private sshd, real accounts and Docker.
 # Needs root, a running Docker engine and OpenSSH (see .ci/run for the packages).
-# The package tests (tests/package_deb.rs, tests/package_rpm.rs) need the packages: built first.
+# The package tests (tests/package_deb.rs, package_rpm.rs, package_systemd.rs) need the packages:
+# built first. package_systemd.rs boots systemd as PID 1 in a container (DESIGN.md, "Testing against
+# real systemd"); the package tests share one debootstrap rootfs, cached in target/package-tests/.
 test: packages
 	$(CARGO) test --locked -- --test-threads=4
 
