@@ -4,7 +4,8 @@
 //! into a sibling container on the host's engine, journald's PODSPAWN_* fields, the cleanup
 //! daemon's status and watchdog pings, `systemctl restart podspawn` under a live session,
 //! sshd's effective settings for a podspawn user (a password login never reaches a host shell,
-//! while it does for an ordinary account: the control), and the purge.
+//! while it does for an ordinary account: the control), and the purge. A second container:
+//! install and upgrade over key files and accounts in every state (issue 16).
 //!
 //! Needs root, Docker, debootstrap (the rootfs is cached under target/package-tests/) and
 //! `make packages`.
@@ -56,6 +57,12 @@ const MEMBER_SETTINGS: &[&str] = &[
 /// Docker socket and target/packages/ mounted) and waits until systemd reports `running`.
 fn boot(name: String, users: Vec<String>) -> TestContainer {
     need("docker", "docker.io");
+    let info = common::run(Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]));
+    assert!(
+        info.status.success(),
+        "the Docker engine is not reachable (this test boots systemd in a container)\n{}",
+        out(&info)
+    );
     let deb = artifact("deb");
     let image = packages::debian_image();
     let c = TestContainer {

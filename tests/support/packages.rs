@@ -226,6 +226,10 @@ pub fn debian_rootfs_tarball() -> PathBuf {
         return tarball;
     }
     need("debootstrap", "debootstrap");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "building the Debian rootfs with debootstrap needs root: run the tests as root"
+    );
     let root = dir.join(format!("rootfs-{}", std::process::id()));
     let mut last = String::new();
     for attempt in 0..2 {
