@@ -1,5 +1,5 @@
 //! Command-line interface: clap definitions and dispatch.
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::core::config::{Config, DEFAULT_CONFIG_PATH};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,7 +36,7 @@ pub enum Command {
         #[arg(long)]
         project: Option<String>,
         /// Broker socket.
-        #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
+        #[arg(long, default_value = crate::core::config::DEFAULT_SOCKET)]
         socket: PathBuf,
         /// How long to wait for the podspawn service to hand out the session before giving up
         /// with one line (a new container, or an image pull, takes most of it).
@@ -50,13 +50,13 @@ pub enum Command {
         listen: Option<PathBuf>,
     },
     /// Set up sshd, accounts, groups, directories and units for a tarball install (idempotent).
-    ServerSetup(crate::setup::ServerSetupArgs),
+    ServerSetup(crate::commands::server_setup::ServerSetupArgs),
     /// Check the installation and print the command that fixes each problem.
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(crate::commands::doctor::DoctorArgs),
     /// Register a user's SSH keys and set up the host account.
-    AddUser(crate::users::AddUserArgs),
+    AddUser(crate::commands::user::AddUserArgs),
     /// Unregister a user.
-    RemoveUser(crate::users::RemoveUserArgs),
+    RemoveUser(crate::commands::user::RemoveUserArgs),
     /// List registered users.
     ListUsers,
     /// List sessions.
@@ -130,7 +130,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // auth-keys must never print anything but keys, whatever sshd passes.
             if std::env::args().any(|a| a == "auth-keys") {
-                crate::logging::init_quiet("auth-keys", None);
+                crate::host::logging::init_quiet("auth-keys", None);
                 tracing::error!("auth-keys: bad arguments: {e}");
                 return ExitCode::SUCCESS;
             }
@@ -159,57 +159,61 @@ pub fn main() -> ExitCode {
             user,
             key_type,
             key,
-        } => crate::authkeys::run(&cli.config, &user, key_type.as_deref(), key.as_deref()),
+        } => crate::roles::auth_keys::run(&cli.config, &user, key_type.as_deref(), key.as_deref()),
         Command::Spawn {
             user,
             project,
             socket,
             timeout,
-        } => crate::spawn::run(user.as_deref(), project, &socket, timeout),
+        } => crate::roles::spawn::run(user.as_deref(), project, &socket, timeout),
         Command::Serve { listen } => {
             let cfg = match load_config(&cli.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            crate::logging::init_daemon("podspawn", &cfg);
-            crate::broker::run(cfg, listen)
+            crate::host::logging::init_daemon("podspawn", &cfg);
+            crate::roles::broker::run(cfg, listen)
         }
-        Command::ServerSetup(args) => {
-            admin(&cli.config, |cfg| crate::setup::server_setup(cfg, &args))
-        }
+        Command::ServerSetup(args) => admin(&cli.config, |cfg| {
+            crate::commands::server_setup::server_setup(cfg, &args)
+        }),
         Command::Doctor(args) => {
-            crate::logging::init_terminal();
+            crate::host::logging::init_terminal();
             // An unreadable or invalid config is one of the things doctor reports (with its fix),
             // so fall back to the defaults instead of stopping here.
             let cfg = Config::load(&cli.config).unwrap_or_else(|_| Config {
                 path: cli.config.clone(),
                 ..Config::default()
             });
-            crate::doctor::doctor(&cfg, &args)
+            crate::commands::doctor::doctor(&cfg, &args)
         }
-        Command::AddUser(args) => admin(&cli.config, |cfg| crate::users::add_user(cfg, &args)),
-        Command::RemoveUser(args) => {
-            admin(&cli.config, |cfg| crate::users::remove_user(cfg, &args))
-        }
-        Command::ListUsers => admin(&cli.config, crate::users::list_users),
-        Command::List { json } => admin(&cli.config, |cfg| crate::broker::admin::list(cfg, json)),
+        Command::AddUser(args) => admin(&cli.config, |cfg| {
+            crate::commands::user::add_user(cfg, &args)
+        }),
+        Command::RemoveUser(args) => admin(&cli.config, |cfg| {
+            crate::commands::user::remove_user(cfg, &args)
+        }),
+        Command::ListUsers => admin(&cli.config, crate::commands::user::list_users),
+        Command::List { json } => admin(&cli.config, |cfg| {
+            crate::roles::broker::admin::list(cfg, json)
+        }),
         Command::Stop { target, purge } => admin(&cli.config, |cfg| {
-            let (user, project) = crate::names::parse_target(&target)?;
-            crate::broker::admin::stop(cfg, &user, &project, purge)
+            let (user, project) = crate::core::names::parse_target(&target)?;
+            crate::roles::broker::admin::stop(cfg, &user, &project, purge)
         }),
         Command::Status { prometheus } => admin(&cli.config, |cfg| {
-            crate::broker::admin::status(cfg, prometheus)
+            crate::roles::broker::admin::status(cfg, prometheus)
         }),
         Command::Cleanup { daemon, interval } => match load_config(&cli.config) {
-            Ok(cfg) => crate::cleanup::run(cfg, daemon, interval),
+            Ok(cfg) => crate::roles::cleanup::run(cfg, daemon, interval),
             Err(code) => code,
         },
         Command::VerifyImage { image } => {
-            crate::logging::init_terminal();
-            crate::verify::run(&image)
+            crate::host::logging::init_terminal();
+            crate::commands::verify_image::run(&image)
         }
         Command::MetricsHttp { listen } => match load_config(&cli.config) {
-            Ok(cfg) => crate::exporter::run(&cfg, listen),
+            Ok(cfg) => crate::roles::metrics_http::run(&cfg, listen),
             Err(code) => code,
         },
         Command::GenAssets { out } => match gen_assets(&out) {
@@ -222,7 +226,7 @@ pub fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Default,
         } => {
-            print!("{}", crate::config::default_config_yaml());
+            print!("{}", crate::core::config::default_config_yaml());
             ExitCode::SUCCESS
         }
         Command::Config {
@@ -281,13 +285,14 @@ fn gen_assets(out: &Path) -> Result<(), String> {
 
 /// The Match block for `binary`, with `--config` in its commands when the config is not the default.
 fn sshd_block(config: &Path, cfg: &Config, binary: &Path) -> Result<String, String> {
-    let mut b = crate::setup::validate_binary_path(binary)?;
+    let mut b = crate::core::sshd_config::validate_binary_path(binary)?;
     if config != Path::new(DEFAULT_CONFIG_PATH) {
-        let c = crate::setup::validate_binary_path(config).map_err(|e| format!("--config: {e}"))?;
+        let c = crate::core::sshd_config::validate_binary_path(config)
+            .map_err(|e| format!("--config: {e}"))?;
         b = format!("{b} --config {c}");
     }
-    let socket = crate::setup::socket_arg(cfg)?;
-    let dropin = crate::setup::render_dropin_with(&b, socket.as_deref());
+    let socket = crate::core::sshd_config::socket_arg(cfg)?;
+    let dropin = crate::core::sshd_config::render_dropin_with(&b, socket.as_deref());
     Ok(dropin
         .lines()
         .skip_while(|l| !l.starts_with("Match "))
@@ -296,7 +301,7 @@ fn sshd_block(config: &Path, cfg: &Config, binary: &Path) -> Result<String, Stri
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::core::config::parse_duration(s)?;
     if d.is_zero() {
         return Err("the interval must be more than 0, e.g. 60s".into());
     }
@@ -312,7 +317,7 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 
 /// Admin commands print to the terminal. `add-user` may run before any config exists.
 fn admin(path: &Path, f: impl FnOnce(&Config) -> Result<(), String>) -> ExitCode {
-    crate::logging::init_terminal();
+    crate::host::logging::init_terminal();
     let cfg = if path.exists() {
         match load_config(path) {
             Ok(c) => c,

@@ -170,14 +170,14 @@ fn effective_sshd_settings_confine_members() {
         .arg("-C")
         .arg(format!("user={},host=localhost,addr=127.0.0.1", u.name)));
     assert!(o.status.success(), "sshd -T: {}", text_of(&o));
-    let t = podspawn::setup::parse_sshd_t(&String::from_utf8_lossy(&o.stdout));
+    let t = podspawn::core::sshd_config::parse_sshd_t(&String::from_utf8_lossy(&o.stdout));
     let spawn = format!(
         "{} --config {} spawn --socket {}",
         env.bin.display(),
         env.config.display(),
         env.socket.display()
     );
-    let mm = podspawn::setup::effective_mismatches(&t, Some(&spawn), None);
+    let mm = podspawn::core::sshd_config::effective_mismatches(&t, Some(&spawn), None);
     let required: Vec<_> = mm.iter().filter(|m| m.required).collect();
     // auth-keys carries --config here, which only the binary-agnostic check cannot parse.
     assert!(
@@ -202,7 +202,7 @@ fn effective_sshd_settings_confine_members() {
         .arg(env.root.join("sshd_config"))
         .arg("-C")
         .arg(format!("user={},host=localhost,addr=127.0.0.1", plain.0)));
-    let t = podspawn::setup::parse_sshd_t(&String::from_utf8_lossy(&o.stdout));
+    let t = podspawn::core::sshd_config::parse_sshd_t(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(
         t.get("passwordauthentication").map(|v| v[0].as_str()),
         Some("yes")

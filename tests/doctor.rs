@@ -1,8 +1,12 @@
 //! `podspawn doctor`: every check seen failing and passing, with constructed inputs for the pure
 //! checks and real temp files, sockets, sshd and Docker where the check reads the system.
-use podspawn::accounts::AccountFacts;
-use podspawn::doctor::{self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts};
-use podspawn::setup::{self, Directive, PathEntry, ShadowReport};
+use podspawn::commands::doctor::{
+    self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts,
+};
+use podspawn::core::sshd_config::{self, Directive, ShadowReport};
+use podspawn::host::accounts::AccountFacts;
+use podspawn::host::fs_policy::{self, PathEntry};
+use podspawn::host::sshd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,7 +67,7 @@ fn assert_status(c: &Check, s: Status) {
 }
 
 fn podspawn_gid() -> u32 {
-    podspawn::accounts::ensure_system_identities()
+    podspawn::host::accounts::ensure_system_identities()
         .unwrap()
         .podspawn_gid
 }
@@ -226,7 +230,7 @@ fn sshd_check_without_a_member() {
 /// The real sshd with a temp configuration and a real member of podspawn-users.
 #[test]
 fn sshd_check_against_the_real_sshd() {
-    let sshd = setup::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
+    let sshd = sshd::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
     assert!(
         is_root(),
         "this test needs root: run the tests as root (see README)"
@@ -255,7 +259,7 @@ fn sshd_check_against_the_real_sshd() {
     .unwrap();
     std::fs::write(
         dropdir.join("10-podspawn.conf"),
-        setup::render_dropin("/usr/bin/podspawn"),
+        sshd_config::render_dropin("/usr/bin/podspawn"),
     )
     .unwrap();
     let name = format!("pstdoc{:x}", std::process::id() & 0xffff);
@@ -272,10 +276,14 @@ fn sshd_check_against_the_real_sshd() {
     }
     let _del = Del(name.clone());
     let check = |cfg: &Path| {
-        let flat = setup::flatten(cfg, &setup::RealFs).unwrap();
-        let managed = |d: &Directive| d.context.as_deref().is_some_and(setup::is_podspawn_match);
-        let report = setup::analyze(&flat.directives, &managed);
-        let dump = setup::sshd_dump(&sshd, cfg, Some(&name));
+        let flat = sshd_config::flatten(cfg, &sshd::RealFs).unwrap();
+        let managed = |d: &Directive| {
+            d.context
+                .as_deref()
+                .is_some_and(sshd_config::is_podspawn_match)
+        };
+        let report = sshd_config::analyze(&flat.directives, &managed);
+        let dump = sshd::sshd_dump(&sshd, cfg, Some(&name));
         doctor::check_sshd(
             Some(&name),
             dump.as_deref().map_err(|e| e.as_str()),
@@ -303,7 +311,7 @@ fn binary_check() {
     assert_status(&c, Status::Warn);
     let c = doctor::check_binary(
         Some("/nonexistent/podspawn"),
-        setup::path_chain(Path::new("/nonexistent/podspawn")),
+        fs_policy::path_chain(Path::new("/nonexistent/podspawn")),
     );
     assert_status(&c, Status::Fail);
     assert!(c.detail.contains("does not exist"));
@@ -320,12 +328,12 @@ fn binary_check() {
         chown(&dir, 0, 0);
         chown(&b, 0, 0);
         assert_status(
-            &doctor::check_binary(Some(bs), setup::path_chain(&b)),
+            &doctor::check_binary(Some(bs), fs_policy::path_chain(&b)),
             Status::Pass,
         );
         // A group-writable directory on the way: sshd says "Unsafe AuthorizedKeysCommand".
         chmod(&dir, 0o775);
-        let c = doctor::check_binary(Some(bs), setup::path_chain(&b));
+        let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
         assert_status(&c, Status::Fail);
         assert_eq!(
             c.fix.as_deref(),
@@ -334,7 +342,7 @@ fn binary_check() {
         chmod(&dir, 0o755);
         // Not owned by root.
         chown(&b, 1, 1);
-        let c = doctor::check_binary(Some(bs), setup::path_chain(&b));
+        let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
         assert_status(&c, Status::Fail);
         assert!(c.fix.as_deref().unwrap().starts_with("sudo chown root"));
         chown(&b, 0, 0);
@@ -342,7 +350,7 @@ fn binary_check() {
         let link = t.path("link");
         std::os::unix::fs::symlink(&b, &link).unwrap();
         assert_status(
-            &doctor::check_binary(Some(link.to_str().unwrap()), setup::path_chain(&link)),
+            &doctor::check_binary(Some(link.to_str().unwrap()), fs_policy::path_chain(&link)),
             Status::Pass,
         );
     }
@@ -649,7 +657,7 @@ fn config_file_check() {
     let t = TempDir::new("config");
     let p = t.path("config.yaml");
     assert_status(&doctor::check_config_file(&p, Some(g)), Status::Warn);
-    std::fs::write(&p, podspawn::config::default_config_yaml()).unwrap();
+    std::fs::write(&p, podspawn::core::config::default_config_yaml()).unwrap();
     chown(&p, 0, g);
     chmod(&p, 0o640);
     assert_status(&doctor::check_config_file(&p, Some(g)), Status::Pass);
@@ -885,7 +893,7 @@ fn state_db_and_lock_dir_checks() {
     let c = doctor::check_state_db(&db);
     assert_status(&c, Status::Warn);
     // The broker's own database code creates it right.
-    drop(podspawn::state::Db::open(&db).unwrap());
+    drop(podspawn::store::state::Db::open(&db).unwrap());
     assert_status(&doctor::check_state_db(&db), Status::Pass);
     let wal = dir.join("state.db-wal");
     std::fs::write(&wal, b"").unwrap();
@@ -1068,7 +1076,7 @@ fn output_formats_and_exit_status() {
 #[allow(clippy::field_reassign_with_default)]
 fn gather_against_a_temp_config() {
     let t = TempDir::new("gather");
-    let mut cfg = podspawn::config::Config::default();
+    let mut cfg = podspawn::core::config::Config::default();
     cfg.path = t.path("config.yaml");
     cfg.auth.key_dir = t.path("keys");
     cfg.state.db_path = t.path("lib/state.db");
@@ -1120,7 +1128,7 @@ fn gather_against_a_temp_config() {
 /// changed after it started is reported until a SIGHUP makes it re-read its configuration.
 #[test]
 fn sshd_reloaded_against_a_real_sshd() {
-    let sshd = setup::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
+    let sshd = sshd::find_sshd().expect("this test needs sshd: apt-get install openssh-server");
     assert!(
         is_root(),
         "this test needs root: run the tests as root (see README)"
@@ -1182,7 +1190,7 @@ fn sshd_reloaded_against_a_real_sshd() {
     assert_eq!(by_cmdline.pid, pid as u32);
 
     let files = || {
-        setup::flatten(&config, &setup::RealFs)
+        sshd_config::flatten(&config, &sshd::RealFs)
             .unwrap()
             .files
             .iter()
@@ -1208,7 +1216,7 @@ fn sshd_reloaded_against_a_real_sshd() {
 
     // A drop-in written after sshd read its configuration.
     let dropin = dropdir.join("10-podspawn.conf");
-    std::fs::write(&dropin, setup::render_dropin("/usr/bin/podspawn")).unwrap();
+    std::fs::write(&dropin, sshd_config::render_dropin("/usr/bin/podspawn")).unwrap();
     let changed_at = l.loaded_at + 1;
     std::fs::File::options()
         .write(true)

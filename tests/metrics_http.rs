@@ -2,7 +2,7 @@
 //! `name{labels} value`, every metric family has exactly one HELP and one TYPE line before its samples,
 //! and no series appears twice.
 
-use podspawn::metrics::{render_prometheus, Snapshot, REMOVAL_REASONS};
+use podspawn::core::metrics::{render_prometheus, Snapshot, REMOVAL_REASONS};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn is_name(s: &str) -> bool {
@@ -75,7 +75,10 @@ fn check(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
 #[test]
 fn default_snapshot_parses() {
     let series = check(&render_prometheus(&Snapshot::default()));
-    assert_eq!(series.len(), 8 + podspawn::metrics::REMOVAL_REASONS.len());
+    assert_eq!(
+        series.len(),
+        8 + podspawn::core::metrics::REMOVAL_REASONS.len()
+    );
     assert!(series.values().all(|v| *v == 0.0));
 }
 

@@ -37,7 +37,7 @@ impl Env {
             nix::unistd::geteuid().is_root() && Path::new("/usr/sbin/useradd").exists(),
             "these tests need root and useradd (passwd): run the tests as root"
         );
-        podspawn::accounts::ensure_system_identities().unwrap();
+        podspawn::host::accounts::ensure_system_identities().unwrap();
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let id = format!(
             "{:x}{}",
@@ -166,7 +166,7 @@ impl Drop for Env {
 }
 
 fn shadow(user: &str) -> Option<String> {
-    podspawn::accounts::shadow_password(user).unwrap()
+    podspawn::host::accounts::shadow_password(user).unwrap()
 }
 
 fn mode(p: &Path) -> (u32, u32, u32) {
@@ -264,7 +264,7 @@ fn registered_users_in_every_state() {
     for u in [&missing, &useradd_locked, &foreign_key] {
         assert_eq!(shadow(u).as_deref(), Some("*"), "{u}");
         assert!(is_member(u, "podspawn-users"), "{u}");
-        let a = podspawn::accounts::lookup(u).unwrap();
+        let a = podspawn::host::accounts::lookup(u).unwrap();
         assert!(a.home.is_dir(), "{u}: no home");
         assert_eq!(a.shell, Path::new("/bin/sh"));
         assert_eq!(
@@ -272,13 +272,13 @@ fn registered_users_in_every_state() {
             Vec::<&str>::new()
         );
     }
-    let created = podspawn::accounts::lookup(&useradd_locked).unwrap();
+    let created = podspawn::host::accounts::lookup(&useradd_locked).unwrap();
     assert_eq!(
         mode(&created.home),
         (created.uid, created.gid, 0o750),
         "home created by server-setup"
     );
-    let g = podspawn::accounts::group_gid("podspawn").unwrap();
+    let g = podspawn::host::accounts::group_gid("podspawn").unwrap();
     for u in [
         &missing,
         &useradd_locked,
@@ -324,7 +324,7 @@ fn registered_users_in_every_state() {
         .file_type()
         .is_symlink());
     assert_eq!(mode(&target).2, 0o644, "the symlink's target was changed");
-    assert!(podspawn::accounts::lookup(&symlinked).is_none());
+    assert!(podspawn::host::accounts::lookup(&symlinked).is_none());
 
     // Idempotent: a second run has no change lines and changes nothing.
     let o = e.podspawn(&["server-setup", "--users"]);

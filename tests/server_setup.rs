@@ -1,8 +1,10 @@
 //! `podspawn server-setup` against copies of real distributions' sshd_config files in temp
 //! directories, with the real sshd (`sshd -t`, `sshd -T -C`), real accounts and groups. Never
 //! touches /etc/ssh or a running sshd (`--no-reload`, no units).
-use podspawn::config::Config;
-use podspawn::setup::{self, ServerSetupArgs, SetupReport};
+use podspawn::commands::server_setup::{self, ServerSetupArgs, SetupReport};
+use podspawn::core::config::Config;
+use podspawn::core::sshd_config;
+use podspawn::host::sshd as host_sshd;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ fn fixture(name: &str) -> String {
 
 fn can_run() -> bool {
     let ok = nix::unistd::geteuid().is_root()
-        && setup::find_sshd().is_some()
+        && host_sshd::find_sshd().is_some()
         && Path::new("/usr/sbin/useradd").exists();
     // Required, not skipped: a test that passes without running proves nothing.
     assert!(
@@ -45,7 +47,7 @@ struct Member(String);
 
 impl Member {
     fn new() -> Member {
-        podspawn::accounts::ensure_system_identities().unwrap();
+        podspawn::host::accounts::ensure_system_identities().unwrap();
         let name = format!(
             "pstsu{:x}{}",
             std::process::id() & 0xffff,
@@ -85,7 +87,7 @@ impl Drop for Member {
                 .arg(&self.0)
                 .status()
                 .is_ok_and(|s| s.success());
-            if ok || podspawn::accounts::lookup(&self.0).is_none() {
+            if ok || podspawn::host::accounts::lookup(&self.0).is_none() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
@@ -172,7 +174,7 @@ fn args(e: &Env, probe: Option<&Member>) -> ServerSetupArgs {
 
 fn setup_run(e: &Env, a: &ServerSetupArgs) -> (Result<SetupReport, String>, String) {
     let mut out = Vec::new();
-    let r = setup::run(&e.cfg, a, &mut out);
+    let r = server_setup::run(&e.cfg, a, &mut out);
     let out = String::from_utf8_lossy(&out).into_owned();
     eprintln!("--- output ---\n{out}--- result ---\n{r:?}");
     (r, out)
@@ -201,11 +203,11 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, u32, u32)> {
 }
 
 fn sshd() -> PathBuf {
-    setup::find_sshd().unwrap()
+    host_sshd::find_sshd().unwrap()
 }
 
 fn effective(e: &Env, user: &str) -> BTreeMap<String, Vec<String>> {
-    setup::parse_sshd_t(&setup::sshd_dump(&sshd(), &e.config, Some(user)).unwrap())
+    sshd_config::parse_sshd_t(&host_sshd::sshd_dump(&sshd(), &e.config, Some(user)).unwrap())
 }
 
 fn bin() -> String {
@@ -231,7 +233,7 @@ fn mode(p: &Path) -> (u32, u32, u32) {
 }
 
 fn podspawn_gid() -> u32 {
-    podspawn::accounts::group_gid("podspawn").unwrap()
+    podspawn::host::accounts::group_gid("podspawn").unwrap()
 }
 
 fn assert_podspawn_tree(e: &Env) {
@@ -247,7 +249,7 @@ fn assert_podspawn_tree(e: &Env) {
     assert_eq!(mode(&e.cfg.path), (0, g, 0o640));
     assert_eq!(
         std::fs::read_to_string(&e.cfg.path).unwrap(),
-        podspawn::config::default_config_yaml()
+        podspawn::core::config::default_config_yaml()
     );
 }
 
@@ -280,7 +282,7 @@ fn debian_gets_a_dropin() {
     assert_eq!(
         std::fs::read_to_string(&dropin).unwrap(),
         // This config moves the broker socket, so the forced command names it.
-        setup::render_dropin_with(
+        sshd_config::render_dropin_with(
             &bin(),
             Some(
                 &e.dir
@@ -296,7 +298,7 @@ fn debian_gets_a_dropin() {
         main_before,
         "main file untouched"
     );
-    setup::sshd_test(&sshd(), &e.config).unwrap();
+    host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
     // Non-members keep the main file's settings.
     let root = effective(&e, "root");
@@ -329,7 +331,7 @@ fn fedora_gets_a_dropin_before_its_own() {
         e.dir.join("ssh/sshd_config.d/10-podspawn.conf")
     );
     assert_eq!(std::fs::read(&e.config).unwrap(), main_before);
-    setup::sshd_test(&sshd(), &e.config).unwrap();
+    host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
     // 50-redhat.conf's X11Forwarding yes still applies to everyone else; ours wins for members.
     assert_eq!(effective(&e, "root")["x11forwarding"], vec!["yes"]);
@@ -354,22 +356,22 @@ fn without_include_a_block_goes_before_the_first_match() {
     let r = setup_run(&e, &a).0.unwrap();
     assert_eq!(r.sshd_target, e.config);
     let text = std::fs::read_to_string(&e.config).unwrap();
-    let begin = text.find(setup::BLOCK_BEGIN).expect("marked block");
-    let end = text.find(setup::BLOCK_END).unwrap();
+    let begin = text.find(sshd_config::BLOCK_BEGIN).expect("marked block");
+    let end = text.find(sshd_config::BLOCK_END).unwrap();
     let user_match = text.find("Match User backup").unwrap();
     assert!(begin < end && end < user_match, "{text}");
     // Only the block was added.
-    let (without, had) = setup::remove_block(&text).unwrap();
+    let (without, had) = sshd_config::remove_block(&text).unwrap();
     assert!(had);
     assert_eq!(without, original);
     // The original is kept as a backup, with the original's owner and mode.
     let bak = e.dir.join("ssh/sshd_config.podspawn.bak");
     assert_eq!(std::fs::read_to_string(&bak).unwrap(), original);
     assert!(!e.dir.join("ssh/sshd_config.d").exists());
-    setup::sshd_test(&sshd(), &e.config).unwrap();
+    host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
     // The trailing Match block still applies to its user, and nothing of ours leaks into it.
-    if podspawn::accounts::lookup("backup").is_some() {
+    if podspawn::host::accounts::lookup("backup").is_some() {
         let b = effective(&e, "backup");
         assert_eq!(b["forcecommand"], vec!["internal-sftp"]);
         assert_eq!(b["authorizedkeyscommand"], vec!["none"]);
@@ -387,9 +389,9 @@ fn without_include_a_block_goes_before_the_first_match() {
     a2.binary = Some(other_bin.clone());
     setup_run(&e, &a2).0.unwrap();
     let text = std::fs::read_to_string(&e.config).unwrap();
-    assert_eq!(text.matches(setup::BLOCK_BEGIN).count(), 1);
+    assert_eq!(text.matches(sshd_config::BLOCK_BEGIN).count(), 1);
     assert!(text.contains(&format!("{} auth-keys %u %t %k", other_bin.display())));
-    assert!(text.find(setup::BLOCK_END).unwrap() < text.find("Match User backup").unwrap());
+    assert!(text.find(sshd_config::BLOCK_END).unwrap() < text.find("Match User backup").unwrap());
     let _ = std::fs::remove_dir_all(&other);
 }
 
@@ -492,7 +494,7 @@ fn dry_run_changes_nothing() {
     assert_eq!(before, snapshot(&e.dir));
     assert!(out.contains("nothing is changed"), "{out}");
     assert!(out.contains("would create"), "{out}");
-    assert!(out.contains(setup::BLOCK_BEGIN), "{out}");
+    assert!(out.contains(sshd_config::BLOCK_BEGIN), "{out}");
     assert!(
         r.changes.iter().any(|c| c.contains("podspawn's block")),
         "{:?}",
@@ -596,7 +598,10 @@ fn existing_files_get_the_right_owner_and_mode() {
     let g = podspawn_gid();
     assert_eq!(mode(keys), (0, g, 0o750));
     assert_eq!(mode(&kf), (0, g, 0o640));
-    assert!(podspawn::accounts::is_member(&user.0, "podspawn-users"));
+    assert!(podspawn::host::accounts::is_member(
+        &user.0,
+        "podspawn-users"
+    ));
     assert!(
         r.changes
             .iter()
@@ -637,7 +642,8 @@ fn an_old_block_moves_to_the_dropin_when_an_include_appears() {
     // As if an older setup had written a block (before the Include existed).
     let text = std::fs::read_to_string(&e.config).unwrap();
     let with_block =
-        setup::insert_block(&text, &setup::render_block("/usr/sbin/old-podspawn")).unwrap();
+        sshd_config::insert_block(&text, &sshd_config::render_block("/usr/sbin/old-podspawn"))
+            .unwrap();
     std::fs::write(&e.config, &with_block).unwrap();
     let a = args(&e, Some(&m));
     let r = setup_run(&e, &a).0.unwrap();
@@ -678,7 +684,7 @@ fn doctor_agrees_after_setup() {
     if !can_run() {
         return;
     }
-    use podspawn::doctor::{self, Status};
+    use podspawn::commands::doctor::{self, Status};
     let e = env("no-include.sshd_config", &[]);
     let m = Member::new();
     setup_run(&e, &args(&e, Some(&m))).0.unwrap();

@@ -422,8 +422,8 @@ fn tmpfiles_modes() {
         );
     }
     // The same modes server-setup uses.
-    let cfg = podspawn::config::Config::default();
-    for (p, group, mode) in podspawn::setup::wanted_dirs(&cfg) {
+    let cfg = podspawn::core::config::Config::default();
+    for (p, group, mode) in podspawn::commands::server_setup::wanted_dirs(&cfg) {
         let want = DIRS
             .iter()
             .find(|d| Path::new(d.0) == p)
@@ -562,5 +562,5 @@ fn sshd_dropin() {
     // The header explains the prefix.
     assert!(text.contains("20-systemd-userdb.conf"));
     assert!(text.contains("FIRST value"));
-    assert_eq!(text, podspawn::setup::DROPIN_TEMPLATE);
+    assert_eq!(text, podspawn::core::sshd_config::DROPIN_TEMPLATE);
 }

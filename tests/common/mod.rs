@@ -308,7 +308,7 @@ impl Env {
             // test's config (for auth-keys) and broker socket (for spawn).
             let binary = format!("{} --config {}", self.bin.display(), self.config.display());
             let socket = self.socket.display().to_string();
-            let dropin = podspawn::setup::render_dropin_with(&binary, Some(&socket));
+            let dropin = podspawn::core::sshd_config::render_dropin_with(&binary, Some(&socket));
             let conf = format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {r}/sshd.pid\nUsePAM yes\n\
                  {auth}PubkeyAuthentication yes\n\

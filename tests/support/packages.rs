@@ -385,7 +385,7 @@ pub fn assert_matches_source(root: &Path, bin_path_in_root: &str) {
     let cfg = std::fs::read_to_string(root.join("etc/podspawn/config.yaml")).unwrap();
     assert_eq!(
         cfg,
-        podspawn::config::default_config_yaml(),
+        podspawn::core::config::default_config_yaml(),
         "etc/podspawn/config.yaml in the package is not default_config_yaml(): the package is \
          stale, run `make packages`"
     );

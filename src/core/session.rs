@@ -1,8 +1,8 @@
 //! Session lifecycle decisions as pure functions: no Docker, no database, no clock reads.
 //! The broker (and later the cleanup pass) gathers the facts and acts on what these return.
 
-use crate::config::SessionMode;
-use crate::state::{SessionRow, Status};
+use crate::core::config::SessionMode;
+use crate::store::state::{SessionRow, Status};
 
 /// What Docker says about a session's container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,9 @@
 //! It always exits 0 and never writes anything but key lines to stdout: any problem means "no
 //! keys" plus one log line, so that sshd falls back to its other methods and nothing odd reaches
 //! sshd's parser.
-use crate::config::{Config, DEFAULT_SOCKET};
-use crate::keys::{self, KeyFileError, PublicKey};
+use crate::core::config::{Config, DEFAULT_SOCKET};
+use crate::core::keys::PublicKey;
+use crate::store::keys::{self, KeyFileError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,11 +31,11 @@ pub fn run(config_path: &Path, user: &str, key_type: Option<&str>, key: Option<&
 fn output(config_path: &Path, user: &str, key_type: Option<&str>, key: Option<&str>) -> String {
     let cfg = match Config::load(config_path) {
         Ok(c) => {
-            crate::logging::init_quiet("auth-keys", Some(&c));
+            crate::host::logging::init_quiet("auth-keys", Some(&c));
             c
         }
         Err(e) => {
-            crate::logging::init_quiet("auth-keys", None);
+            crate::host::logging::init_quiet("auth-keys", None);
             tracing::error!("auth-keys: {e}; printing no keys");
             return String::new();
         }
@@ -44,7 +45,7 @@ fn output(config_path: &Path, user: &str, key_type: Option<&str>, key: Option<&s
 
 /// [`output`] once the config is loaded.
 fn output_for(cfg: &Config, user: &str, key_type: Option<&str>, key: Option<&str>) -> String {
-    if let Err(e) = crate::names::validate_user(user) {
+    if let Err(e) = crate::core::names::validate_user(user) {
         tracing::debug!("auth-keys: {e}; printing no keys");
         return String::new();
     }
@@ -167,14 +168,14 @@ pub fn render_line(
     key: &PublicKey,
 ) -> Result<String, String> {
     let exe = check_command_path("podspawn binary", exe)?;
-    crate::names::validate_user(user)?;
+    crate::core::names::validate_user(user)?;
     let mut command = format!("{exe} spawn --user {user}");
     if let Some(sock) = socket {
         let sock = check_command_path("broker socket", sock)?;
         command.push_str(" --socket ");
         command.push_str(&sock);
     }
-    if !keys::is_known_algorithm(&key.algorithm) {
+    if !crate::core::keys::is_known_algorithm(&key.algorithm) {
         return Err(format!("unknown key type {:?}", key.algorithm));
     }
     if key.data.is_empty()

@@ -2,7 +2,7 @@
 //! per-connection service (podspawn-metrics.socket, Accept=yes): the connection is fd 3
 //! (LISTEN_FDS=1) or stdin/stdout. `--listen ADDR` serves without systemd (tests, ad-hoc use).
 
-use crate::config::Config;
+use crate::core::config::Config;
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 use std::process::ExitCode;
@@ -27,11 +27,11 @@ impl Write for Stdio2 {
 }
 
 fn body(cfg: &Config) -> Result<String, String> {
-    crate::broker::admin::snapshot(cfg).map(|s| crate::metrics::render_prometheus(&s))
+    crate::roles::broker::admin::snapshot(cfg).map(|s| crate::core::metrics::render_prometheus(&s))
 }
 
 pub fn run(cfg: &Config, listen: Option<String>) -> ExitCode {
-    crate::logging::init_quiet("metrics", Some(cfg));
+    crate::host::logging::init_quiet("metrics", Some(cfg));
     let mut b = || body(cfg);
     if let Some(addr) = listen {
         let l = match std::net::TcpListener::bind(&addr) {
@@ -44,19 +44,19 @@ pub fn run(cfg: &Config, listen: Option<String>) -> ExitCode {
         for conn in l.incoming() {
             let Ok(mut s) = conn else { continue };
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            if let Err(e) = crate::metrics::serve_one(&mut s, &mut b) {
+            if let Err(e) = crate::core::metrics::serve_one(&mut s, &mut b) {
                 tracing::warn!("metrics request: {e}");
             }
         }
         return ExitCode::SUCCESS;
     }
-    let res = if let Some(&fd) = crate::systemd::listen_fds().first() {
+    let res = if let Some(&fd) = crate::host::systemd::listen_fds().first() {
         // SAFETY: systemd passed this connected socket (LISTEN_PID matched); we own it from here.
         let mut s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        crate::metrics::serve_one(&mut s, &mut b)
+        crate::core::metrics::serve_one(&mut s, &mut b)
     } else {
-        crate::metrics::serve_one(&mut Stdio2, &mut b)
+        crate::core::metrics::serve_one(&mut Stdio2, &mut b)
     };
     match res {
         Ok(_) => ExitCode::SUCCESS,

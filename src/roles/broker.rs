@@ -4,14 +4,14 @@
 //! open connections, so a spawn that is killed, or an sshd that dies, still ends its lease. The
 //! session's bytes never pass through here: the upgraded Docker exec connection is handed to spawn.
 
-use crate::accounts::{self, Account};
-use crate::audit::Event;
-use crate::config::{Config, UserOverrides};
-use crate::lifecycle::Lifecycle;
-use crate::protocol::{self, OpenRequest, Request, Response, SessionInfo};
-use crate::runtime::{self, ExecSpec};
-use crate::session::{self, CloseDecision, ContainerState, EndReason, OpenDecision, Route};
-use crate::state::{SessionRow, Status};
+use crate::core::config::{Config, UserOverrides};
+use crate::core::protocol::{self, OpenRequest, Request, Response, SessionInfo};
+use crate::core::session::{self, CloseDecision, ContainerState, EndReason, OpenDecision, Route};
+use crate::engine::{self, ExecSpec};
+use crate::host::accounts::{self, Account};
+use crate::roles::lifecycle::Lifecycle;
+use crate::store::audit::Event;
+use crate::store::state::{SessionRow, Status};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -45,7 +45,7 @@ pub struct Broker {
     warned: Mutex<HashSet<(Key, i64)>>,
 }
 
-pub use crate::lifecycle::now;
+pub use crate::roles::lifecycle::now;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -115,7 +115,7 @@ fn bind_listener(path: &Path) -> Result<UnixListener, String> {
 }
 
 fn activated_listener() -> Result<Option<UnixListener>, String> {
-    let fds = crate::systemd::listen_fds();
+    let fds = crate::host::systemd::listen_fds();
     let Some(&fd) = fds.first() else {
         return Ok(None);
     };
@@ -149,7 +149,7 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
         warned: Mutex::new(HashSet::new()),
     });
     broker.open_resume_window()?;
-    crate::systemd::notify_ready("serving");
+    crate::host::systemd::notify_ready("serving");
     tracing::info!("broker ready");
 
     let sweeper = broker.clone();
@@ -182,7 +182,7 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
     }
     // Live sessions keep running: their streams belong to the spawn processes, which resume their
     // leases with the next broker.
-    crate::systemd::notify_stopping();
+    crate::host::systemd::notify_stopping();
     tracing::info!("broker stopping");
     Ok(())
 }
@@ -259,7 +259,7 @@ pub fn valid_exec_id(id: &str) -> bool {
 /// container that no connection holds: a lease always stands for a live session stream.
 pub fn check_resume(
     exec_id: &str,
-    exec: Option<&runtime::ExecStatus>,
+    exec: Option<&engine::ExecStatus>,
     session_container: &str,
     already_held: bool,
 ) -> Result<(), String> {
@@ -516,10 +516,10 @@ impl Broker {
     ) -> Option<Account> {
         let problem = match &caller {
             None => Some(format!("uid {uid} has no account on this host")),
-            Some(a) if crate::names::validate_user(&a.name).is_err() => {
+            Some(a) if crate::core::names::validate_user(&a.name).is_err() => {
                 Some(format!("account name {:?} is not a valid podspawn user name", a.name))
             }
-            Some(a) if !crate::keys::is_registered(&self.cfg().auth.key_dir, &a.name) => Some(format!(
+            Some(a) if !crate::store::keys::is_registered(&self.cfg().auth.key_dir, &a.name) => Some(format!(
                 "{} is not a registered podspawn user; register with: sudo podspawn add-user {} --key ...",
                 a.name, a.name
             )),
@@ -613,7 +613,7 @@ impl Broker {
         mut conn: Conn,
     ) {
         if !project.is_empty() {
-            if let Err(e) = crate::names::validate_project(&project) {
+            if let Err(e) = crate::core::names::validate_project(&project) {
                 conn.send(&err(e)).await;
                 return;
             }
@@ -791,7 +791,7 @@ impl Broker {
                             .lc
                             .docker
                             .remove_owned_network(
-                                &runtime::network_name(&r.container_name),
+                                &engine::network_name(&r.container_name),
                                 &self.lc.owner(user, project),
                             )
                             .await;
@@ -869,13 +869,13 @@ impl Broker {
         }
         let tty = req.tty && route != Route::Sftp;
         let tag =
-            runtime::new_session_tag().map_err(|e| format!("cannot make a session tag: {e}"))?;
-        env.push(format!("{}={tag}", runtime::SESSION_TAG_ENV));
+            engine::new_session_tag().map_err(|e| format!("cannot make a session tag: {e}"))?;
+        env.push(format!("{}={tag}", engine::SESSION_TAG_ENV));
         let argv = session::exec_argv(&route, &shell);
         // The container's start command may still be creating the account and home (a login right
         // after another one created it, or after Docker restarted it): every exec waits for its
         // ready marker, then changes to the home directory. Once ready that costs one `test`.
-        let (argv, workdir) = (runtime::wait_ready_argv(argv, &tag), "/".to_string());
+        let (argv, workdir) = (engine::wait_ready_argv(argv, &tag), "/".to_string());
         let spec = ExecSpec {
             argv,
             user: format!("{}:{}", account.uid, account.gid),
@@ -992,7 +992,7 @@ impl Broker {
 
     /// Hangs up a still-running exec: SIGHUP to its session's processes, SIGKILL if they linger.
     /// The signals are sent through the engine, inside the session's container and as its user
-    /// (see [`runtime::Docker::signal_session`]), never to a host PID that may have been reused.
+    /// (see [`engine::Docker::signal_session`]), never to a host PID that may have been reused.
     async fn end_exec(&self, exec_id: &str) {
         let Ok(st) = self.lc.docker.inspect_exec(exec_id).await else {
             return;
@@ -1060,7 +1060,7 @@ impl Broker {
             }
         }
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let mut report = crate::lifecycle::Report::default();
+        let mut report = crate::roles::lifecycle::Report::default();
         self.lc
             .expire(
                 &|u, p| self.leases_of(&(u.to_string(), p.to_string())) > 0,
@@ -1110,7 +1110,7 @@ impl Broker {
     }
 
     async fn stop(&self, user: &str, project: Option<&str>, purge: bool) -> Response {
-        if let Err(e) = crate::names::validate_user(user) {
+        if let Err(e) = crate::core::names::validate_user(user) {
             return err(e);
         }
         let Ok(_g) = self.lc.lock_user(user).await else {
@@ -1156,7 +1156,7 @@ impl Broker {
 /// Client side of the admin requests, for commands run by root.
 pub mod admin {
     use super::*;
-    use crate::protocol::Client;
+    use crate::core::protocol::Client;
 
     fn client(cfg: &Config) -> Result<Client, String> {
         Client::connect(&cfg.broker.socket).map_err(|e| {
@@ -1232,7 +1232,7 @@ pub mod admin {
     }
 
     /// Aggregate numbers from the broker.
-    pub fn snapshot(cfg: &Config) -> Result<crate::metrics::Snapshot, String> {
+    pub fn snapshot(cfg: &Config) -> Result<crate::core::metrics::Snapshot, String> {
         let mut c = client(cfg)?;
         match c
             .call(&Request::Status {})
@@ -1248,9 +1248,9 @@ pub mod admin {
     pub fn status(cfg: &Config, prometheus: bool) -> Result<(), String> {
         let s = snapshot(cfg)?;
         if prometheus {
-            print!("{}", crate::metrics::render_prometheus(&s));
+            print!("{}", crate::core::metrics::render_prometheus(&s));
         } else {
-            print!("{}", crate::metrics::render_human(&s));
+            print!("{}", crate::core::metrics::render_human(&s));
         }
         Ok(())
     }
@@ -1329,8 +1329,8 @@ mod tests {
         assert!(lock(&l.open).is_empty());
     }
 
-    fn exec(container: &str, running: bool) -> runtime::ExecStatus {
-        runtime::ExecStatus {
+    fn exec(container: &str, running: bool) -> engine::ExecStatus {
+        engine::ExecStatus {
             running,
             exit_code: None,
             pid: Some(42),

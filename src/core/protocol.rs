@@ -75,7 +75,7 @@ pub enum Response {
         containers: Vec<String>,
     },
     Status {
-        snapshot: crate::metrics::Snapshot,
+        snapshot: crate::core::metrics::Snapshot,
     },
     /// Unprompted, on a session connection: one line for the user (e.g. an upcoming removal).
     Notice {
@@ -115,7 +115,7 @@ impl OpenRequest {
     /// Everything a user could put in here is checked before it reaches Docker.
     pub fn validate(&self) -> Result<(), String> {
         if !self.project.is_empty() {
-            crate::names::validate_project(&self.project)?;
+            crate::core::names::validate_project(&self.project)?;
         }
         if let Some(c) = &self.command {
             if c.len() > MAX_COMMAND {

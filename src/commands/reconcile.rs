@@ -12,9 +12,9 @@
 //!
 //! One line per change; with `dry_run` the same lines say "would" and nothing changes. Nothing
 //! stops the run: what could not be applied is listed and makes the report's `problems`.
-use crate::accounts::{self, AccountError, HostPlan};
-use crate::config::Config;
-use crate::keys;
+use crate::core::config::Config;
+use crate::host::accounts::{self, AccountError, HostPlan};
+use crate::store::keys;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -178,7 +178,7 @@ fn run(cfg: &Config, o: &mut Out) {
         let path = dir.join(&n);
         let Some(name) = n
             .to_str()
-            .filter(|s| crate::names::validate_user(s).is_ok())
+            .filter(|s| crate::core::names::validate_user(s).is_ok())
         else {
             o.left(
                 format!(

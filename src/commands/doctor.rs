@@ -3,9 +3,11 @@
 //!
 //! Every check is a function of its inputs (paths, command outputs, parsed facts), so it can be
 //! tested with constructed inputs; [`gather`] collects the real inputs.
-use crate::accounts;
-use crate::config::Config;
-use crate::setup::{self, ChainProblem, PathEntry, ShadowReport};
+use crate::core::config::Config;
+use crate::core::sshd_config::{self, ShadowReport};
+use crate::host::accounts;
+use crate::host::fs_policy::{self, ChainProblem, PathEntry};
+use crate::host::sshd;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -28,7 +30,7 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub json: bool,
     /// The main sshd configuration file.
-    #[arg(long, value_name = "PATH", default_value = setup::SSHD_CONFIG)]
+    #[arg(long, value_name = "PATH", default_value = sshd_config::SSHD_CONFIG)]
     pub sshd_config: PathBuf,
     /// Check sshd's effective settings for this account (default: a member of podspawn-users).
     #[arg(long, value_name = "USER")]
@@ -40,7 +42,7 @@ impl Default for DoctorArgs {
         DoctorArgs {
             probe_user: None,
             json: false,
-            sshd_config: PathBuf::from(setup::SSHD_CONFIG),
+            sshd_config: PathBuf::from(sshd_config::SSHD_CONFIG),
         }
     }
 }
@@ -153,7 +155,7 @@ pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &Shado
     let ours_ok = report
         .ours
         .as_ref()
-        .is_some_and(|d| setup::podspawn_command(&d.args).is_some());
+        .is_some_and(|d| sshd_config::podspawn_command(&d.args).is_some());
     let Some(member) = member else {
         if !ours_ok {
             return Check::fail(
@@ -185,11 +187,11 @@ pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &Shado
             Some("sudo podspawn add-user NAME --key \"ssh-ed25519 AAAA...\"".into()),
         );
     };
-    let map = setup::parse_sshd_t(dump);
-    let mm = setup::effective_mismatches(&map, None, None);
+    let map = sshd_config::parse_sshd_t(dump);
+    let mm = sshd_config::effective_mismatches(&map, None, None);
     let (required, optional): (Vec<_>, Vec<_>) = mm.into_iter().partition(|m| m.required);
     if !required.is_empty() {
-        let why = setup::explain_mismatches(&required, report);
+        let why = sshd_config::explain_mismatches(&required, report);
         let fix = if !ours_ok {
             "sudo podspawn server-setup".to_string()
         } else {
@@ -220,7 +222,7 @@ pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &Shado
             format!(
                 "podspawn's AuthorizedKeysCommand is effective (checked as {member}), but some \
                  hardening settings are overridden:{}",
-                setup::explain_mismatches(&optional, report)
+                sshd_config::explain_mismatches(&optional, report)
             ),
             None,
         );
@@ -260,7 +262,7 @@ pub fn check_binary(binary: Option<&str>, chain: Result<Vec<PathEntry>, String>)
             )
         }
     };
-    match setup::check_chain(&chain) {
+    match fs_policy::check_chain(&chain) {
         Ok(()) => Check::pass(
             BINARY_CHECK,
             format!("{bin}: root-owned, not writable by others"),
@@ -879,7 +881,7 @@ pub fn check_key_dir(dir: &Path, podspawn_gid: Option<u32>) -> Check {
             format!(
                 "{} is {} {}, expected root:{sys} 0750: {why}",
                 dir.display(),
-                crate::accounts::owner_text(m.uid(), m.gid()),
+                crate::host::accounts::owner_text(m.uid(), m.gid()),
                 mode_of(mode)
             ),
             fix,
@@ -922,7 +924,7 @@ pub fn check_key_files(dir: &Path, podspawn_gid: Option<u32>) -> Check {
             bad_modes.push(format!(
                 "{} ({} {})",
                 p.display(),
-                crate::accounts::owner_text(m.uid(), m.gid()),
+                crate::host::accounts::owner_text(m.uid(), m.gid()),
                 mode_of(m.mode())
             ));
         }
@@ -1062,7 +1064,7 @@ fn check_root_file(path: &Path, problems: &mut Vec<String>, files: &mut Vec<Stri
         problems.push(format!(
             "{} is {} {}",
             path.display(),
-            crate::accounts::owner_text(m.uid(), m.gid()),
+            crate::host::accounts::owner_text(m.uid(), m.gid()),
             mode_of(m.mode())
         ));
     } else {
@@ -1081,7 +1083,7 @@ pub fn check_state_db(db: &Path) -> Check {
                 problems.push(format!(
                     "{} is {} {}, expected root 0700",
                     dir.display(),
-                    crate::accounts::owner_text(m.uid(), m.gid()),
+                    crate::host::accounts::owner_text(m.uid(), m.gid()),
                     mode_of(m.mode())
                 ));
                 return Check::fail(
@@ -1139,7 +1141,7 @@ pub fn check_lock_dir(dir: &Path) -> Check {
             format!(
                 "{} is {} {}, expected root 0700 (only the broker and cleanup use it)",
                 dir.display(),
-                crate::accounts::owner_text(m.uid(), m.gid()),
+                crate::host::accounts::owner_text(m.uid(), m.gid()),
                 mode_of(m.mode())
             ),
             fix,
@@ -1197,7 +1199,7 @@ pub fn check_broker(
             BROKER_CHECK,
             format!(
                 "{s} is {} {}, expected root:{} 0660 (members connect, nobody else)",
-                crate::accounts::owner_text(facts.uid, facts.gid),
+                crate::host::accounts::owner_text(facts.uid, facts.gid),
                 mode_of(facts.mode),
                 accounts::USERS_GROUP
             ),
@@ -1412,7 +1414,7 @@ pub fn find_listener(config: &Path, pidfile: Option<&str>) -> Option<Listener> {
             .position(|w| w == "-f")
             .and_then(|i| words.get(i + 1))
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(setup::SSHD_CONFIG));
+            .unwrap_or_else(|| PathBuf::from(sshd_config::SSHD_CONFIG));
         if f == config {
             return Some(Listener {
                 pid,
@@ -1424,7 +1426,7 @@ pub fn find_listener(config: &Path, pidfile: Option<&str>) -> Option<Listener> {
 }
 
 fn broker_sessions(socket: &Path) -> Result<Vec<String>, String> {
-    use crate::protocol::{Client, Request, Response};
+    use crate::core::protocol::{Client, Request, Response};
     let mut c = Client::connect(socket).map_err(|e| format!("cannot connect: {e}"))?;
     c.set_read_timeout(Some(IO_TIMEOUT))
         .map_err(|e| e.to_string())?;
@@ -1457,26 +1459,29 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
     let mut akc_binary: Option<String> = None;
     let mut files: Vec<(PathBuf, i64)> = Vec::new();
     let mut pidfile = None;
-    match setup::find_sshd() {
+    match sshd::find_sshd() {
         None => checks.push(Check::fail(
             SSHD_CHECK,
             "sshd not found: the OpenSSH server is not installed",
             "sudo apt-get install openssh-server   # or: sudo dnf install openssh-server",
         )),
         Some(sshd) => {
-            let flat = setup::flatten(config, &setup::RealFs).unwrap_or_default();
+            let flat = sshd_config::flatten(config, &sshd::RealFs).unwrap_or_default();
             files = flat
                 .files
                 .iter()
                 .filter_map(|p| Some((p.clone(), mtime(p)?)))
                 .collect();
-            let managed =
-                |d: &setup::Directive| d.context.as_deref().is_some_and(setup::is_podspawn_match);
-            let report = setup::analyze(&flat.directives, &managed);
-            let member = args.probe_user.clone().or_else(setup::podspawn_member);
-            let dump = setup::sshd_dump(&sshd, config, member.as_deref());
-            pidfile = setup::sshd_dump(&sshd, config, None).ok().and_then(|t| {
-                setup::parse_sshd_t(&t)
+            let managed = |d: &sshd_config::Directive| {
+                d.context
+                    .as_deref()
+                    .is_some_and(sshd_config::is_podspawn_match)
+            };
+            let report = sshd_config::analyze(&flat.directives, &managed);
+            let member = args.probe_user.clone().or_else(sshd::podspawn_member);
+            let dump = sshd::sshd_dump(&sshd, config, member.as_deref());
+            pidfile = sshd::sshd_dump(&sshd, config, None).ok().and_then(|t| {
+                sshd_config::parse_sshd_t(&t)
                     .get("pidfile")
                     .and_then(|v| v.first().cloned())
             });
@@ -1501,34 +1506,34 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
                 .ok()
                 .filter(|_| member.is_some())
                 .and_then(|d| {
-                    setup::parse_sshd_t(&d)
+                    sshd_config::parse_sshd_t(&d)
                         .get("authorizedkeyscommand")
                         .and_then(|v| v.first().cloned())
                 })
-                .and_then(|c| setup::podspawn_command(&c))
+                .and_then(|c| sshd_config::podspawn_command(&c))
                 .or_else(|| {
                     report
                         .ours
                         .as_ref()
-                        .and_then(|d| setup::podspawn_command(&d.args))
+                        .and_then(|d| sshd_config::podspawn_command(&d.args))
                 });
         }
     }
     let chain = match &akc_binary {
-        Some(b) => setup::path_chain(Path::new(b)),
+        Some(b) => fs_policy::path_chain(Path::new(b)),
         None => Err(String::new()),
     };
     checks.push(check_binary(akc_binary.as_deref(), chain));
     let listener = find_listener(config, pidfile.as_deref());
-    let service = setup::detect_ssh_service();
-    let reload = setup::reload_hint(service.as_deref(), pidfile.as_deref());
+    let service = sshd::detect_ssh_service();
+    let reload = sshd::reload_hint(service.as_deref(), pidfile.as_deref());
     checks.push(check_sshd_reloaded(listener.as_ref(), &files, &reload));
 
     // Files, accounts, state.
     checks.push(check_config_file(&cfg.path, podspawn_gid));
     checks.push(check_key_dir(&cfg.auth.key_dir, podspawn_gid));
     checks.push(check_key_files(&cfg.auth.key_dir, podspawn_gid));
-    match crate::users::registered_users(&cfg.auth.key_dir) {
+    match crate::commands::user::registered_users(&cfg.auth.key_dir) {
         Ok(names) => {
             let facts: Vec<UserFacts> = names
                 .into_iter()
@@ -1556,11 +1561,11 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
         users_gid,
         &sessions.as_ref().map(|s| s.len()).map_err(|e| e.clone()),
     ));
-    let systemd = setup::systemd_running();
+    let systemd = sshd::systemd_running();
     let (svc, timer) = if systemd {
         (
-            setup::unit_state("podspawn-cleanup.service"),
-            setup::unit_state("podspawn-cleanup.timer"),
+            sshd::unit_state("podspawn-cleanup.service"),
+            sshd::unit_state("podspawn-cleanup.timer"),
         )
     } else {
         (None, None)

@@ -2,10 +2,12 @@
 //!
 //! These print to the terminal; errors come back as one message that says what was wrong and how
 //! to fix it. `add-user` validates and fetches everything before it changes anything.
-use crate::accounts;
-use crate::audit::{Audit, Event};
-use crate::config::Config;
-use crate::keys::{self, KeyError, KeyFile, KeyFileError, PublicKey};
+use crate::core::config::Config;
+use crate::core::keys::KeyError;
+use crate::core::keys::PublicKey;
+use crate::host::accounts;
+use crate::store::audit::{Audit, Event};
+use crate::store::keys::{self, KeyFile, KeyFileError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,7 +63,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-use crate::keys::preview;
+use crate::core::keys::preview;
 
 /// One `--key` value.
 pub fn parse_key_arg(k: &str) -> Result<PublicKey, String> {
@@ -84,7 +86,7 @@ pub fn keys_from_file_text(source: &str, bytes: &[u8]) -> Result<Vec<PublicKey>,
              private key private"
         ));
     }
-    let (keys, bad) = keys::parse_key_bytes(bytes);
+    let (keys, bad) = crate::core::keys::parse_key_bytes(bytes);
     if !bad.is_empty() {
         return Err(format!(
             "{source} has invalid lines (nothing was written):{}",
@@ -110,9 +112,12 @@ fn read_key_file_arg(path: &Path) -> Result<Vec<PublicKey>, String> {
     }
     let mut buf = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(keys::MAX_FILE_LEN + 1).read_to_end(&mut buf))
+        .and_then(|f| {
+            f.take(crate::core::keys::MAX_FILE_LEN + 1)
+                .read_to_end(&mut buf)
+        })
         .map_err(|e| format!("cannot read --key-file {shown}: {e}"))?;
-    if buf.len() as u64 > keys::MAX_FILE_LEN {
+    if buf.len() as u64 > crate::core::keys::MAX_FILE_LEN {
         return Err(format!("--key-file {shown} is larger than 1 MiB"));
     }
     keys_from_file_text(&shown, &buf)
@@ -165,20 +170,20 @@ pub fn fetch_github_keys(base: &str, user: &str) -> Result<KeyFile, String> {
     };
     let mut body = Vec::new();
     resp.into_reader()
-        .take(keys::MAX_FILE_LEN + 1)
+        .take(crate::core::keys::MAX_FILE_LEN + 1)
         .read_to_end(&mut body)
         .map_err(|e| format!("cannot read the answer of {url}: {e}"))?;
-    if body.len() as u64 > keys::MAX_FILE_LEN {
+    if body.len() as u64 > crate::core::keys::MAX_FILE_LEN {
         return Err(format!("the answer of {url} is larger than 1 MiB"));
     }
-    let (keys, invalid) = keys::parse_key_bytes(&body);
+    let (keys, invalid) = crate::core::keys::parse_key_bytes(&body);
     Ok(KeyFile { keys, invalid })
 }
 
 /// Appends the keys of `new` that `existing` does not have; returns all keys and how many were
 /// added (pure).
 pub fn merge_keys(existing: Vec<PublicKey>, new: Vec<PublicKey>) -> (Vec<PublicKey>, usize) {
-    let mut all = keys::dedupe(existing);
+    let mut all = crate::core::keys::dedupe(existing);
     let before = all.len();
     for k in new {
         if !all.iter().any(|e| e.same_key(&k)) {
@@ -190,7 +195,7 @@ pub fn merge_keys(existing: Vec<PublicKey>, new: Vec<PublicKey>) -> (Vec<PublicK
 }
 
 pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
-    crate::nixos::refuse_user_changes("add-user")?;
+    crate::host::nixos::refuse_user_changes("add-user")?;
     require_root("add-user")?;
     let name = args.name.as_str();
     accounts::check_name_allowed(name)?;
@@ -232,7 +237,7 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
         }
         collected.extend(found);
     }
-    let collected = keys::dedupe(collected);
+    let collected = crate::core::keys::dedupe(collected);
     let plan = accounts::plan_host_account(name)?;
     plan.check(name, args.convert)?;
     let existing = match keys::load_key_file(&key_path) {
@@ -260,10 +265,10 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
 
     // (c) A default config, if there is none.
     if !cfg.path.exists() {
-        keys::create_parent_dirs(&cfg.path)?;
-        keys::write_file_atomic(
+        crate::host::fs::create_parent_dirs(&cfg.path)?;
+        crate::host::fs::write_file_atomic(
             &cfg.path,
-            crate::config::default_config_yaml().as_bytes(),
+            crate::core::config::default_config_yaml().as_bytes(),
             0,
             ids.podspawn_gid,
             0o640,
@@ -327,7 +332,7 @@ pub fn add_user(cfg: &Config, args: &AddUserArgs) -> Result<(), String> {
 fn actor() -> String {
     std::env::var("SUDO_USER")
         .ok()
-        .filter(|u| crate::names::validate_user(u).is_ok())
+        .filter(|u| crate::core::names::validate_user(u).is_ok())
         .or_else(|| {
             // SAFETY: getuid cannot fail.
             accounts::lookup_uid(unsafe { libc::getuid() }).map(|a| a.name)
@@ -355,10 +360,10 @@ pub fn stop_target(user: &str, project: &str) -> String {
 }
 
 pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
-    crate::nixos::refuse_user_changes("remove-user")?;
+    crate::host::nixos::refuse_user_changes("remove-user")?;
     require_root("remove-user")?;
     let name = args.name.as_str();
-    crate::names::validate_user(name)?;
+    crate::core::names::validate_user(name)?;
     let key_path = keys::key_file(&cfg.auth.key_dir, name);
     if !keys::is_registered(&cfg.auth.key_dir, name) {
         return Err(format!(
@@ -367,7 +372,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
         ));
     }
 
-    match crate::broker::admin::user_sessions(cfg, name) {
+    match crate::roles::broker::admin::user_sessions(cfg, name) {
         Ok(sessions) if sessions.is_empty() => {}
         Ok(sessions) => {
             if !args.force {
@@ -382,7 +387,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
                     targets.join(", ")
                 ));
             }
-            let n = crate::broker::admin::stop_user(cfg, name)
+            let n = crate::roles::broker::admin::stop_user(cfg, name)
                 .map_err(|e| format!("cannot stop {name}'s sessions: {e}; nothing was removed"))?;
             println!("stopped {} of {name}", plural(n, "session"));
         }
@@ -510,7 +515,7 @@ pub fn registered_users(key_dir: &Path) -> Result<Vec<String>, String> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if name.starts_with('.') || crate::names::validate_user(&name).is_err() {
+        if name.starts_with('.') || crate::core::names::validate_user(&name).is_err() {
             continue;
         }
         if entry.file_type().is_ok_and(|t| t.is_file()) {
@@ -713,7 +718,7 @@ mod tests {
         );
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let _ = list_users(&Config {
-            auth: crate::config::AuthConfig {
+            auth: crate::core::config::AuthConfig {
                 key_dir: dir.clone(),
                 github_url: String::new(),
             },

@@ -1,7 +1,7 @@
 //! `podspawn verify-image IMAGE`: checks what a container needs for full SSH feature support, in a
 //! short-lived container of that image (labelled, removed afterwards).
 
-use crate::runtime::Docker;
+use crate::engine::Docker;
 use std::process::ExitCode;
 
 /// One check: a shell test run in the container, what it means, and how to fix a failure.
@@ -127,7 +127,7 @@ async fn verify(image: &str) -> Result<(Vec<String>, bool), String> {
     let name = format!("podspawn-verify-{suffix}");
     let mut labels = std::collections::HashMap::new();
     labels.insert("podspawn-verify".to_string(), "1".to_string());
-    let spec = crate::runtime::ContainerSpec {
+    let spec = crate::engine::ContainerSpec {
         name: name.clone(),
         image: image.to_string(),
         hostname: "verify".into(),

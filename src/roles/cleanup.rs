@@ -3,8 +3,8 @@
 //! restart, and reconcile orphans (labelled containers without a row, rows without a container,
 //! networks nobody uses). Takes the same per-user locks as the broker.
 
-use crate::config::Config;
-use crate::lifecycle::{Lifecycle, Report};
+use crate::core::config::Config;
+use crate::roles::lifecycle::{Lifecycle, Report};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,9 +35,9 @@ pub fn summary(r: &Report) -> String {
 
 pub fn run(cfg: Config, daemon: bool, interval: Duration) -> ExitCode {
     if daemon {
-        crate::logging::init_daemon("podspawn", &cfg);
+        crate::host::logging::init_daemon("podspawn", &cfg);
     } else {
-        crate::logging::init_terminal();
+        crate::host::logging::init_terminal();
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -101,7 +101,7 @@ async fn run_daemon(lc: Lifecycle, interval: Duration) -> Result<(), String> {
         .map_err(|e| format!("signal handler: {e}"))?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| format!("signal handler: {e}"))?;
-    let watchdog = crate::systemd::watchdog_interval();
+    let watchdog = crate::host::systemd::watchdog_interval();
     // Sleep in slices short enough to keep the watchdog fed from this loop.
     let slice = watchdog
         .map(|w| w.min(interval))
@@ -111,7 +111,7 @@ async fn run_daemon(lc: Lifecycle, interval: Duration) -> Result<(), String> {
     let mut passes: u64 = 0;
     let mut removed: u64 = 0;
     'outer: loop {
-        crate::systemd::notify_watchdog();
+        crate::host::systemd::notify_watchdog();
         let pass = lc.cleanup_pass(&not_leased, &stop);
         tokio::pin!(pass);
         let report = loop {
@@ -133,12 +133,12 @@ async fn run_daemon(lc: Lifecycle, interval: Duration) -> Result<(), String> {
         let status =
             format!("{sessions} sessions; {passes} passes, {removed} removals since start");
         if !ready {
-            crate::systemd::notify_ready(&status);
+            crate::host::systemd::notify_ready(&status);
             ready = true;
         } else {
-            crate::systemd::notify_status(&status);
+            crate::host::systemd::notify_status(&status);
         }
-        crate::systemd::notify_watchdog();
+        crate::host::systemd::notify_watchdog();
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -146,13 +146,13 @@ async fn run_daemon(lc: Lifecycle, interval: Duration) -> Result<(), String> {
         while tokio::time::Instant::now() < deadline {
             let left = deadline - tokio::time::Instant::now();
             tokio::select! {
-                _ = tokio::time::sleep(left.min(slice)) => crate::systemd::notify_watchdog(),
+                _ = tokio::time::sleep(left.min(slice)) => crate::host::systemd::notify_watchdog(),
                 _ = term.recv() => break 'outer,
                 _ = int.recv() => break 'outer,
             }
         }
     }
-    crate::systemd::notify_stopping();
+    crate::host::systemd::notify_stopping();
     tracing::info!("cleanup daemon stopping");
     Ok(())
 }
@@ -160,7 +160,7 @@ async fn run_daemon(lc: Lifecycle, interval: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::EndReason;
+    use crate::core::session::EndReason;
 
     #[test]
     fn summaries() {

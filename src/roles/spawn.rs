@@ -5,7 +5,7 @@
 //!
 //! It writes nothing to the session except the session itself and, on failure, one line.
 
-use crate::protocol::{Client, OpenRequest, Request, Response};
+use crate::core::protocol::{Client, OpenRequest, Request, Response};
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -45,7 +45,7 @@ pub fn run(
     socket: &Path,
     timeout: Duration,
 ) -> ExitCode {
-    crate::logging::init_quiet("spawn", None);
+    crate::host::logging::init_quiet("spawn", None);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_inner(user, project, socket, timeout)
     }));
@@ -80,7 +80,7 @@ pub fn project_from(flag: Option<String>, env: Option<String>) -> Result<String,
     let p = p.trim();
     let p = p.strip_suffix(".pod").unwrap_or(p);
     if !p.is_empty() {
-        crate::names::validate_project(p)
+        crate::core::names::validate_project(p)
             .map_err(|e| format!("{e} (from PODSPAWN_PROJECT or --project)"))?;
     }
     Ok(p.to_string())
@@ -144,7 +144,7 @@ fn run_inner(
     timeout: Duration,
 ) -> ExitCode {
     let uid = nix::unistd::getuid().as_raw();
-    let account = crate::accounts::lookup_uid(uid);
+    let account = crate::host::accounts::lookup_uid(uid);
     if let Err(e) = session_user(user, uid, account.as_ref().map(|a| a.name.as_str())) {
         return fail(&e);
     }

@@ -734,7 +734,7 @@ fn ensure_home(acct: &Account) -> Result<bool, String> {
             home.display()
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            crate::keys::create_parent_dirs(home)?;
+            crate::host::fs::create_parent_dirs(home)?;
             std::fs::create_dir(home)
                 .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
             std::os::unix::fs::chown(home, Some(acct.uid), Some(acct.gid))
@@ -787,7 +787,7 @@ pub fn uid_min() -> u32 {
 
 /// Names podspawn never turns into (or deletes as) a podspawn user.
 pub fn check_name_allowed(name: &str) -> Result<(), String> {
-    crate::names::validate_user(name)?;
+    crate::core::names::validate_user(name)?;
     if matches!(name, "root" | "nobody" | SYSTEM_USER | USERS_GROUP) {
         return Err(format!(
             "{name} is reserved and cannot be a podspawn user: pick another name"
@@ -811,7 +811,7 @@ pub fn is_member(user: &str, group: &str) -> bool {
 /// Removes `user` from the supplementary members of `group` (`gpasswd -d`). Not being a member
 /// (or the group or user not existing) is not an error; the primary group cannot be removed.
 pub fn remove_from_group(user: &str, group: &str) -> Result<(), String> {
-    crate::names::validate_user(user)?;
+    crate::core::names::validate_user(user)?;
     let Some(g) = uzers::get_group_by_name(group) else {
         return Ok(());
     };

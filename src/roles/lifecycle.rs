@@ -3,14 +3,14 @@
 //! sessions and reconciling orphans. Both processes take the same per-user locks, so a cleanup pass
 //! never removes a container that a login is reattaching to.
 
-use crate::accounts::Account;
-use crate::audit::{Audit, Event};
-use crate::config::{Config, NetworkMode, SessionMode, UserOverrides};
-use crate::locks::UserLock;
-use crate::metrics::Snapshot;
-use crate::runtime::{self, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
-use crate::session::{self, CleanupAction, ContainerState, EndReason};
-use crate::state::{Db, SessionRow, Status};
+use crate::core::config::{Config, NetworkMode, SessionMode, UserOverrides};
+use crate::core::metrics::Snapshot;
+use crate::core::session::{self, CleanupAction, ContainerState, EndReason};
+use crate::engine::{self, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
+use crate::host::accounts::Account;
+use crate::store::audit::{Audit, Event};
+use crate::store::locks::UserLock;
+use crate::store::state::{Db, SessionRow, Status};
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -59,7 +59,7 @@ impl Lifecycle {
         let db = Db::open(&cfg.state.db_path)?;
         let audit = Audit::open(&cfg)?;
         Ok(Lifecycle {
-            instance: runtime::instance_id(&cfg.state.db_path),
+            instance: engine::instance_id(&cfg.state.db_path),
             cfg,
             docker,
             db: Mutex::new(db),
@@ -87,7 +87,7 @@ impl Lifecycle {
         let g = m.lock_owned().await;
         let dir = self.cfg.state.lock_dir.clone();
         let u = user.to_string();
-        let file = tokio::task::spawn_blocking(move || crate::locks::lock_user(&dir, &u))
+        let file = tokio::task::spawn_blocking(move || crate::store::locks::lock_user(&dir, &u))
             .await
             .map_err(|e| format!("lock task: {e}"))?
             .map_err(|e| format!("cannot lock {}: {e}", self.cfg.state.lock_dir.display()))?;
@@ -103,7 +103,7 @@ impl Lifecycle {
 
     /// The labels of (user, project) in this installation: what makes an object ours.
     pub fn owner(&self, user: &str, project: &str) -> HashMap<String, String> {
-        runtime::labels(&self.cfg, user, project)
+        engine::labels(&self.cfg, user, project)
     }
 
     /// Picks the container (and network) name for a new session of (user, project): the seed
@@ -113,24 +113,24 @@ impl Lifecycle {
     pub async fn allocate_name(&self, user: &str, project: &str) -> Result<String, String> {
         let owner = self.owner(user, project);
         let mut seen = Vec::new();
-        for name in crate::names::name_candidates(user, project, &self.instance) {
+        for name in crate::core::names::name_candidates(user, project, &self.instance) {
             let container = self.docker.container_labels(&name).await?;
             let network = self
                 .docker
-                .network_labels(&runtime::network_name(&name))
+                .network_labels(&engine::network_name(&name))
                 .await?;
             seen.push((
                 name,
-                runtime::holder(container.as_ref(), &owner),
-                runtime::holder(network.as_ref(), &owner),
+                engine::holder(container.as_ref(), &owner),
+                engine::holder(network.as_ref(), &owner),
             ));
         }
-        let (name, leftovers) = crate::names::choose_name(&seen)?;
+        let (name, leftovers) = crate::core::names::choose_name(&seen)?;
         if leftovers {
             // A container of ours without a state row (a crash between create and insert).
             self.docker.remove(&name).await?;
             self.docker
-                .remove_owned_network(&runtime::network_name(&name), &owner)
+                .remove_owned_network(&engine::network_name(&name), &owner)
                 .await?;
         }
         Ok(name)
@@ -148,7 +148,7 @@ impl Lifecycle {
         let user = account.name.as_str();
         let ov = UserOverrides::load(&self.cfg.users_dir, user).map_err(|e| e.to_string())?;
         let mode = ov.mode.unwrap_or(self.cfg.session.mode);
-        let mut spec = runtime::container_spec(&self.cfg, &ov, user, project);
+        let mut spec = engine::container_spec(&self.cfg, &ov, user, project);
         spec.name = name.to_string();
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
@@ -156,9 +156,9 @@ impl Lifecycle {
             spec.binds.push((dir, home.clone()));
         }
         self.docker.ensure_image(&spec.image).await?;
-        let labels = runtime::labels(&self.cfg, user, project);
+        let labels = engine::labels(&self.cfg, user, project);
         if self.cfg.security.network == NetworkMode::Isolated {
-            let net = runtime::network_name(&spec.name);
+            let net = engine::network_name(&spec.name);
             let t0 = std::time::Instant::now();
             let made = self.docker.ensure_network(&net, &labels).await.map_err(|e| {
                 if e.contains("address pool") {
@@ -182,7 +182,7 @@ impl Lifecycle {
             .shell
             .clone()
             .unwrap_or_else(|| self.cfg.defaults.shell.clone());
-        spec.cmd = runtime::init_argv(user, account.uid, account.gid, &home, &shell);
+        spec.cmd = engine::init_argv(user, account.uid, account.gid, &home, &shell);
         spec.user = Some("0:0".into());
         let started = std::time::Instant::now();
         let id = match self.docker.create_and_start(&spec).await {
@@ -285,7 +285,7 @@ impl Lifecycle {
         self.docker.remove(&row.container_id).await?;
         self.docker
             .remove_owned_network(
-                &runtime::network_name(&row.container_name),
+                &engine::network_name(&row.container_name),
                 &self.owner(&row.user, &row.project),
             )
             .await?;
@@ -357,7 +357,7 @@ impl Lifecycle {
                 }
             };
             let is_leased = leased(&cur.user, &cur.project);
-            let registered = crate::keys::is_registered(&self.cfg.auth.key_dir, &cur.user);
+            let registered = crate::store::keys::is_registered(&self.cfg.auth.key_dir, &cur.user);
             match session::decide_cleanup(&cur, state, is_leased, registered, now()) {
                 CleanupAction::Keep => {}
                 CleanupAction::Destroy(reason) => match self.destroy(&cur, reason).await {
@@ -376,7 +376,7 @@ impl Lifecycle {
                     let _ = self
                         .docker
                         .remove_owned_network(
-                            &runtime::network_name(&cur.container_name),
+                            &engine::network_name(&cur.container_name),
                             &self.owner(&cur.user, &cur.project),
                         )
                         .await;
@@ -421,7 +421,7 @@ impl Lifecycle {
             let Some(user) = c
                 .labels
                 .get(LABEL_USER)
-                .filter(|u| crate::names::validate_user(u).is_ok())
+                .filter(|u| crate::core::names::validate_user(u).is_ok())
             else {
                 continue;
             };
@@ -440,7 +440,7 @@ impl Lifecycle {
                 }
             };
             if !tracked {
-                let reason = if crate::keys::is_registered(&self.cfg.auth.key_dir, user) {
+                let reason = if crate::store::keys::is_registered(&self.cfg.auth.key_dir, user) {
                     EndReason::Orphan
                 } else {
                     EndReason::UserRemoved
@@ -449,7 +449,7 @@ impl Lifecycle {
                     Ok(()) => {
                         let _ = self
                             .docker
-                            .remove_owned_network(&runtime::network_name(&c.name), &c.labels)
+                            .remove_owned_network(&engine::network_name(&c.name), &c.labels)
                             .await;
                         let _ = self.db().bump(&format!("removals.{}", reason.as_str()));
                         tracing::info!(podspawn_user = %user, podspawn_container = %c.name,
@@ -458,7 +458,7 @@ impl Lifecycle {
                             user: user.clone(),
                             project: c
                                 .labels
-                                .get(runtime::LABEL_PROJECT)
+                                .get(engine::LABEL_PROJECT)
                                 .cloned()
                                 .unwrap_or_default(),
                             container: c.name.clone(),
@@ -484,7 +484,7 @@ impl Lifecycle {
             }
             let Some(user) = labels
                 .get(LABEL_USER)
-                .filter(|u| crate::names::validate_user(u).is_ok())
+                .filter(|u| crate::core::names::validate_user(u).is_ok())
             else {
                 continue;
             };
@@ -496,7 +496,7 @@ impl Lifecycle {
                 .list(Some(user))
                 .map(|rows| {
                     rows.iter()
-                        .any(|r| runtime::network_name(&r.container_name) == name)
+                        .any(|r| engine::network_name(&r.container_name) == name)
                 })
                 .unwrap_or(true);
             if !in_use {

@@ -6,9 +6,9 @@
 //! socket. After the upgrade the engine treats every byte as the process's stdin, so handing that
 //! descriptor to the unprivileged spawn process gives it the session and nothing else.
 
-use crate::config::{Config, UserOverrides};
-use crate::names::Holder;
-use crate::session::ContainerState;
+use crate::core::config::{Config, UserOverrides};
+use crate::core::names::Holder;
+use crate::core::session::ContainerState;
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
@@ -139,7 +139,7 @@ pub fn container_spec(
     let cpus = ov.cpus.unwrap_or(cfg.defaults.cpus);
     let memory = ov.memory.unwrap_or(cfg.defaults.memory);
     ContainerSpec {
-        name: crate::names::container_name(user, project),
+        name: crate::core::names::container_name(user, project),
         image: ov
             .image
             .clone()

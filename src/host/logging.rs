@@ -1,6 +1,6 @@
 //! Where log lines go. spawn and auth-keys run inside an SSH session and must never write a log line
 //! to it: they log to journald when it is there, else to `log.file` when it is writable, else nowhere.
-use crate::config::Config;
+use crate::core::config::Config;
 use std::io::IsTerminal;
 use std::path::Path;
 use tracing_subscriber::layer::SubscriberExt;
@@ -44,7 +44,7 @@ fn try_journald(ident: &str, f: EnvFilter) -> bool {
 
 /// `log.file`, opened like the audit log (no symlinks, 0640, owned by whoever writes it).
 fn try_file(path: &Path, f: EnvFilter) -> Result<(), String> {
-    let file = crate::audit::open_private_append(path, crate::audit::LOG_FILE)?;
+    let file = crate::store::audit::open_private_append(path, crate::store::audit::LOG_FILE)?;
     tracing_subscriber::fmt()
         .with_env_filter(f)
         .with_ansi(false)

@@ -271,7 +271,7 @@ impl Audit {
     /// `O_APPEND|O_CLOEXEC|O_NOFOLLOW`: a new file gets mode 0640, missing parent directories 0750,
     /// and an existing file with permission bits beyond 0640 is narrowed to them. A symlink or
     /// non-regular file at the path, or a file owned by another user, is refused.
-    pub fn open(cfg: &crate::config::Config) -> Result<Option<Audit>, String> {
+    pub fn open(cfg: &crate::core::config::Config) -> Result<Option<Audit>, String> {
         match &cfg.log.audit_log {
             None => Ok(None),
             Some(path) => Audit::open_path(path).map(Some),
@@ -502,29 +502,9 @@ fn clear_nonblock(file: &File) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::core::config::Config;
+    use crate::test_support::TempDir;
     use std::collections::BTreeSet;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "podspawn-audit-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn cfg(path: Option<PathBuf>) -> Config {
         let mut c = Config::default();

@@ -1,7 +1,7 @@
 //! `state.db`: sessions keyed by (user, project). SQLite in WAL mode with versioned migrations.
 //! Owned by the broker (and the cleanup pass, both root); never by SSH users.
 
-use crate::config::SessionMode;
+use crate::core::config::SessionMode;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
@@ -287,7 +287,7 @@ mod tests {
             user: user.into(),
             project: project.into(),
             container_id: "abc".into(),
-            container_name: crate::names::container_name(user, project),
+            container_name: crate::core::names::container_name(user, project),
             image: "img:1".into(),
             mode: SessionMode::Ttl,
             status: Status::Running,

@@ -1,0 +1,7 @@
+//! Admin commands: users, doctor, server-setup, verify-image.
+
+pub mod doctor;
+pub mod reconcile;
+pub mod server_setup;
+pub mod user;
+pub mod verify_image;

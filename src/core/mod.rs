@@ -1,0 +1,9 @@
+//! Pure logic, no I/O: session decisions, names, the broker protocol, configuration, metrics text.
+
+pub mod config;
+pub mod keys;
+pub mod metrics;
+pub mod names;
+pub mod protocol;
+pub mod session;
+pub mod sshd_config;

@@ -1,0 +1,4 @@
+//! The container engine (Docker through bollard).
+
+mod docker;
+pub use docker::*;

@@ -1,0 +1,9 @@
+//! The host system: accounts, logging, systemd integration.
+
+pub mod accounts;
+pub mod fs;
+pub mod fs_policy;
+pub mod logging;
+pub mod nixos;
+pub mod sshd;
+pub mod systemd;

@@ -1,0 +1,8 @@
+//! The processes sshd and systemd start: auth-keys, spawn, the broker, cleanup, the metrics endpoint.
+
+pub mod auth_keys;
+pub mod broker;
+pub mod cleanup;
+pub mod lifecycle;
+pub mod metrics_http;
+pub mod spawn;
