@@ -9,7 +9,9 @@ build:
 # The whole test suite, as root: scripts/test-deps.sh checks (and as root installs, with apt-get)
 # what the tests need, then the packages the package tests install, the locally built test image,
 # every cargo test group (unit tests; end to end through a private sshd on a loopback port, real
-# accounts and Docker) and the NixOS module tests. .ci/run runs the same target.
+# accounts and Docker; the package tests, among them package_systemd.rs, which boots systemd as
+# PID 1 in a container on a debootstrap rootfs cached in target/package-tests/) and the NixOS
+# module tests. .ci/run runs the same target.
 test:
 	@bash scripts/test-deps.sh
 	@echo "==> make test: building podspawn (release) and its .deb and .rpm for the package tests"

@@ -7,15 +7,18 @@
 //! container (podspawn-<user>) is a sibling on the host, made from the host's image
 //! podspawn-test:latest (tests/support/build-test-image.sh).
 mod common;
+#[path = "support/debian_container.rs"]
+mod debian_container;
 #[path = "support/packages.rs"]
 mod packages;
 
-use packages::{artifact, check, need, out, stdout};
+use debian_container::{modes, ssh, wait_until, TestContainer};
+use packages::{artifact, check, need, out, stdout, tempdir};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const AKC: &str = "authorizedkeyscommand /usr/bin/podspawn auth-keys %u %t %k";
 const DROPIN: &str = "/etc/ssh/sshd_config.d/10-podspawn.conf";
@@ -173,134 +176,25 @@ fn deb_contents_modes_and_control() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-fn tempdir(what: &str) -> PathBuf {
-    let d = packages::target_dir().join(format!(
-        "package-tests/{what}-{}-{}",
-        std::process::id(),
-        packages::rand_hex(6)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+/// What a failed assertion shows of the container.
+const LOGS: &str = "echo '--- sshd.log'; tail -n 40 /var/log/sshd.log 2>&1; \
+     echo '--- broker.log'; tail -n 40 /var/log/broker.log 2>&1";
 
-/// A container from the Debian image, removed (with the user's sibling containers and
-/// networks on the host) when dropped.
-struct TestContainer {
-    name: String,
-    users: Vec<String>,
-}
-
-impl TestContainer {
-    /// `sh -c script` in the container.
-    fn sh(&self, script: &str) -> Output {
-        common::run(
-            Command::new("docker")
-                .args(["exec", &self.name, "sh", "-c", script])
-                .stdin(Stdio::null()),
-        )
-    }
-
-    /// Like `sh`, panicking with the output (and `context`) unless it succeeds.
-    fn ok(&self, script: &str) -> String {
-        let o = self.sh(script);
-        assert!(
-            o.status.success(),
-            "in the container: {script}\n{}",
-            out(&o)
-        );
-        stdout(&o)
-    }
-
-    fn logs(&self) -> String {
-        stdout(
-            &self.sh("echo '--- sshd.log'; tail -n 40 /var/log/sshd.log 2>&1; \
-             echo '--- broker.log'; tail -n 40 /var/log/broker.log 2>&1"),
-        )
-    }
-
-    /// Owner, mode, type and content hash of everything the package touches (state.db aside,
-    /// which the broker writes), and the system identities.
-    fn snapshot(&self) -> String {
-        self.ok(
-            r#"find /etc/podspawn /etc/ssh /usr/lib/systemd/system /etc/systemd/system \
-                  /usr/lib/sysusers.d /usr/lib/tmpfiles.d /var/lib/podspawn /usr/share/doc/podspawn \
-                  /usr/bin/podspawn -xdev \( -path '/var/lib/podspawn/state.db*' -prune -o -print \) \
-               | LC_ALL=C sort | while read -r p; do
-                 if [ -L "$p" ]; then t="-> $(readlink "$p")"
-                 elif [ -f "$p" ]; then t=$(sha256sum < "$p" | cut -c1-16)
-                 else t=; fi
-                 echo "$(stat -c '%F %a %U:%G' "$p") $p $t"
-               done
-               getent passwd podspawn; getent group podspawn podspawn-users"#,
-        )
-    }
-}
-
-impl Drop for TestContainer {
-    fn drop(&mut self) {
-        for u in &self.users {
-            for kind in [["ps", "-aq"], ["network", "ls"]] {
-                let mut c = Command::new("docker");
-                c.args(kind);
-                if kind[0] == "network" {
-                    c.arg("-q");
-                }
-                let o = c
-                    .arg("--filter")
-                    .arg(format!("label=podspawn-user={u}"))
-                    .output();
-                let ids = o.map(|o| stdout(&o)).unwrap_or_default();
-                for id in ids.lines() {
-                    let mut rm = Command::new("docker");
-                    if kind[0] == "network" {
-                        rm.args(["network", "rm", id]);
-                    } else {
-                        rm.args(["rm", "-f", id]);
-                    }
-                    let _ = rm.stdout(Stdio::null()).stderr(Stdio::null()).status();
-                }
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn ssh(key: &Path, port: u16, user: &str, cmd: &str) -> Output {
-    common::run(
-        Command::new("ssh")
-            .args(common::SSH_OPTIONS)
-            .args(["-o", "ConnectTimeout=20"])
-            .arg("-i")
-            .arg(key)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg(format!("{user}@127.0.0.1"))
-            .arg(cmd)
-            .stdin(Stdio::null()),
+/// Owner, mode, type and content hash of everything the package touches (state.db aside,
+/// which the broker writes), and the system identities.
+fn snapshot(c: &TestContainer) -> String {
+    c.ok(
+        r#"find /etc/podspawn /etc/ssh /usr/lib/systemd/system /etc/systemd/system \
+              /usr/lib/sysusers.d /usr/lib/tmpfiles.d /var/lib/podspawn /usr/share/doc/podspawn \
+              /usr/bin/podspawn -xdev \( -path '/var/lib/podspawn/state.db*' -prune -o -print \) \
+           | LC_ALL=C sort | while read -r p; do
+             if [ -L "$p" ]; then t="-> $(readlink "$p")"
+             elif [ -f "$p" ]; then t=$(sha256sum < "$p" | cut -c1-16)
+             else t=; fi
+             echo "$(stat -c '%F %a %U:%G' "$p") $p $t"
+           done
+           getent passwd podspawn; getent group podspawn podspawn-users"#,
     )
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// stat -c '%a %U:%G' of `paths`, one line each.
-fn modes(c: &TestContainer, paths: &[&str]) -> BTreeMap<String, String> {
-    let text = c.ok(&format!("stat -c '%n %a %U:%G' {}", paths.join(" ")));
-    text.lines()
-        .filter_map(|l| {
-            let (p, rest) = l.split_once(' ')?;
-            Some((p.to_string(), rest.to_string()))
-        })
-        .collect()
 }
 
 fn assert_setup(c: &TestContainer) {
@@ -366,6 +260,7 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     let c = TestContainer {
         name: format!("podspawn-debtest-{id}"),
         users: vec![user.clone()],
+        logs_script: LOGS,
     };
     check(
         Command::new("docker")
@@ -379,14 +274,7 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
             .args(["sleep", "infinity"])
             .stdout(Stdio::null()),
     );
-    let port_out = check(Command::new("docker").args(["port", &c.name, "22/tcp"]));
-    let port: u16 = stdout(&port_out)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("127.0.0.1:")
-                .map(|p| p.trim().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no published port: {}", out(&port_out)));
+    let port = c.ssh_port();
 
     // --- First install.
     let o = c.sh(&format!("dpkg -i /pkg/{deb_name}"));
@@ -444,17 +332,8 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
 
     // --- One add-user with a key made on the host.
     let keydir = tempdir("debkey");
-    let key = keydir.join("id_ed25519");
-    check(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "debtest", "-f"])
-            .arg(&key),
-    );
-    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    c.ok(&format!(
-        "podspawn add-user {user} --key '{}'",
-        pubkey.trim()
-    ));
+    let (key, pubkey) = debian_container::keygen(&keydir, "debtest");
+    c.ok(&format!("podspawn add-user {user} --key '{pubkey}'"));
     assert_eq!(
         c.ok(&format!("stat -c '%a %U:%G' /etc/podspawn/keys/{user}"))
             .trim(),
@@ -508,10 +387,10 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     );
 
     // --- Reinstalling changes nothing.
-    let before = c.snapshot();
+    let before = snapshot(&c);
     let o = c.sh(&format!("dpkg -i /pkg/{deb_name}"));
     assert!(o.status.success(), "dpkg -i (reinstall)\n{}", out(&o));
-    let after = c.snapshot();
+    let after = snapshot(&c);
     if before != after {
         let b: Vec<&str> = before.lines().collect();
         let a: Vec<&str> = after.lines().collect();
@@ -530,40 +409,9 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     // --- Upgrade to a newer version (the same payload repacked as <version>-99) under a live
     // session: the session goes on, the edited conffile is kept, wrong modes are repaired.
     let up_dir = tempdir("debupgrade");
-    check(
-        Command::new("dpkg-deb")
-            .arg("-R")
-            .arg(&deb)
-            .arg(up_dir.join("tree")),
-    );
-    let control = up_dir.join("tree/DEBIAN/control");
-    let text = std::fs::read_to_string(&control).unwrap();
     let new_version = format!("{}-99", env!("CARGO_PKG_VERSION"));
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("Version: ") {
-                format!("Version: {new_version}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(&control, text).unwrap();
-    let up_deb = up_dir.join("podspawn-upgrade.deb");
-    check(
-        Command::new("dpkg-deb")
-            .args(["--root-owner-group", "-b"])
-            .arg(up_dir.join("tree"))
-            .arg(&up_deb)
-            .stdout(Stdio::null()),
-    );
-    check(
-        Command::new("docker")
-            .arg("cp")
-            .arg(&up_deb)
-            .arg(format!("{}:/tmp/podspawn-upgrade.deb", c.name)),
-    );
+    let up_deb = debian_container::repack_deb(&deb, &new_version, &up_dir);
+    c.copy_in(&up_deb, "/tmp/podspawn-upgrade.deb");
     let mut live = Command::new("ssh");
     live.args(common::SSH_OPTIONS)
         .arg("-i")

@@ -6,21 +6,11 @@ mod common;
 #[path = "support/packages.rs"]
 mod packages;
 
-use packages::{artifact, check, need, out, stdout};
+use packages::{artifact, check, need, out, stdout, tempdir};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn tempdir(what: &str) -> PathBuf {
-    let d = packages::target_dir().join(format!(
-        "package-tests/{what}-{}-{}",
-        std::process::id(),
-        packages::rand_hex(6)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn rpm_q(pkg: &Path, args: &[&str]) -> String {
     need("rpm", "rpm");

@@ -1,6 +1,7 @@
-//! Helpers shared by tests/package_deb.rs and tests/package_rpm.rs: the built packages
-//! (`make packages` puts them in target/packages/), required tools, and a fresh Debian rootfs
-//! made by debootstrap (cached as a tarball under target/package-tests/ between runs).
+//! Helpers shared by the package tests (tests/package_*.rs): the built packages (`make
+//! packages` puts them in target/packages/), required tools, and a fresh Debian rootfs made by
+//! debootstrap from the mirror apt uses (cached as a tarball under target/package-tests/
+//! between runs).
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -9,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub const SUITE: &str = "bookworm";
-pub const MIRROR: &str = "http://deb.debian.org/debian";
-pub const INCLUDE: &str = "openssh-server,openssh-sftp-server,passwd,systemd,procps";
+/// What debootstrap puts into the rootfs on top of minbase. systemd-sysv (/sbin/init) and dbus
+/// make it bootable with systemd as PID 1 (tests/package_systemd.rs); the same rootfs serves
+/// the tests that run it without systemd, so CI builds it once.
+pub const INCLUDE: &str =
+    "openssh-server,openssh-sftp-server,passwd,systemd,systemd-sysv,dbus,procps";
 
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -122,7 +126,94 @@ pub fn lock(path: &Path) -> std::fs::File {
 }
 
 fn rootfs_key() -> String {
-    short_hash(&format!("{SUITE} minbase {INCLUDE} {MIRROR} v1"))
+    short_hash(&format!("{SUITE} minbase {INCLUDE} {} v1", apt_mirror()))
+}
+
+/// The Debian archive this machine's apt uses (debootstrap must use it too: it may be the only
+/// one reachable). From /etc/apt/sources.list and /etc/apt/sources.list.d/ (one-line and deb822
+/// formats): the URI of a `deb` source with component main for SUITE, else of any Debian main
+/// archive (a suite without `-security`/`-updates`; a mirror carries every suite).
+pub fn apt_mirror() -> String {
+    let mut texts = Vec::new();
+    if let Ok(t) = std::fs::read_to_string("/etc/apt/sources.list") {
+        texts.push(("list", t));
+    }
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let kind = match p.extension().and_then(|x| x.to_str()) {
+                Some("list") => "list",
+                Some("sources") => "sources",
+                _ => continue,
+            };
+            if let Ok(t) = std::fs::read_to_string(&p) {
+                texts.push((kind, t));
+            }
+        }
+    }
+    // (uris, suites, components) of every `deb` source.
+    let mut sources: Vec<(Vec<String>, Vec<String>, Vec<String>)> = Vec::new();
+    for (kind, text) in &texts {
+        if *kind == "list" {
+            for line in text.lines() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                let Some(rest) = line.strip_prefix("deb ") else {
+                    continue;
+                };
+                let rest = rest.trim_start();
+                // Skip the options: "[arch=amd64 signed-by=…]".
+                let rest = match rest.strip_prefix('[') {
+                    Some(r) => r.split_once(']').map(|(_, r)| r).unwrap_or(""),
+                    None => rest,
+                };
+                let f: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+                if f.len() >= 3 {
+                    sources.push((vec![f[0].clone()], vec![f[1].clone()], f[2..].to_vec()));
+                }
+            }
+        } else {
+            for stanza in text.split("\n\n") {
+                let mut fields = std::collections::HashMap::new();
+                for line in stanza.lines() {
+                    if line.starts_with('#') {
+                        continue;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                    }
+                }
+                let words = |k: &str| -> Vec<String> {
+                    fields
+                        .get(k)
+                        .map(|v| v.split_whitespace().map(str::to_string).collect())
+                        .unwrap_or_default()
+                };
+                let enabled = fields.get("enabled").is_none_or(|v| v != "no");
+                if enabled && words("types").iter().any(|t| t == "deb") {
+                    sources.push((words("uris"), words("suites"), words("components")));
+                }
+            }
+        }
+    }
+    let main = |s: &&(Vec<String>, Vec<String>, Vec<String>)| s.2.iter().any(|c| c == "main");
+    let exact = sources
+        .iter()
+        .filter(main)
+        .find(|s| s.1.iter().any(|x| x == SUITE));
+    let any = || {
+        sources
+            .iter()
+            .filter(main)
+            .find(|s| s.1.iter().any(|x| !x.contains('-') && !x.contains('/')))
+    };
+    match exact.or_else(any).and_then(|s| s.0.first()) {
+        Some(uri) => uri.trim_end_matches('/').to_string(),
+        None => panic!(
+            "no Debian archive with component main in /etc/apt/sources.list or \
+             /etc/apt/sources.list.d/: debootstrap uses the mirror apt is configured with"
+        ),
+    }
 }
 
 /// A tarball of a fresh Debian (`debootstrap --variant=minbase --include=…`), made once and
@@ -135,6 +226,10 @@ pub fn debian_rootfs_tarball() -> PathBuf {
         return tarball;
     }
     need("debootstrap", "debootstrap");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "building the Debian rootfs with debootstrap needs root: run the tests as root"
+    );
     let root = dir.join(format!("rootfs-{}", std::process::id()));
     let mut last = String::new();
     for attempt in 0..2 {
@@ -144,7 +239,7 @@ pub fn debian_rootfs_tarball() -> PathBuf {
             .arg(format!("--include={INCLUDE}"))
             .arg(SUITE)
             .arg(&root)
-            .arg(MIRROR)
+            .arg(apt_mirror())
             .stdin(Stdio::null())
             .output()
             .expect("running debootstrap");
@@ -192,6 +287,17 @@ pub fn debian_image() -> String {
         );
     }
     tag
+}
+
+/// A fresh directory under target/package-tests/ for `what`.
+pub fn tempdir(what: &str) -> PathBuf {
+    let d = target_dir().join(format!(
+        "package-tests/{what}-{}-{}",
+        std::process::id(),
+        rand_hex(6)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 /// Unpacks the Debian rootfs tarball into `dir` (for `rpm --root`).
