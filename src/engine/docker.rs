@@ -29,8 +29,15 @@ pub const LABEL_PROJECT: &str = "podspawn-project";
 /// objects of its own instance, so two installations (or test runs) on one engine leave each other alone.
 pub const LABEL_INSTANCE: &str = "podspawn-instance";
 
-/// The instance id of a state database path: FNV-1a 64 of the path, in hex. Stable across restarts
-/// and across a re-created database at the same path.
+/// A new installation's instance id: 16 random hex digits (kept in state.db).
+pub fn new_instance_id() -> io::Result<String> {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The instance id that installations before state.db kept one used: FNV-1a 64 of the state
+/// database path, in hex. Databases created before then keep it, so their containers stay theirs.
 pub fn instance_id(db_path: &Path) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in db_path.as_os_str().as_encoded_bytes() {
@@ -174,10 +181,11 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 pub fn container_spec(
     cfg: &Config,
     ov: &UserOverrides,
+    instance: &str,
     user: &str,
     project: &str,
 ) -> ContainerSpec {
-    let labels = labels(cfg, user, project);
+    let labels = labels(instance, user, project);
     let cpus = ov.cpus.unwrap_or(cfg.defaults.cpus);
     let memory = ov.memory.unwrap_or(cfg.defaults.memory);
     ContainerSpec {
@@ -213,13 +221,13 @@ pub fn container_spec(
     }
 }
 
-/// The labels every podspawn object of (user, project) carries.
-pub fn labels(cfg: &Config, user: &str, project: &str) -> HashMap<String, String> {
+/// The labels every podspawn object of (user, project) in installation `instance` carries.
+pub fn labels(instance: &str, user: &str, project: &str) -> HashMap<String, String> {
     let mut labels = HashMap::new();
     labels.insert(LABEL_MANAGED.to_string(), "podspawn".to_string());
     labels.insert(LABEL_USER.to_string(), user.to_string());
     labels.insert(LABEL_PROJECT.to_string(), project.to_string());
-    labels.insert(LABEL_INSTANCE.to_string(), instance_id(&cfg.state.db_path));
+    labels.insert(LABEL_INSTANCE.to_string(), instance.to_string());
     labels
 }
 
@@ -995,7 +1003,7 @@ mod tests {
     #[test]
     fn spec_from_config_and_overrides() {
         let cfg = Config::default();
-        let s = container_spec(&cfg, &UserOverrides::default(), "alice", "");
+        let s = container_spec(&cfg, &UserOverrides::default(), "i1", "alice", "");
         assert_eq!(s.name, "podspawn-alice");
         assert_eq!(s.image, "ubuntu:24.04");
         assert_eq!(s.nano_cpus, 2_000_000_000);
@@ -1021,7 +1029,7 @@ mod tests {
             memory: Some(256 * 1024 * 1024),
             ..Default::default()
         };
-        let s = container_spec(&cfg, &ov, "bob", "web");
+        let s = container_spec(&cfg, &ov, "i1", "bob", "web");
         assert_eq!(
             (s.name.as_str(), s.hostname.as_str()),
             ("podspawn-bob-web", "web")

@@ -71,7 +71,7 @@ impl Lifecycle {
         let db = Db::open(&cfg.state.db_path)?;
         let audit = Audit::open(&cfg)?;
         Ok(Lifecycle {
-            instance: engine::instance_id(&cfg.state.db_path),
+            instance: db.instance()?,
             cfg,
             docker,
             db: Mutex::new(db),
@@ -115,7 +115,7 @@ impl Lifecycle {
 
     /// The labels of (user, project) in this installation: what makes an object ours.
     pub fn owner(&self, user: &str, project: &str) -> HashMap<String, String> {
-        engine::labels(&self.cfg, user, project)
+        engine::labels(&self.instance, user, project)
     }
 
     /// Picks the container (and network) name for a new session of (user, project): the seed
@@ -160,7 +160,7 @@ impl Lifecycle {
         let user = account.name.as_str();
         let ov = UserOverrides::load(&self.cfg.users_dir, user).map_err(|e| e.to_string())?;
         let mode = ov.mode.unwrap_or(self.cfg.session.mode);
-        let mut spec = engine::container_spec(&self.cfg, &ov, user, project);
+        let mut spec = engine::container_spec(&self.cfg, &ov, &self.instance, user, project);
         spec.name = name.to_string();
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
@@ -168,7 +168,7 @@ impl Lifecycle {
             spec.binds.push((dir, home.clone()));
         }
         self.docker.ensure_image(&spec.image).await?;
-        let labels = engine::labels(&self.cfg, user, project);
+        let labels = engine::labels(&self.instance, user, project);
         if self.cfg.security.network == NetworkMode::Isolated {
             let net = engine::network_name(&spec.name);
             let t0 = std::time::Instant::now();

@@ -34,7 +34,15 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL DEFAULT 0
     );",
+    // 3: facts about this installation (its instance id)
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
 ];
+
+/// The `meta` key of this installation's instance id.
+const INSTANCE_KEY: &str = "instance";
 
 pub struct Db {
     conn: Connection,
@@ -68,14 +76,48 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(to_err)?;
         let mut db = Db { conn };
+        let fresh = db.schema_version()? == 0;
         db.migrate()?;
+        // Existing databases keep the id their containers already carry (derived from the path);
+        // a new installation gets a random one, so two installations never share an id, even
+        // with the same state path (two hosts on one engine, a test container on the host's).
+        let legacy = crate::engine::instance_id(path);
+        db.ensure_instance(if fresh { None } else { Some(legacy) })?;
         Ok(db)
+    }
+
+    /// This installation's instance id (the `podspawn-instance` label of its objects).
+    pub fn instance(&self) -> Result<String, String> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key=?1",
+                params![INSTANCE_KEY],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(to_err)
+    }
+
+    /// Records the instance id once: `legacy`, or else a random one.
+    fn ensure_instance(&self, legacy: Option<String>) -> Result<(), String> {
+        let id = match legacy {
+            Some(id) => id,
+            None => crate::engine::new_instance_id()
+                .map_err(|e| format!("cannot make an instance id: {e}"))?,
+        };
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![INSTANCE_KEY, id],
+            )
+            .map_err(to_err)?;
+        Ok(())
     }
 
     pub fn open_in_memory() -> Result<Db, String> {
         let conn = Connection::open_in_memory().map_err(to_err)?;
         let mut db = Db { conn };
         db.migrate()?;
+        db.ensure_instance(None)?;
         Ok(db)
     }
 
@@ -311,8 +353,29 @@ mod tests {
             SessionMode::Named
         );
         db.bump("x").unwrap();
+        // Its containers carry the path-derived instance id; an upgrade keeps it.
+        assert_eq!(db.instance().unwrap(), crate::engine::instance_id(&path));
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn new_installations_get_their_own_instance_id() {
+        let a = crate::test_support::TempDir::new("inst-a");
+        let b = crate::test_support::TempDir::new("inst-b");
+        // The same path inside two roots stands for two hosts (or a container and its host).
+        let pa = a.path().join("state.db");
+        let pb = b.path().join("state.db");
+        let ia = Db::open(&pa).unwrap().instance().unwrap();
+        let ib = Db::open(&pb).unwrap().instance().unwrap();
+        assert_ne!(ia, ib);
+        assert!(
+            ia.len() == 16 && ia.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{ia}"
+        );
+        assert_ne!(ia, crate::engine::instance_id(&pa));
+        // Stable across reopening.
+        assert_eq!(Db::open(&pa).unwrap().instance().unwrap(), ia);
     }
 
     #[test]
