@@ -1,5 +1,6 @@
 //! Admin commands against real host accounts: add-user (keys from --key, --key-file and a local
 //! stand-in for GitHub), account creation and unlocking, list-users, remove-user with live sessions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

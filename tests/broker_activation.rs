@@ -1,6 +1,7 @@
 //! The broker under systemd's protocols without systemd: a listening socket passed as fd 3 with
 //! LISTEN_FDS/LISTEN_PID, READY=1 and STOPPING=1 on a NOTIFY_SOCKET we bind, and clear errors for
 //! malformed messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
@@ -140,9 +141,11 @@ fn socket_activation_and_sd_notify() {
     assert!(e.contains("only root may stop sessions"), "{e}");
 
     // SIGTERM: STOPPING=1 and a clean exit.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let got = recv_until(&notify, "STOPPING=1", &mut child);
     assert!(got.contains("STOPPING=1"), "{got}");
     let st = child.wait().unwrap();

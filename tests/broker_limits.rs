@@ -1,5 +1,6 @@
 //! One user cannot starve the broker: a per-uid limit on open connections, a deadline for a
 //! client's first message, and a bounded wait in spawn for the broker's answer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 mod common;
 
 use common::{run, Env, Opts};

@@ -2,6 +2,7 @@
 //!
 //! The private sshd here has Debian's stock global settings (password and keyboard-interactive
 //! logins on, UsePAM yes): podspawn's Match block alone has to confine its members.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 mod common;
 
 use common::{run, Env, Opts};

@@ -1,5 +1,6 @@
 //! `podspawn doctor`: every check seen failing and passing, with constructed inputs for the pure
 //! checks and real temp files, sockets, sshd and Docker where the check reads the system.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 use podspawn::commands::doctor::{
     self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts,
 };

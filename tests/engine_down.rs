@@ -5,6 +5,7 @@
 //! The broker talks to the engine through a symlink (DOCKER_HOST=unix://…/engine.sock): pointing
 //! it at nothing is an engine that is down, pointing it at the real socket brings it back, without
 //! stopping the machine's Docker (other tests use it) or restarting the broker.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

@@ -5,11 +5,12 @@
 //! It runs beside other tests: its own port (PODSPAWN_TRY_PORT), its own `pst…` user
 //! (PODSPAWN_TRY_USER, so `make clean-test` finds leftovers) and this build's binary
 //! (PODSPAWN_TRY_BIN, instead of a release build).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,7 +73,7 @@ impl Try {
 
     /// Reads what is there within `wait`; false at end of output (every slave end closed).
     fn pump(&mut self, wait: Duration) -> bool {
-        let fd = unsafe { BorrowedFd::borrow_raw(self.master.as_raw_fd()) };
+        let fd = self.master.as_fd();
         let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
         let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
         if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)).unwrap_or(0) == 0 {

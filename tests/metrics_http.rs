@@ -1,6 +1,7 @@
 //! `render_prometheus` output parsed back as the Prometheus text format 0.0.4: every sample line is
 //! `name{labels} value`, every metric family has exactly one HELP and one TYPE line before its samples,
 //! and no series appears twice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use podspawn::core::metrics::{render_prometheus, Snapshot, REMOVAL_REASONS};
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,6 +6,7 @@
 //! The test container talks to the host's Docker engine through its socket, so the user's
 //! container (podspawn-<user>) is a sibling on the host, made from the host's image
 //! podspawn-test:latest (tests/support/build-test-image.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 mod common;
 #[path = "support/debian_container.rs"]
 mod debian_container;

@@ -2,6 +2,7 @@
 //! flags, the scriptlets, an install into an empty scratch root without scriptlets, and an
 //! install, erase included, into a Debian rootfs (debootstrap) with the scriptlets running
 //! chrooted there (systemd's tools present, systemd not running).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 mod common;
 #[path = "support/packages.rs"]
 mod packages;

@@ -9,6 +9,7 @@
 //!
 //! Needs root, Docker, debootstrap (the rootfs is cached under target/package-tests/) and
 //! `make packages`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 mod common;
 #[path = "support/debian_container.rs"]
 mod debian_container;

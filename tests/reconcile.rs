@@ -1,6 +1,7 @@
 //! `podspawn server-setup --users` end to end: real host accounts in every state a registered user
 //! can be in, a private key directory (`--config`), never /etc/podspawn or sshd. Accounts are
 //! named `pst…` and removed on drop, also when a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

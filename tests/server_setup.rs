@@ -1,6 +1,7 @@
 //! `podspawn server-setup` against copies of real distributions' sshd_config files in temp
 //! directories, with the real sshd (`sshd -t`, `sshd -T -C`), real accounts and groups. Never
 //! touches /etc/ssh or a running sshd (`--no-reload`, no units).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 use podspawn::commands::server_setup::{self, ServerSetupArgs, SetupReport};
 use podspawn::core::config::Config;
 use podspawn::core::sshd_config;

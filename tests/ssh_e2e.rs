@@ -1,5 +1,6 @@
 //! End to end through a real OpenSSH sshd on a loopback port, real host accounts, the real broker
 //! and real Docker (a locally built image; no registry needed). Run as root.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
@@ -241,7 +242,6 @@ impl PtySsh {
 
     /// Reads until `needle` appears (after what was consumed before).
     fn expect(&mut self, needle: &str, secs: u64) -> String {
-        let fd = self.master.as_raw_fd();
         let t = Instant::now();
         loop {
             if let Some(pos) = self.buf.find(needle) {
@@ -254,8 +254,9 @@ impl PtySsh {
                 "timed out waiting for {needle:?}; got {:?}",
                 self.buf
             );
+            use std::os::fd::AsFd;
             let mut pfd = [nix::poll::PollFd::new(
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                self.master.as_fd(),
                 nix::poll::PollFlags::POLLIN,
             )];
             let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(200u16));

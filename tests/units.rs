@@ -1,6 +1,7 @@
 //! The shared systemd units, sysusers.d and tmpfiles.d files and the sshd drop-in under
 //! `systemd/`: `systemd-analyze verify` (no output at all), `systemd-analyze security
 //! --offline=yes` exposure thresholds, and the settings the design depends on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! podspawn-helper's sftp-server driven by OpenSSH's own sftp client (`sftp -b -D`): no sshd, the
 //! client talks to the helper over a pipe exactly as it would through ssh.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! A second client implementation: paramiko (PyPI) drives podspawn-helper's sftp-server over a
 //! pair of pipes (tests/paramiko_client.py). paramiko is installed into a venv under target/tmp
 //! on first use (.ci/run installs it beforehand).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

@@ -1373,9 +1373,10 @@ fn comm(pid: u32) -> String {
 /// last read its configuration (checked with OpenSSH 9.2).
 pub fn find_listener(config: &Path, pidfile: Option<&str>) -> Option<Listener> {
     let btime = parse_btime(&std::fs::read_to_string("/proc/stat").ok()?)?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as u64 } else { 100 };
+    let ticks = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    };
     let started = |pid: u32| -> Option<i64> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         Some(btime + (parse_stat_starttime(&stat)? / ticks) as i64)

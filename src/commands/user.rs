@@ -335,7 +335,7 @@ fn actor() -> String {
         .filter(|u| crate::core::names::validate_user(u).is_ok())
         .or_else(|| {
             // SAFETY: getuid cannot fail.
-            accounts::lookup_uid(unsafe { libc::getuid() }).map(|a| a.name)
+            accounts::lookup_uid(nix::unistd::getuid().as_raw()).map(|a| a.name)
         })
         .unwrap_or_else(|| "root".to_string())
 }

@@ -16,12 +16,9 @@ pub fn listen_fds() -> Vec<RawFd> {
         .unwrap_or(0);
     let fds: Vec<RawFd> = (0..n.clamp(0, 64)).map(|i| 3 + i).collect();
     for fd in &fds {
-        // SAFETY: fcntl on an fd number systemd handed us; F_SETFD with FD_CLOEXEC cannot corrupt
-        // memory, at worst it fails with EBADF, which we ignore. We set CLOEXEC instead of
-        // unsetting the environment (remove_var is unsound once threads exist).
-        unsafe {
-            libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
+        // CLOEXEC instead of unsetting the environment (remove_var is unsound once threads
+        // exist). At worst EBADF, ignored.
+        let _ = nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     }
     fds
 }

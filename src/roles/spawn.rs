@@ -340,14 +340,20 @@ fn install_signals() -> Option<OwnedFd> {
 
 fn write_all_fd(fd: i32, data: &[u8]) -> io::Result<()> {
     // Unbuffered writes to fd 1/2 so nothing sits in a buffer when the session ends.
-    let mut f = std::mem::ManuallyDrop::new(unsafe_file(fd));
+    // SAFETY: fd is 1 or 2, open for the life of the process, and the File is never dropped
+    // (ManuallyDrop), so it does not close them.
+    let mut f = std::mem::ManuallyDrop::new(unsafe { unsafe_file(fd) });
     f.write_all(data)
 }
 
-fn unsafe_file(fd: i32) -> std::fs::File {
+/// A `File` for a descriptor this process does not own.
+///
+/// # Safety
+/// `fd` must stay open for as long as the returned `File` is used, and the caller must not let it
+/// be dropped (wrap it in `ManuallyDrop`), or it would close a descriptor it does not own.
+unsafe fn unsafe_file(fd: i32) -> std::fs::File {
     use std::os::fd::FromRawFd;
-    // SAFETY: fd is 1 or 2, open for the life of the process; the File is never dropped
-    // (ManuallyDrop at the caller), so it does not close them.
+    // SAFETY: the caller upholds this function's contract.
     unsafe { std::fs::File::from_raw_fd(fd) }
 }
 
@@ -533,12 +539,11 @@ impl Pump {
         let mut b = [0u8; 64];
         let mut ret = None;
         loop {
-            // SAFETY: reading into a local buffer from our own non-blocking pipe.
-            let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) };
-            if n <= 0 {
-                break;
-            }
-            for &s in &b[..n as usize] {
+            let n = match nix::unistd::read(fd, &mut b) {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            for &s in &b[..n] {
                 match i32::from(s) {
                     libc::SIGWINCH => self.pending_resize = true,
                     other => ret = Some(128 + other as u8),

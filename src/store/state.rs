@@ -63,11 +63,10 @@ impl Db {
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         // Restrictive umask for the db and its -wal/-shm files: they hold every user's sessions.
-        // SAFETY: umask only changes this process's file-creation mask; it cannot fail.
-        let old = unsafe { libc::umask(0o077) };
+        use nix::sys::stat::{umask, Mode};
+        let old = umask(Mode::from_bits_truncate(0o077));
         let conn = Connection::open(path);
-        // SAFETY: as above, restores the previous mask.
-        unsafe { libc::umask(old) };
+        umask(old);
         let conn = conn.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         conn.busy_timeout(Duration::from_secs(5)).map_err(to_err)?;

@@ -3,6 +3,7 @@
 //! objects carry `podspawn-user=<test user>` labels so a failed run can be cleaned with
 //! `docker rm -f $(docker ps -aq --filter label=podspawn-user)` for names starting `pst`.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -3,6 +3,7 @@
 //! podspawn users' sibling containers and networks on the host engine — when dropped, even
 //! when the test fails. Needs `mod common` and `mod packages` in the test crate.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use crate::common;
 use crate::packages::{check, out, stdout};

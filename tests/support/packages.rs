@@ -3,6 +3,7 @@
 //! debootstrap from the mirror apt uses (cached as a tarball under target/package-tests/
 //! between runs).
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::io::Read;
 use std::os::unix::io::AsRawFd;

@@ -1,6 +1,7 @@
 //! Shared pieces of the helper's integration tests: scratch directories, tool checks, the
 //! OpenSSH sftp client driven in batch mode against a server command (`sftp -D`, no sshd).
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::fs;
 use std::io::Write;
