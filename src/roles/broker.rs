@@ -168,8 +168,18 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
+                    // The caller and its connection slot are settled here, in arrival order,
+                    // before any task runs: a client's n-th connection is the one refused.
+                    let uid = match stream.peer_cred() {
+                        Ok(c) => c.uid(),
+                        Err(e) => {
+                            tracing::warn!("peer credentials: {e}");
+                            continue;
+                        }
+                    };
+                    let slot = broker.conns.try_acquire(uid);
                     let b = broker.clone();
-                    tokio::spawn(async move { b.handle(stream).await });
+                    tokio::spawn(async move { b.handle(stream, uid, slot).await });
                 }
                 Err(e) => {
                     tracing::warn!("accept: {e}");
@@ -413,20 +423,13 @@ impl Broker {
         Ok(())
     }
 
-    async fn handle(self: Arc<Self>, stream: UnixStream) {
-        let uid = match stream.peer_cred() {
-            Ok(c) => c.uid(),
-            Err(e) => {
-                tracing::warn!("peer credentials: {e}");
-                return;
-            }
-        };
+    async fn handle(self: Arc<Self>, stream: UnixStream, uid: u32, slot: Option<ConnSlot>) {
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
         };
         let limit = self.cfg().broker.max_connections_per_user;
-        let Some(_slot) = self.conns.try_acquire(uid) else {
+        let Some(_slot) = slot else {
             tracing::warn!(
                 uid,
                 limit,
