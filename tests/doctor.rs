@@ -443,13 +443,13 @@ fn docker_check() {
     let t = TempDir::new("docker");
     let missing = t.path("docker.sock");
     assert_status(
-        &doctor::check_docker(&missing, &doctor::http_get_unix(&missing, "/_ping")),
+        &doctor::check_docker(&missing, &podspawn::engine::http::get(&missing, "/_ping")),
         Status::Fail,
     );
-    let real = doctor::docker_socket();
+    let real = podspawn::engine::http::engine_socket();
     if real.exists() {
         assert_status(
-            &doctor::check_docker(&real, &doctor::http_get_unix(&real, "/_ping")),
+            &doctor::check_docker(&real, &podspawn::engine::http::get(&real, "/_ping")),
             Status::Pass,
         );
     }
@@ -476,7 +476,7 @@ fn docker_over_a_fake_engine() {
         &sock,
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nOK\r\n0\r\n\r\n",
     );
-    let r = doctor::http_get_unix(&sock, "/_ping");
+    let r = podspawn::engine::http::get(&sock, "/_ping");
     let req = h.join().unwrap();
     assert!(req.starts_with("GET /_ping HTTP/1.0\r\n"), "{req}");
     assert_status(&doctor::check_docker(&sock, &r), Status::Pass);
@@ -485,7 +485,7 @@ fn docker_over_a_fake_engine() {
         &sock,
         b"HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\n{}",
     );
-    let r = doctor::http_get_unix(&sock, "/images/ubuntu:24.04/json");
+    let r = podspawn::engine::http::get(&sock, "/images/ubuntu:24.04/json");
     h.join().unwrap();
     let c = doctor::check_default_image("ubuntu:24.04", &r);
     assert_status(&c, Status::Warn);

@@ -67,7 +67,7 @@ fn one_line(o: &std::process::Output) -> String {
 
 #[test]
 fn engine_down_one_line_doctor_fix_and_recovery_without_restart() {
-    let real = podspawn::commands::doctor::docker_socket();
+    let real = podspawn::engine::http::engine_socket();
     assert!(
         real.exists(),
         "this test needs a running Docker engine at {} (systemctl start docker)",
@@ -156,7 +156,7 @@ fn missing_default_image_one_line_and_doctor_fix() {
 
     let real = format!(
         "unix://{}",
-        podspawn::commands::doctor::docker_socket().display()
+        podspawn::engine::http::engine_socket().display()
     );
     let c = doctor_check(&env, &real, podspawn::commands::doctor::IMAGE_CHECK);
     assert_eq!(c["status"], "warn", "{c}");

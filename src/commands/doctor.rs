@@ -5,11 +5,12 @@
 //! tested with constructed inputs; [`gather`] collects the real inputs.
 use crate::core::config::Config;
 use crate::core::sshd_config::{self, ShadowReport};
+use crate::engine;
 use crate::host::accounts;
 use crate::host::fs_policy::{self, ChainProblem, PathEntry};
 use crate::host::sshd;
 use serde::Serialize;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -340,92 +341,6 @@ pub fn check_sshd_reloaded(
 
 // ---------------------------------------------------------------------------------------------
 // Docker.
-
-/// The Docker engine's unix socket (DOCKER_HOST=unix://… or /var/run/docker.sock).
-pub fn docker_socket() -> PathBuf {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
-}
-
-/// Parses an HTTP/1.x response: (status, body), decoding a chunked body.
-pub fn parse_http_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("incomplete HTTP response")?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.split_whitespace();
-    let proto = parts.next().unwrap_or("");
-    if !proto.starts_with("HTTP/") {
-        return Err(format!("not an HTTP response: {status_line:?}"));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad HTTP status line {status_line:?}"))?;
-    let mut chunked = false;
-    let mut length = None;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                length = v.parse::<usize>().ok();
-            }
-        }
-    }
-    if chunked {
-        let mut out = Vec::new();
-        let mut rest = body;
-        loop {
-            let nl = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or("truncated chunked body")?;
-            let size_text = String::from_utf8_lossy(&rest[..nl]);
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-            rest = &rest[nl + 2..];
-            if size == 0 {
-                return Ok((status, out));
-            }
-            if rest.len() < size {
-                return Err("truncated chunk".into());
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = rest.get(size + 2..).unwrap_or(&[]);
-        }
-    }
-    match length {
-        Some(n) if body.len() >= n => Ok((status, body[..n].to_vec())),
-        Some(_) => Err("truncated HTTP body".into()),
-        None => Ok((status, body.to_vec())),
-    }
-}
-
-/// GET `path` from the Docker engine over its unix socket (HTTP/1.0, std only).
-pub fn http_get_unix(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), String> {
-    let mut s = std::os::unix::net::UnixStream::connect(socket)
-        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
-    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = s.set_write_timeout(Some(IO_TIMEOUT));
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: podspawn-doctor\r\n\r\n"
-    )
-    .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let mut buf = Vec::new();
-    s.take(64 * 1024 * 1024)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    parse_http_response(&buf)
-}
 
 /// `GET /_ping` answered `OK`.
 pub fn check_docker(socket: &Path, ping: &Result<(u16, Vec<u8>), String>) -> Check {
@@ -1585,13 +1500,13 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
     ));
 
     // Docker.
-    let sock = docker_socket();
-    let ping = http_get_unix(&sock, "/_ping");
+    let sock = engine::http::engine_socket();
+    let ping = engine::http::get(&sock, "/_ping");
     checks.push(check_docker(&sock, &ping));
     let docker_ok = matches!(ping, Ok((200, _)));
     let image = &cfg.defaults.image;
     let img = if docker_ok {
-        http_get_unix(&sock, &format!("/images/{}/json", url_path(image)))
+        engine::http::get(&sock, &format!("/images/{}/json", url_path(image)))
     } else {
         Err("Docker is unreachable".into())
     };
@@ -1604,7 +1519,7 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     checks.push(check_runc(&runc));
     let containers = if docker_ok {
-        http_get_unix(
+        engine::http::get(
             &sock,
             "/containers/json?all=1&filters=%7B%22label%22%3A%5B%22managed-by%3Dpodspawn%22%5D%7D",
         )
@@ -1622,7 +1537,7 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
 
     // Disk space.
     let docker_root = if docker_ok {
-        http_get_unix(&sock, "/info").ok().and_then(|(_, b)| {
+        engine::http::get(&sock, "/info").ok().and_then(|(_, b)| {
             serde_json::from_slice::<serde_json::Value>(&b)
                 .ok()?
                 .get("DockerRootDir")?
@@ -1690,14 +1605,23 @@ mod tests {
     #[test]
     fn http_parsing() {
         let r = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOKgarbage";
-        assert_eq!(parse_http_response(r).unwrap(), (200, b"OK".to_vec()));
+        assert_eq!(
+            engine::http::parse_response(r).unwrap(),
+            (200, b"OK".to_vec())
+        );
         let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_http_response(r).unwrap(), (200, b"abcde".to_vec()));
+        assert_eq!(
+            engine::http::parse_response(r).unwrap(),
+            (200, b"abcde".to_vec())
+        );
         let r = b"HTTP/1.0 404 Not Found\r\n\r\n{\"message\":\"no\"}";
-        assert_eq!(parse_http_response(r).unwrap().0, 404);
-        assert!(parse_http_response(b"HTTP/1.0 200 OK\r\n").is_err());
-        assert!(parse_http_response(b"SSH-2.0-x\r\n\r\n").is_err());
-        assert!(parse_http_response(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nab").is_err());
+        assert_eq!(engine::http::parse_response(r).unwrap().0, 404);
+        assert!(engine::http::parse_response(b"HTTP/1.0 200 OK\r\n").is_err());
+        assert!(engine::http::parse_response(b"SSH-2.0-x\r\n\r\n").is_err());
+        assert!(
+            engine::http::parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nab")
+                .is_err()
+        );
         assert_eq!(url_path("ubuntu:24.04"), "ubuntu:24.04");
         assert_eq!(url_path("a b?"), "a%20b%3F");
     }

@@ -1,6 +1,7 @@
 //! `podspawn verify-image IMAGE`: checks what a container needs for full SSH feature support, in a
 //! short-lived container of that image (labelled, removed afterwards).
 
+use crate::engine::ContainerRuntime;
 use crate::engine::Docker;
 use std::process::ExitCode;
 

@@ -7,7 +7,7 @@
 use crate::core::config::{Config, UserOverrides};
 use crate::core::protocol::{self, OpenRequest, Request, Response, SessionInfo};
 use crate::core::session::{self, CloseDecision, ContainerState, EndReason, OpenDecision, Route};
-use crate::engine::{self, ExecSpec};
+use crate::engine::{self, ContainerRuntime, Docker, ExecSpec};
 use crate::host::accounts::{self, Account};
 use crate::roles::lifecycle::Lifecycle;
 use crate::store::audit::Event;
@@ -31,8 +31,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 type Key = (String, String);
 type Notifiers = HashMap<Key, Vec<(u64, tokio::sync::mpsc::UnboundedSender<String>)>>;
 
-pub struct Broker {
-    lc: Lifecycle,
+/// `R`: the container engine (Docker in production, [`engine::fake::Fake`] in tests).
+pub struct Broker<R: ContainerRuntime = Docker> {
+    lc: Lifecycle<R>,
     leases: Mutex<HashMap<Key, u32>>,
     /// Execs that a connection holds (an exec is leased at most once: a Resume cannot double it).
     live_execs: Mutex<HashSet<String>>,
@@ -373,7 +374,7 @@ fn err(message: impl Into<String>) -> Response {
     }
 }
 
-impl Broker {
+impl<R: ContainerRuntime> Broker<R> {
     fn cfg(&self) -> &Config {
         &self.lc.cfg
     }
@@ -790,14 +791,12 @@ impl Broker {
                     Some(r) if state == ContainerState::Missing => {
                         // Its container is gone: forget the row.
                         self.lc.db().delete(user, project)?;
-                        let _ = self
-                            .lc
-                            .docker
-                            .remove_owned_network(
-                                &engine::network_name(&r.container_name),
-                                &self.lc.owner(user, project),
-                            )
-                            .await;
+                        let _ = engine::remove_owned_network(
+                            &self.lc.docker,
+                            &engine::network_name(&r.container_name),
+                            &self.lc.owner(user, project),
+                        )
+                        .await;
                     }
                     Some(r) => {
                         let reason = session::expiry_reason(r, t).unwrap_or(EndReason::Orphan);
@@ -906,10 +905,10 @@ impl Broker {
                         "the container {container} (image {image}) stopped while setting up {}: {}; \
                          check the image with: podspawn verify-image {image}",
                         account.name,
-                        if logs.is_empty() { e } else { logs.replace('\n', " ") }
+                        if logs.is_empty() { e.to_string() } else { logs.replace('\n', " ") }
                     ));
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         let d = &self.lc.docker;

@@ -6,7 +6,7 @@
 use crate::core::config::{Config, NetworkMode, SessionMode, UserOverrides};
 use crate::core::metrics::Snapshot;
 use crate::core::session::{self, CleanupAction, ContainerState, EndReason};
-use crate::engine::{self, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
+use crate::engine::{self, ContainerRuntime, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
 use crate::host::accounts::Account;
 use crate::store::audit::{Audit, Event};
 use crate::store::locks::UserLock;
@@ -44,30 +44,34 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-pub struct Lifecycle {
+/// `R`: the container engine (Docker in production, [`engine::fake::Fake`] in tests).
+pub struct Lifecycle<R: ContainerRuntime = Docker> {
     pub cfg: Config,
-    pub docker: Docker,
+    pub docker: R,
     db: Mutex<Db>,
     audit: Option<Audit>,
     pub instance: String,
     user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl Lifecycle {
+impl Lifecycle<Docker> {
     /// Opens state and audit log; fails when the Docker engine cannot be reached.
     pub async fn open(cfg: Config) -> Result<Lifecycle, String> {
         let docker = Docker::connect().await?;
-        Self::with_docker(cfg, docker)
+        Self::with_runtime(cfg, docker)
     }
 
     /// Like [`Lifecycle::open`], but connects to the engine on first use: the broker starts and
     /// serves while the engine is down (users get [`runtime::ENGINE_DOWN`]) and recovers without
     /// a restart when it comes back.
     pub fn open_lazy(cfg: Config) -> Result<Lifecycle, String> {
-        Self::with_docker(cfg, Docker::lazy())
+        Self::with_runtime(cfg, Docker::lazy())
     }
+}
 
-    fn with_docker(cfg: Config, docker: Docker) -> Result<Lifecycle, String> {
+impl<R: ContainerRuntime> Lifecycle<R> {
+    /// Opens state and audit log with the engine `docker`.
+    pub fn with_runtime(cfg: Config, docker: R) -> Result<Lifecycle<R>, String> {
         let db = Db::open(&cfg.state.db_path)?;
         let audit = Audit::open(&cfg)?;
         Ok(Lifecycle {
@@ -141,8 +145,7 @@ impl Lifecycle {
         if leftovers {
             // A container of ours without a state row (a crash between create and insert).
             self.docker.remove(&name).await?;
-            self.docker
-                .remove_owned_network(&engine::network_name(&name), &owner)
+            engine::remove_owned_network(&self.docker, &engine::network_name(&name), &owner)
                 .await?;
         }
         Ok(name)
@@ -172,16 +175,8 @@ impl Lifecycle {
         if self.cfg.security.network == NetworkMode::Isolated {
             let net = engine::network_name(&spec.name);
             let t0 = std::time::Instant::now();
-            let made = self.docker.ensure_network(&net, &labels).await.map_err(|e| {
-                if e.contains("address pool") {
-                    format!(
-                        "{e}; Docker has no address space left for another network: raise \
-                         default-address-pools in /etc/docker/daemon.json or set security.network: shared"
-                    )
-                } else {
-                    e
-                }
-            });
+            // An exhausted address pool names its fix in its message (engine::Error).
+            let made = self.docker.ensure_network(&net, &labels).await;
             tracing::debug!(
                 podspawn_user = user,
                 ms = t0.elapsed().as_millis() as u64,
@@ -201,9 +196,9 @@ impl Lifecycle {
             Ok(id) => id,
             Err(e) => {
                 if let Some(n) = &spec.network {
-                    let _ = self.docker.remove_owned_network(n, &labels).await;
+                    let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         tracing::debug!(
@@ -221,7 +216,7 @@ impl Lifecycle {
         {
             let _ = self.docker.remove(&id).await;
             if let Some(n) = &spec.network {
-                let _ = self.docker.remove_owned_network(n, &labels).await;
+                let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
             }
             return Err(format!(
                 "the container for {user} (image {}) did not start: {e}; check the image with: \
@@ -252,7 +247,7 @@ impl Lifecycle {
         if let Some(e) = fail {
             let _ = self.docker.remove(&id).await;
             if let Some(n) = &spec.network {
-                let _ = self.docker.remove_owned_network(n, &labels).await;
+                let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
             }
             return Err(e);
         }
@@ -295,12 +290,12 @@ impl Lifecycle {
     /// The caller holds the user's lock.
     pub async fn destroy(&self, row: &SessionRow, reason: EndReason) -> Result<(), String> {
         self.docker.remove(&row.container_id).await?;
-        self.docker
-            .remove_owned_network(
-                &engine::network_name(&row.container_name),
-                &self.owner(&row.user, &row.project),
-            )
-            .await?;
+        engine::remove_owned_network(
+            &self.docker,
+            &engine::network_name(&row.container_name),
+            &self.owner(&row.user, &row.project),
+        )
+        .await?;
         self.db().delete(&row.user, &row.project)?;
         let _ = self.db().bump(&format!("removals.{}", reason.as_str()));
         tracing::info!(podspawn_user = %row.user, podspawn_project = %row.project,
@@ -341,7 +336,7 @@ impl Lifecycle {
         let rows = match self.db().list(None) {
             Ok(r) => r,
             Err(e) => {
-                report.errors.push(e);
+                report.errors.push(e.to_string());
                 return;
             }
         };
@@ -352,7 +347,7 @@ impl Lifecycle {
             let guard = match self.lock_user(&r.user).await {
                 Ok(g) => g,
                 Err(e) => {
-                    report.errors.push(e);
+                    report.errors.push(e.to_string());
                     continue;
                 }
             };
@@ -364,7 +359,7 @@ impl Lifecycle {
             let state = match self.container_state(&cur).await {
                 Ok(s) => s,
                 Err(e) => {
-                    report.errors.push(e);
+                    report.errors.push(e.to_string());
                     continue;
                 }
             };
@@ -374,7 +369,7 @@ impl Lifecycle {
                 CleanupAction::Keep => {}
                 CleanupAction::Destroy(reason) => match self.destroy(&cur, reason).await {
                     Ok(()) => report.removed.push((cur.container_name.clone(), reason)),
-                    Err(e) => report.errors.push(e),
+                    Err(e) => report.errors.push(e.to_string()),
                 },
                 CleanupAction::Restart => match self.docker.start(&cur.container_id).await {
                     Ok(()) => {
@@ -382,16 +377,15 @@ impl Lifecycle {
                             "restarted a container stopped by a Docker or host restart");
                         report.restarted.push(cur.container_name.clone());
                     }
-                    Err(e) => report.errors.push(e),
+                    Err(e) => report.errors.push(e.to_string()),
                 },
                 CleanupAction::ForgetRow => {
-                    let _ = self
-                        .docker
-                        .remove_owned_network(
-                            &engine::network_name(&cur.container_name),
-                            &self.owner(&cur.user, &cur.project),
-                        )
-                        .await;
+                    let _ = engine::remove_owned_network(
+                        &self.docker,
+                        &engine::network_name(&cur.container_name),
+                        &self.owner(&cur.user, &cur.project),
+                    )
+                    .await;
                     if self.db().delete(&cur.user, &cur.project).is_ok() {
                         let _ = self.db().bump("removals.orphan");
                         tracing::info!(podspawn_user = %cur.user, podspawn_container = %cur.container_name,
@@ -417,7 +411,7 @@ impl Lifecycle {
         let containers = match self.docker.list_managed().await {
             Ok(c) => c,
             Err(e) => {
-                report.errors.push(e);
+                report.errors.push(e.to_string());
                 return;
             }
         };
@@ -440,14 +434,14 @@ impl Lifecycle {
             let guard = match self.lock_user(user).await {
                 Ok(g) => g,
                 Err(e) => {
-                    report.errors.push(e);
+                    report.errors.push(e.to_string());
                     continue;
                 }
             };
             let tracked = match self.db().list(Some(user)) {
                 Ok(rows) => rows.iter().any(|r| r.container_id == c.id),
                 Err(e) => {
-                    report.errors.push(e);
+                    report.errors.push(e.to_string());
                     continue;
                 }
             };
@@ -459,10 +453,12 @@ impl Lifecycle {
                 };
                 match self.docker.remove(&c.id).await {
                     Ok(()) => {
-                        let _ = self
-                            .docker
-                            .remove_owned_network(&engine::network_name(&c.name), &c.labels)
-                            .await;
+                        let _ = engine::remove_owned_network(
+                            &self.docker,
+                            &engine::network_name(&c.name),
+                            &c.labels,
+                        )
+                        .await;
                         let _ = self.db().bump(&format!("removals.{}", reason.as_str()));
                         tracing::info!(podspawn_user = %user, podspawn_container = %c.name,
                             reason = reason.as_str(), "container removed");
@@ -478,7 +474,7 @@ impl Lifecycle {
                         });
                         report.removed.push((c.name.clone(), reason));
                     }
-                    Err(e) => report.errors.push(e),
+                    Err(e) => report.errors.push(e.to_string()),
                 }
             }
             drop(guard);
@@ -486,7 +482,7 @@ impl Lifecycle {
         let networks = match self.docker.list_managed_networks(&self.instance).await {
             Ok(n) => n,
             Err(e) => {
-                report.errors.push(e);
+                report.errors.push(e.to_string());
                 return;
             }
         };
@@ -514,7 +510,7 @@ impl Lifecycle {
             if !in_use {
                 match self.docker.remove_network(&name).await {
                     Ok(()) => report.removed_networks.push(name),
-                    Err(e) => report.errors.push(e),
+                    Err(e) => report.errors.push(e.to_string()),
                 }
             }
             drop(guard);
