@@ -1,1 +1,415 @@
 //! An in-memory engine for tests of the broker's and lifecycle's decisions (no Docker, no root).
+//!
+//! It keeps containers, networks, images and execs in maps, records every call, and has knobs
+//! for the failures the code must handle: the engine down, an image that cannot be pulled, an
+//! exhausted address pool, a start command that fails.
+use super::*;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: Labels,
+    pub running: bool,
+    pub network: Option<String>,
+    pub binds: Vec<(std::path::PathBuf, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeExec {
+    pub container: String,
+    pub user: String,
+    pub tag: Option<String>,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub signals: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    containers: Vec<FakeContainer>,
+    networks: HashMap<String, (String, Labels)>,
+    images: HashSet<String>,
+    execs: HashMap<String, FakeExec>,
+    calls: Vec<String>,
+    /// The far ends of exec streams, so a test can play the process.
+    streams: HashMap<String, UnixStream>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct Fake {
+    state: Mutex<State>,
+    next: AtomicU64,
+    /// Every call fails with [`Error::EngineDown`].
+    pub down: AtomicBool,
+    /// `create_and_start` leaves containers whose start command fails.
+    pub broken_start: AtomicBool,
+    /// `ensure_network` finds no address space.
+    pub pool_exhausted: AtomicBool,
+}
+
+impl Fake {
+    /// An engine with these images on the host.
+    pub fn with_images(images: &[&str]) -> Fake {
+        let f = Fake::default();
+        f.st().images = images.iter().map(|s| s.to_string()).collect();
+        f
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn id(&self, prefix: &str) -> String {
+        let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        // Exec IDs look like the engine's (64 hex digits); containers likewise.
+        format!("{prefix}{n:0>63x}")
+            .chars()
+            .rev()
+            .take(64)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect()
+    }
+
+    fn call(&self, what: String) -> Result<()> {
+        self.st().calls.push(what);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::EngineDown {
+                detail: "fake engine down".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The calls made so far (`create podspawn-alice`, `remove <id>`, ...).
+    pub fn calls(&self) -> Vec<String> {
+        self.st().calls.clone()
+    }
+
+    pub fn containers(&self) -> Vec<FakeContainer> {
+        self.st().containers.clone()
+    }
+
+    pub fn container(&self, id_or_name: &str) -> Option<FakeContainer> {
+        self.st()
+            .containers
+            .iter()
+            .find(|c| c.id == id_or_name || c.name == id_or_name)
+            .cloned()
+    }
+
+    pub fn networks(&self) -> Vec<(String, Labels)> {
+        self.st()
+            .networks
+            .iter()
+            .map(|(n, (_, l))| (n.clone(), l.clone()))
+            .collect()
+    }
+
+    pub fn exec(&self, id: &str) -> Option<FakeExec> {
+        self.st().execs.get(id).cloned()
+    }
+
+    /// Adds a container as if someone else had made it (another user, installation, or tool).
+    pub fn add_container(&self, name: &str, labels: Labels, running: bool) -> String {
+        let id = self.id("c");
+        self.st().containers.push(FakeContainer {
+            id: id.clone(),
+            name: name.to_string(),
+            image: "other:1".into(),
+            labels,
+            running,
+            network: None,
+            binds: Vec::new(),
+        });
+        id
+    }
+
+    /// Adds a network as if someone else had made it.
+    pub fn add_network(&self, name: &str, labels: Labels) {
+        let id = self.id("n");
+        self.st().networks.insert(name.to_string(), (id, labels));
+    }
+
+    /// Stops a container (as a Docker or host restart would).
+    pub fn stop(&self, id: &str) {
+        if let Some(c) = self.st().containers.iter_mut().find(|c| c.id == id) {
+            c.running = false;
+        }
+    }
+
+    /// Ends an exec's process with `code`.
+    pub fn finish_exec(&self, id: &str, code: i64) {
+        if let Some(e) = self.st().execs.get_mut(id) {
+            e.running = false;
+            e.exit_code = Some(code);
+        }
+    }
+
+    fn find_mut<'a>(st: &'a mut State, id_or_name: &str) -> Option<&'a mut FakeContainer> {
+        st.containers
+            .iter_mut()
+            .find(|c| c.id == id_or_name || c.name == id_or_name)
+    }
+}
+
+impl ContainerRuntime for Fake {
+    async fn container_state(&self, id: &str) -> Result<(ContainerState, Option<String>)> {
+        self.call(format!("inspect {id}"))?;
+        Ok(match self.container(id) {
+            Some(c) if c.running => (ContainerState::Running, Some(c.id)),
+            Some(c) => (ContainerState::Stopped, Some(c.id)),
+            None => (ContainerState::Missing, None),
+        })
+    }
+
+    async fn container_labels(&self, name: &str) -> Result<Option<Labels>> {
+        self.call(format!("labels {name}"))?;
+        Ok(self.container(name).map(|c| c.labels))
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        self.call(format!("image {image}"))?;
+        if self.st().images.contains(image) {
+            Ok(())
+        } else {
+            Err(Error::ImageMissing {
+                image: image.to_string(),
+                detail: "not in the fake engine".into(),
+            })
+        }
+    }
+
+    async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String> {
+        self.call(format!("create {}", spec.name))?;
+        if self.container(&spec.name).is_some() {
+            return Err(Error::Conflict {
+                what: format!("create container {}", spec.name),
+                message: format!("the name {} is in use", spec.name),
+            });
+        }
+        if !self.st().images.contains(&spec.image) {
+            return Err(Error::NotFound {
+                what: format!("image {}", spec.image),
+            });
+        }
+        let id = self.id("c");
+        let running = !self.broken_start.load(Ordering::SeqCst);
+        self.st().containers.push(FakeContainer {
+            id: id.clone(),
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            labels: spec.labels.clone(),
+            running,
+            network: spec.network.clone(),
+            binds: spec.binds.clone(),
+        });
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.call(format!("start {id}"))?;
+        let mut st = self.st();
+        match Fake::find_mut(&mut st, id) {
+            Some(c) => {
+                c.running = true;
+                Ok(())
+            }
+            None => Err(Error::NotFound {
+                what: format!("start container {id}"),
+            }),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        self.call(format!("remove {id}"))?;
+        let mut st = self.st();
+        st.containers.retain(|c| c.id != id && c.name != id);
+        Ok(())
+    }
+
+    async fn ensure_network(&self, name: &str, labels: &Labels) -> Result<String> {
+        self.call(format!("network {name}"))?;
+        let mut st = self.st();
+        if let Some((id, l)) = st.networks.get(name) {
+            if same_owner(l, labels) {
+                return Ok(id.clone());
+            }
+            return Err(Error::Conflict {
+                what: format!("network {name}"),
+                message: format!("a network named {name} belongs to another owner"),
+            });
+        }
+        if self.pool_exhausted.load(Ordering::SeqCst) {
+            return Err(Error::AddressPoolExhausted {
+                message: format!(
+                    "docker: create network {name}: could not find an available, \
+                     non-overlapping IPv4 address pool"
+                ),
+            });
+        }
+        let id = self.id("n");
+        st.networks
+            .insert(name.to_string(), (id.clone(), labels.clone()));
+        Ok(id)
+    }
+
+    async fn network_labels(&self, name: &str) -> Result<Option<Labels>> {
+        self.call(format!("network-labels {name}"))?;
+        Ok(self.st().networks.get(name).map(|(_, l)| l.clone()))
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.call(format!("remove-network {name}"))?;
+        self.st().networks.remove(name);
+        Ok(())
+    }
+
+    async fn list_managed_networks(&self, instance: &str) -> Result<Vec<(String, Labels, usize)>> {
+        self.call("list-networks".into())?;
+        let st = self.st();
+        Ok(st
+            .networks
+            .iter()
+            .filter(|(_, (_, l))| l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance))
+            .map(|(n, (_, l))| {
+                let attached = st
+                    .containers
+                    .iter()
+                    .filter(|c| c.network.as_deref() == Some(n.as_str()))
+                    .count();
+                (n.clone(), l.clone(), attached)
+            })
+            .collect())
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ManagedContainer>> {
+        self.call("list".into())?;
+        Ok(self
+            .st()
+            .containers
+            .iter()
+            .filter(|c| c.labels.get(LABEL_MANAGED).map(String::as_str) == Some("podspawn"))
+            .map(|c| ManagedContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                running: c.running,
+                labels: c.labels.clone(),
+            })
+            .collect())
+    }
+
+    async fn signal_session(
+        &self,
+        container: &str,
+        user: &str,
+        tag: &str,
+        signal: &str,
+    ) -> Result<()> {
+        self.call(format!("signal {tag} {signal} as {user} in {container}"))?;
+        for e in self.st().execs.values_mut() {
+            if e.container == container && e.tag.as_deref() == Some(tag) && e.running {
+                e.signals.push(signal.to_string());
+                e.running = false;
+                e.exit_code = Some(if signal == "KILL" { 137 } else { 129 });
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&self, id: &str, _timeout: Duration) -> Result<()> {
+        self.call(format!("wait-ready {id}"))?;
+        match self.container(id) {
+            Some(c) if c.running => Ok(()),
+            _ => Err(Error::StartFailed {
+                output: "sh: 1: set: Illegal option".into(),
+            }),
+        }
+    }
+
+    async fn logs_tail(&self, id: &str) -> String {
+        let _ = self.call(format!("logs {id}"));
+        String::new()
+    }
+
+    async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String> {
+        self.call(format!("exec {container}"))?;
+        match self.container(container) {
+            Some(c) if c.running => {}
+            Some(_) => {
+                return Err(Error::Conflict {
+                    what: "create exec".into(),
+                    message: format!("docker: create exec: container {container} is not running"),
+                })
+            }
+            None => {
+                return Err(Error::NotFound {
+                    what: format!("container {container}"),
+                })
+            }
+        }
+        let id = self.id("e");
+        self.st().execs.insert(
+            id.clone(),
+            FakeExec {
+                container: container.to_string(),
+                user: spec.user.clone(),
+                tag: session_tag_of(&spec.argv),
+                running: false,
+                exit_code: None,
+                signals: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn start_exec_stream(&self, exec_id: &str, _tty: bool) -> io::Result<UnixStream> {
+        let mut st = self.st();
+        st.calls.push(format!("start-exec {exec_id}"));
+        if self.down.load(Ordering::SeqCst) {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, ENGINE_DOWN));
+        }
+        let Some(e) = st.execs.get_mut(exec_id) else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such exec"));
+        };
+        e.running = true;
+        let (ours, theirs) = UnixStream::pair()?;
+        st.streams.insert(exec_id.to_string(), theirs);
+        Ok(ours)
+    }
+
+    async fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()> {
+        self.call(format!("resize {exec_id} {rows}x{cols}"))
+    }
+
+    async fn inspect_exec(&self, exec_id: &str) -> Result<ExecStatus> {
+        self.call(format!("inspect-exec {exec_id}"))?;
+        let st = self.st();
+        let Some(e) = st.execs.get(exec_id) else {
+            return Err(Error::NotFound {
+                what: format!("exec {exec_id}"),
+            });
+        };
+        let container_id = st
+            .containers
+            .iter()
+            .find(|c| c.id == e.container || c.name == e.container)
+            .map(|c| c.id.clone())
+            .or_else(|| Some(e.container.clone()));
+        Ok(ExecStatus {
+            running: e.running,
+            exit_code: e.exit_code,
+            pid: Some(42),
+            container_id,
+            user: Some(e.user.clone()),
+            session_tag: e.tag.clone(),
+        })
+    }
+}

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 mod docker;
+#[cfg(test)]
 pub mod fake;
 pub mod http;
 mod spec;

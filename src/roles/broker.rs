@@ -140,15 +140,7 @@ async fn serve(cfg: Config, listen: Option<PathBuf>) -> Result<(), String> {
         })?,
     };
     let lc = Lifecycle::open_lazy(cfg)?;
-    let broker = Arc::new(Broker {
-        conns: Arc::new(ConnLimiter::new(cfg_limit(&lc.cfg))),
-        lc,
-        leases: Mutex::new(HashMap::new()),
-        live_execs: Mutex::new(HashSet::new()),
-        notifiers: Mutex::new(HashMap::new()),
-        next_notifier: std::sync::atomic::AtomicU64::new(1),
-        warned: Mutex::new(HashSet::new()),
-    });
+    let broker = Arc::new(Broker::new(lc));
     broker.open_resume_window()?;
     crate::host::systemd::notify_ready("serving");
     tracing::info!("broker ready");
@@ -375,6 +367,18 @@ fn err(message: impl Into<String>) -> Response {
 }
 
 impl<R: ContainerRuntime> Broker<R> {
+    pub fn new(lc: Lifecycle<R>) -> Broker<R> {
+        Broker {
+            conns: Arc::new(ConnLimiter::new(cfg_limit(&lc.cfg))),
+            lc,
+            leases: Mutex::new(HashMap::new()),
+            live_execs: Mutex::new(HashSet::new()),
+            notifiers: Mutex::new(HashMap::new()),
+            next_notifier: std::sync::atomic::AtomicU64::new(1),
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
     fn cfg(&self) -> &Config {
         &self.lc.cfg
     }

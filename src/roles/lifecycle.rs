@@ -573,3 +573,329 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         Ok(s)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::engine::fake::Fake;
+    use crate::engine::{same_owner, Labels};
+    use crate::test_support::TempDir;
+
+    pub(crate) const IMAGE: &str = "img:1";
+
+    /// A configuration whose every path is under `dir`; `alice` and `bob` are registered.
+    pub(crate) fn config(dir: &TempDir, mode: SessionMode) -> Config {
+        let mut cfg = Config::default();
+        let p = |s: &str| dir.path().join(s);
+        cfg.auth.key_dir = p("keys");
+        cfg.users_dir = p("users");
+        cfg.state.db_path = p("state/state.db");
+        cfg.state.lock_dir = p("state/locks");
+        cfg.state.homes_dir = p("state/homes");
+        cfg.defaults.image = IMAGE.into();
+        cfg.session.mode = mode;
+        cfg.log.audit_log = None;
+        for u in ["alice", "bob", "alice-dev"] {
+            dir.write(&format!("keys/{u}"), "ssh-ed25519 AAAA x\n");
+        }
+        cfg
+    }
+
+    pub(crate) fn account(name: &str, uid: u32) -> Account {
+        Account {
+            name: name.into(),
+            uid,
+            gid: uid,
+            home: format!("/home/{name}").into(),
+            shell: "/bin/sh".into(),
+        }
+    }
+
+    pub(crate) fn lifecycle(dir: &TempDir, mode: SessionMode) -> Lifecycle<Fake> {
+        Lifecycle::with_runtime(config(dir, mode), Fake::with_images(&[IMAGE])).unwrap()
+    }
+
+    pub(crate) fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn create_labels_names_networks_and_records_the_session() {
+        let dir = TempDir::new("lc-create");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let name = rt.block_on(lc.allocate_name("alice", "")).unwrap();
+        assert_eq!(name, "podspawn-alice");
+        let row = rt
+            .block_on(lc.create(&account("alice", 2001), "", &name, 100))
+            .unwrap();
+        let c = lc.docker.container(&row.container_id).unwrap();
+        assert_eq!(c.name, "podspawn-alice");
+        assert!(same_owner(&c.labels, &lc.owner("alice", "")));
+        assert_eq!(c.network.as_deref(), Some("podspawn-alice-net"));
+        assert_eq!(lc.db().get("alice", "").unwrap().unwrap(), row);
+        assert_eq!(row.expires_at, Some(100 + 8 * 3600));
+        assert_eq!(row.status, Status::Running);
+    }
+
+    #[test]
+    fn names_held_by_another_owner_get_the_alternative_and_are_never_removed() {
+        let dir = TempDir::new("lc-names");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        // User alice-dev holds podspawn-alice-dev; alice in project dev must not take or remove it.
+        let theirs = lc
+            .docker
+            .add_container("podspawn-alice-dev", lc.owner("alice-dev", ""), true);
+        let name = rt.block_on(lc.allocate_name("alice", "dev")).unwrap();
+        assert_ne!(name, "podspawn-alice-dev");
+        assert!(name.starts_with("podspawn-alice-dev-"));
+        assert!(lc.docker.container(&theirs).is_some());
+        // Another installation's container with bob's name: same.
+        let mut other = lc.owner("bob", "");
+        other.insert(LABEL_INSTANCE.into(), "0000000000000000".into());
+        let foreign = lc.docker.add_container("podspawn-bob", other, true);
+        assert_ne!(
+            rt.block_on(lc.allocate_name("bob", "")).unwrap(),
+            "podspawn-bob"
+        );
+        assert!(lc.docker.container(&foreign).is_some());
+        // A network held by another owner also moves the name.
+        lc.docker
+            .add_network("podspawn-alice-net", lc.owner("alice-dev", ""));
+        assert_ne!(
+            rt.block_on(lc.allocate_name("alice", "")).unwrap(),
+            "podspawn-alice"
+        );
+        // Both names held: a clear error, nothing removed.
+        let [a, b] = crate::core::names::name_candidates("bob", "x", &lc.instance);
+        lc.docker.add_container(&a, Labels::new(), false);
+        lc.docker.add_container(&b, Labels::new(), false);
+        let e = rt.block_on(lc.allocate_name("bob", "x")).unwrap_err();
+        assert!(e.contains("rename or remove them"), "{e}");
+        assert_eq!(lc.docker.containers().len(), 4);
+    }
+
+    #[test]
+    fn leftovers_of_our_own_crash_are_replaced() {
+        let dir = TempDir::new("lc-leftover");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let old = lc
+            .docker
+            .add_container("podspawn-alice", lc.owner("alice", ""), true);
+        lc.docker
+            .add_network("podspawn-alice-net", lc.owner("alice", ""));
+        assert_eq!(
+            rt.block_on(lc.allocate_name("alice", "")).unwrap(),
+            "podspawn-alice"
+        );
+        assert!(lc.docker.container(&old).is_none());
+        assert!(lc.docker.networks().is_empty());
+    }
+
+    #[test]
+    fn failed_creates_leave_nothing_behind() {
+        let dir = TempDir::new("lc-fail");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let a = account("alice", 2001);
+        // A start command that fails (a broken image): one line naming verify-image.
+        lc.docker.broken_start.store(true, Ordering::SeqCst);
+        let e = rt
+            .block_on(lc.create(&a, "", "podspawn-alice", 1))
+            .unwrap_err();
+        assert!(e.contains("podspawn verify-image img:1"), "{e}");
+        lc.docker.broken_start.store(false, Ordering::SeqCst);
+        assert!(lc.docker.containers().is_empty() && lc.docker.networks().is_empty());
+        // No address space for the network: the message names the fix.
+        lc.docker.pool_exhausted.store(true, Ordering::SeqCst);
+        let e = rt
+            .block_on(lc.create(&a, "", "podspawn-alice", 1))
+            .unwrap_err();
+        assert!(e.contains("default-address-pools"), "{e}");
+        lc.docker.pool_exhausted.store(false, Ordering::SeqCst);
+        // An image that is not there.
+        let mut cfg = lc.cfg.clone();
+        cfg.defaults.image = "missing:1".into();
+        let lc2 = Lifecycle::with_runtime(cfg, Fake::with_images(&[])).unwrap();
+        let e = rt
+            .block_on(lc2.create(&a, "", "podspawn-alice", 1))
+            .unwrap_err();
+        assert!(e.contains("docker pull missing:1"), "{e}");
+        // The engine down: the one line users get.
+        lc.docker.down.store(true, Ordering::SeqCst);
+        let e = rt
+            .block_on(lc.create(&a, "", "podspawn-alice", 1))
+            .unwrap_err();
+        assert_eq!(e, engine::ENGINE_DOWN);
+        lc.docker.down.store(false, Ordering::SeqCst);
+        assert!(lc.db().list(None).unwrap().is_empty());
+        assert!(lc.docker.containers().is_empty() && lc.docker.networks().is_empty());
+    }
+
+    #[test]
+    fn named_sessions_bind_a_home_owned_by_the_user() {
+        crate::test_support::need_root("chowning the persistent home");
+        let dir = TempDir::new("lc-named");
+        let lc = lifecycle(&dir, SessionMode::Named);
+        let rt = rt();
+        let row = rt
+            .block_on(lc.create(&account("alice", 2001), "", "podspawn-alice", 1))
+            .unwrap();
+        assert_eq!(row.expires_at, None);
+        let c = lc.docker.container(&row.container_id).unwrap();
+        let home = dir.path().join("state/homes/alice");
+        assert_eq!(c.binds, vec![(home.clone(), "/home/alice".to_string())]);
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&home).unwrap().uid(), 2001);
+        assert!(lc.purge_home("alice").unwrap());
+        assert!(!home.exists());
+    }
+
+    fn make(lc: &Lifecycle<Fake>, rt: &tokio::runtime::Runtime, user: &str, t: i64) -> SessionRow {
+        let name = rt.block_on(lc.allocate_name(user, "")).unwrap();
+        rt.block_on(lc.create(&account(user, 2001), "", &name, t))
+            .unwrap()
+    }
+
+    #[test]
+    fn destroy_removes_container_network_and_row_and_counts_it() {
+        let dir = TempDir::new("lc-destroy");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let row = make(&lc, &rt, "alice", 1);
+        rt.block_on(lc.destroy(&row, EndReason::Stop)).unwrap();
+        assert!(lc.docker.containers().is_empty());
+        assert!(lc.docker.networks().is_empty());
+        assert!(lc.db().get("alice", "").unwrap().is_none());
+        assert!(lc
+            .db()
+            .counters()
+            .unwrap()
+            .contains(&("removals.stop".to_string(), 1)));
+    }
+
+    #[test]
+    fn expire_applies_every_cleanup_decision() {
+        let dir = TempDir::new("lc-expire");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let t = now();
+        let stop = AtomicBool::new(false);
+        // A grace period that ran out, one still running, one whose container vanished.
+        let gone = make(&lc, &rt, "alice", t);
+        lc.db()
+            .set_status("alice", "", Status::Grace, Some(t - 1), t)
+            .unwrap();
+        let keep = make(&lc, &rt, "bob", t);
+        let vanished = make(&lc, &rt, "alice-dev", t);
+        rt.block_on(lc.docker.remove(&vanished.container_id))
+            .unwrap();
+        let mut report = Report::default();
+        rt.block_on(lc.expire(&|_, _| false, &stop, &mut report));
+        assert_eq!(
+            report.removed,
+            vec![(gone.container_name.clone(), EndReason::GraceExpired)]
+        );
+        assert_eq!(report.forgotten_rows, 1);
+        assert!(lc.docker.container(&keep.container_id).is_some());
+        assert!(lc.db().get("bob", "").unwrap().is_some());
+        assert!(lc.db().get("alice-dev", "").unwrap().is_none());
+        // A lease (someone reattached) keeps an expired grace period.
+        make(&lc, &rt, "alice", t);
+        lc.db()
+            .set_status("alice", "", Status::Grace, Some(t - 1), t)
+            .unwrap();
+        let mut report = Report::default();
+        rt.block_on(lc.expire(&|u, _| u == "alice", &stop, &mut report));
+        assert!(report.removed.is_empty(), "{report:?}");
+        // A user no longer registered loses the session, leased or not.
+        std::fs::remove_file(dir.path().join("keys/bob")).unwrap();
+        let mut report = Report::default();
+        rt.block_on(lc.expire(&|_, _| true, &stop, &mut report));
+        assert_eq!(
+            report.removed,
+            vec![(keep.container_name.clone(), EndReason::UserRemoved)]
+        );
+    }
+
+    #[test]
+    fn expire_restarts_stopped_named_sessions_and_removes_stopped_others() {
+        let dir = TempDir::new("lc-restart");
+        let rt = rt();
+        crate::test_support::need_root("chowning the persistent home");
+        let named = lifecycle(&dir, SessionMode::Named);
+        let row = make(&named, &rt, "alice", now());
+        named.docker.stop(&row.container_id);
+        let stop = AtomicBool::new(false);
+        let mut report = Report::default();
+        rt.block_on(named.expire(&|_, _| false, &stop, &mut report));
+        assert_eq!(report.restarted, vec![row.container_name.clone()]);
+        assert!(named.docker.container(&row.container_id).unwrap().running);
+
+        let dir2 = TempDir::new("lc-restart2");
+        let grace = lifecycle(&dir2, SessionMode::GracePeriod);
+        let row = make(&grace, &rt, "alice", now());
+        grace.docker.stop(&row.container_id);
+        let mut report = Report::default();
+        rt.block_on(grace.expire(&|_, _| false, &stop, &mut report));
+        assert_eq!(
+            report.removed,
+            vec![(row.container_name.clone(), EndReason::Orphan)]
+        );
+    }
+
+    #[test]
+    fn reconcile_removes_only_this_installations_orphans() {
+        let dir = TempDir::new("lc-reconcile");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let tracked = make(&lc, &rt, "alice", now());
+        // Ours without a row (a crash), ours of a removed user, another installation's, and a
+        // container podspawn does not manage at all.
+        let orphan = lc
+            .docker
+            .add_container("podspawn-bob", lc.owner("bob", ""), true);
+        let removed_user = lc
+            .docker
+            .add_container("podspawn-carol", lc.owner("carol", ""), true);
+        let mut other = lc.owner("bob", "");
+        other.insert(LABEL_INSTANCE.into(), "0000000000000000".into());
+        let foreign = lc.docker.add_container("podspawn-bob-x", other, true);
+        let unmanaged = lc.docker.add_container("db", Labels::new(), true);
+        // An unused network of ours, and one of another installation.
+        lc.docker
+            .add_network("podspawn-old-net", lc.owner("bob", "old"));
+        let mut other_net = lc.owner("bob", "old");
+        other_net.insert(LABEL_INSTANCE.into(), "0000000000000000".into());
+        lc.docker.add_network("podspawn-theirs-net", other_net);
+        let stop = AtomicBool::new(false);
+        let mut report = Report::default();
+        rt.block_on(lc.reconcile(&stop, &mut report));
+        let mut removed = report.removed.clone();
+        removed.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            removed,
+            vec![
+                ("podspawn-bob".to_string(), EndReason::Orphan),
+                ("podspawn-carol".to_string(), EndReason::UserRemoved),
+            ]
+        );
+        assert!(lc.docker.container(&orphan).is_none());
+        assert!(lc.docker.container(&removed_user).is_none());
+        for id in [&tracked.container_id, &foreign, &unmanaged] {
+            assert!(lc.docker.container(id).is_some(), "{id} was removed");
+        }
+        assert_eq!(
+            report.removed_networks,
+            vec!["podspawn-old-net".to_string()]
+        );
+        let nets: Vec<String> = lc.docker.networks().into_iter().map(|n| n.0).collect();
+        assert!(nets.contains(&"podspawn-theirs-net".to_string()));
+        assert!(nets.contains(&"podspawn-alice-net".to_string()));
+    }
+}
