@@ -194,15 +194,15 @@ pub fn main() -> ExitCode {
             crate::commands::user::remove_user(cfg, &args)
         }),
         Command::ListUsers => admin(&cli.config, crate::commands::user::list_users),
-        Command::List { json } => admin(&cli.config, |cfg| {
-            crate::roles::broker::admin::list(cfg, json)
-        }),
+        Command::List { json } => {
+            admin(&cli.config, |cfg| crate::commands::session::list(cfg, json))
+        }
         Command::Stop { target, purge } => admin(&cli.config, |cfg| {
             let (user, project) = crate::core::names::parse_target(&target)?;
-            crate::roles::broker::admin::stop(cfg, &user, &project, purge)
+            crate::commands::session::stop(cfg, &user, &project, purge)
         }),
         Command::Status { prometheus } => admin(&cli.config, |cfg| {
-            crate::roles::broker::admin::status(cfg, prometheus)
+            crate::commands::session::status(cfg, prometheus)
         }),
         Command::Cleanup { daemon, interval } => match load_config(&cli.config) {
             Ok(cfg) => crate::roles::cleanup::run(cfg, daemon, interval),

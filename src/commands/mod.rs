@@ -3,5 +3,6 @@
 pub mod doctor;
 pub mod reconcile;
 pub mod server_setup;
+pub mod session;
 pub mod user;
 pub mod verify_image;

@@ -372,7 +372,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
         ));
     }
 
-    match crate::roles::broker::admin::user_sessions(cfg, name) {
+    match crate::commands::session::user_sessions(cfg, name) {
         Ok(sessions) if sessions.is_empty() => {}
         Ok(sessions) => {
             if !args.force {
@@ -387,7 +387,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
                     targets.join(", ")
                 ));
             }
-            let n = crate::roles::broker::admin::stop_user(cfg, name)
+            let n = crate::commands::session::stop_user(cfg, name)
                 .map_err(|e| format!("cannot stop {name}'s sessions: {e}; nothing was removed"))?;
             println!("stopped {} of {name}", plural(n, "session"));
         }

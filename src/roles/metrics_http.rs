@@ -27,7 +27,7 @@ impl Write for Stdio2 {
 }
 
 fn body(cfg: &Config) -> Result<String, String> {
-    crate::roles::broker::admin::snapshot(cfg).map(|s| crate::core::metrics::render_prometheus(&s))
+    crate::commands::session::snapshot(cfg).map(|s| crate::core::metrics::render_prometheus(&s))
 }
 
 pub fn run(cfg: &Config, listen: Option<String>) -> ExitCode {

@@ -1,0 +1,83 @@
+//! The broker side of the admin requests (list, stop): root may act on any user.
+use super::*;
+
+impl<R: ContainerRuntime> Broker<R> {
+    pub(super) fn list(&self, uid: u32, caller: Option<&Account>, user: Option<&str>) -> Response {
+        let filter: Option<String> = if uid == 0 {
+            user.map(str::to_string)
+        } else {
+            match caller {
+                Some(a) => Some(a.name.clone()),
+                None => return err("unknown caller"),
+            }
+        };
+        let rows = self.lc.db().list(filter.as_deref());
+        match rows {
+            Ok(rows) => Response::Sessions {
+                sessions: rows
+                    .into_iter()
+                    .map(|r| {
+                        let key: Key = (r.user.clone(), r.project.clone());
+                        SessionInfo {
+                            connections: self.leases_of(&key),
+                            user: r.user,
+                            project: r.project,
+                            container: r.container_name,
+                            container_id: r.container_id,
+                            image: r.image,
+                            mode: r.mode.as_str().to_string(),
+                            status: r.status.as_str().to_string(),
+                            created_at: r.created_at,
+                            grace_expiry: r.grace_expiry,
+                            expires_at: r.expires_at,
+                        }
+                    })
+                    .collect(),
+            },
+            Err(e) => err(e),
+        }
+    }
+
+    pub(super) async fn stop(&self, user: &str, project: Option<&str>, purge: bool) -> Response {
+        if let Err(e) = crate::core::names::validate_user(user) {
+            return err(e);
+        }
+        let Ok(_g) = self.lc.lock_user(user).await else {
+            return err("cannot take the user's lock");
+        };
+        let rows = match self.lc.db().list(Some(user)) {
+            Ok(r) => r,
+            Err(e) => return err(e),
+        };
+        let mut stopped = Vec::new();
+        for r in rows
+            .into_iter()
+            .filter(|r| project.is_none_or(|p| p == r.project))
+        {
+            if let Err(e) = self.lc.destroy(&r, EndReason::Stop).await {
+                return err(e);
+            }
+            stopped.push(r.container_name);
+        }
+        if purge {
+            match self.lc.purge_home(user) {
+                Ok(true) => stopped.push(format!(
+                    "home {}",
+                    self.cfg().state.homes_dir.join(user).display()
+                )),
+                Ok(false) => {}
+                Err(e) => return err(e),
+            }
+        }
+        if stopped.is_empty() {
+            let what = match project {
+                Some(p) if !p.is_empty() => format!("{user}@{p}"),
+                _ => user.to_string(),
+            };
+            return err(format!("no session for {what}; see podspawn list"));
+        }
+        Response::Stopped {
+            containers: stopped,
+        }
+    }
+}
