@@ -1352,7 +1352,7 @@ fn broker_sessions(socket: &Path) -> Result<Vec<String>, String> {
         .map_err(|e| format!("no answer to a list request: {e}"))?
     {
         Response::Sessions { sessions } => Ok(sessions.into_iter().map(|s| s.container).collect()),
-        Response::Error { message } => Err(message),
+        Response::Error { message, .. } => Err(message),
         other => Err(format!("unexpected answer {other:?}")),
     }
 }

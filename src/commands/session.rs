@@ -1,6 +1,6 @@
 //! `podspawn list`, `stop` and `status`: the client side of the broker's admin requests (root).
 use crate::core::config::Config;
-use crate::core::protocol::{Client, Request, Response, SessionInfo};
+use crate::core::protocol::{Client, ErrorKind, Request, Response, SessionInfo};
 use crate::roles::lifecycle::now;
 
 fn client(cfg: &Config) -> Result<Client, String> {
@@ -21,7 +21,7 @@ pub fn sessions(cfg: &Config, user: Option<&str>) -> Result<Vec<SessionInfo>, St
         .map_err(|e| format!("broker: {e}"))?
     {
         Response::Sessions { sessions } => Ok(sessions),
-        Response::Error { message } => Err(message),
+        Response::Error { message, .. } => Err(message),
         other => Err(format!("unexpected broker reply {other:?}")),
     }
 }
@@ -34,12 +34,34 @@ pub fn user_sessions(cfg: &Config, user: &str) -> Result<Vec<(String, String)>, 
         .collect())
 }
 
+/// What `stop` removed: container names and deleted homes.
+pub struct Stopped {
+    pub containers: Vec<String>,
+    pub homes: Vec<String>,
+}
+
+/// A refusal from the broker: its kind and its message.
+#[derive(Debug)]
+pub struct BrokerError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<String> for BrokerError {
+    fn from(message: String) -> BrokerError {
+        BrokerError {
+            kind: ErrorKind::Internal,
+            message,
+        }
+    }
+}
+
 fn stop_req(
     cfg: &Config,
     user: &str,
     project: Option<&str>,
     purge: bool,
-) -> Result<Vec<String>, String> {
+) -> Result<Stopped, BrokerError> {
     let mut c = client(cfg)?;
     match c
         .call(&Request::Stop {
@@ -49,29 +71,29 @@ fn stop_req(
         })
         .map_err(|e| format!("broker: {e}"))?
     {
-        Response::Stopped { containers } => Ok(containers),
-        Response::Error { message } => Err(message),
-        other => Err(format!("unexpected broker reply {other:?}")),
+        Response::Stopped { containers, homes } => Ok(Stopped { containers, homes }),
+        Response::Error { kind, message } => Err(BrokerError { kind, message }),
+        other => Err(format!("unexpected broker reply {other:?}").into()),
     }
 }
 
 /// Stops every session of the user; returns how many.
 pub fn stop_user(cfg: &Config, user: &str) -> Result<usize, String> {
     match stop_req(cfg, user, None, false) {
-        Ok(v) => Ok(v.len()),
-        Err(e) if e.starts_with("no session") => Ok(0),
-        Err(e) => Err(e),
+        Ok(s) => Ok(s.containers.len()),
+        Err(e) if e.kind == ErrorKind::NoSession => Ok(0),
+        Err(e) => Err(e.message),
     }
 }
 
 /// `podspawn stop alice[@project] [--purge]`.
 pub fn stop(cfg: &Config, user: &str, project: &str, purge: bool) -> Result<(), String> {
-    for c in stop_req(cfg, user, Some(project), purge)? {
-        if c.starts_with("home ") {
-            println!("removed {c}");
-        } else {
-            println!("stopped {c}");
-        }
+    let s = stop_req(cfg, user, Some(project), purge).map_err(|e| e.message)?;
+    for c in s.containers {
+        println!("stopped {c}");
+    }
+    for h in s.homes {
+        println!("removed home {h}");
     }
     Ok(())
 }
@@ -84,7 +106,7 @@ pub fn snapshot(cfg: &Config) -> Result<crate::core::metrics::Snapshot, String> 
         .map_err(|e| format!("broker: {e}"))?
     {
         Response::Status { snapshot } => Ok(snapshot),
-        Response::Error { message } => Err(message),
+        Response::Error { message, .. } => Err(message),
         other => Err(format!("unexpected broker reply {other:?}")),
     }
 }

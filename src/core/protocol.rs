@@ -73,6 +73,9 @@ pub enum Response {
     },
     Stopped {
         containers: Vec<String>,
+        /// Persistent homes deleted (`stop --purge`).
+        #[serde(default)]
+        homes: Vec<String>,
     },
     Status {
         snapshot: crate::core::metrics::Snapshot,
@@ -82,8 +85,29 @@ pub enum Response {
         message: String,
     },
     Error {
+        /// What kind of refusal, for callers that branch on it (older brokers sent none).
+        #[serde(default)]
+        kind: ErrorKind,
+        /// For the person who asked.
         message: String,
     },
+}
+
+/// Why the broker refused a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// No such session.
+    NoSession,
+    /// The caller may not do this (not root, not a registered user, not their session).
+    Forbidden,
+    /// A limit (connections per user, containers per user) is reached.
+    LimitReached,
+    /// The request itself is malformed or not allowed in this state.
+    Invalid,
+    /// Anything else (the engine, the state database, ...): the message says what.
+    #[default]
+    Internal,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,6 +358,37 @@ mod tests {
         assert!(err.contains("malformed"), "{err}");
         assert!(decode::<Request>(br#"{"op":"become_root"}"#).is_err());
         assert!(decode::<Request>(b"not json").is_err());
+    }
+
+    #[test]
+    fn errors_carry_a_kind_and_older_replies_still_parse() {
+        let r = Response::Error {
+            kind: ErrorKind::LimitReached,
+            message: "too many".into(),
+        };
+        let line = encode(&r);
+        assert_eq!(
+            String::from_utf8_lossy(&line).trim(),
+            r#"{"reply":"error","kind":"limit-reached","message":"too many"}"#
+        );
+        assert_eq!(decode::<Response>(&line[..line.len() - 1]).unwrap(), r);
+        // A broker from before kinds: the kind defaults to internal.
+        let old: Response = decode(br#"{"reply":"error","message":"x"}"#).unwrap();
+        assert_eq!(
+            old,
+            Response::Error {
+                kind: ErrorKind::Internal,
+                message: "x".into()
+            }
+        );
+        let old: Response = decode(br#"{"reply":"stopped","containers":["c"]}"#).unwrap();
+        assert_eq!(
+            old,
+            Response::Stopped {
+                containers: vec!["c".into()],
+                homes: vec![]
+            }
+        );
     }
 
     #[test]

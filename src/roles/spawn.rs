@@ -199,7 +199,7 @@ fn run_inner(
     drop(deadline);
     let (exec_id, fd) = match (resp, fd) {
         (Response::Attached { exec_id, .. }, Some(fd)) => (exec_id, fd),
-        (Response::Error { message }, _) => return fail(&message),
+        (Response::Error { message, .. }, _) => return fail(&message),
         (other, _) => {
             return fail(&format!(
                 "unexpected answer from the podspawn service: {other:?}"
@@ -606,7 +606,7 @@ impl Pump {
                 self.lost_at = None;
                 tracing::info!("lease resumed with the restarted broker");
             }
-            Ok(Response::Error { message }) => {
+            Ok(Response::Error { message, .. }) => {
                 tracing::warn!("resume refused: {message}");
                 self.lost_at = Some(Instant::now() - RESUME_PATIENCE);
             }
@@ -623,7 +623,7 @@ impl Pump {
             if let Some(b) = self.broker.as_mut() {
                 match b.call(&Request::Wait {}) {
                     Ok(Response::Exited { code }) => return (code & 0xff) as u8,
-                    Ok(Response::Error { message }) => {
+                    Ok(Response::Error { message, .. }) => {
                         tracing::warn!("exit status unavailable: {message}");
                         return 255;
                     }

@@ -40,7 +40,7 @@ impl<R: ContainerRuntime> Broker<R> {
 
     pub(super) async fn stop(&self, user: &str, project: Option<&str>, purge: bool) -> Response {
         if let Err(e) = crate::core::names::validate_user(user) {
-            return err(e);
+            return fail(ErrorKind::Invalid, e);
         }
         let Ok(_g) = self.lc.lock_user(user).await else {
             return err("cannot take the user's lock");
@@ -50,6 +50,7 @@ impl<R: ContainerRuntime> Broker<R> {
             Err(e) => return err(e),
         };
         let mut stopped = Vec::new();
+        let mut homes = Vec::new();
         for r in rows
             .into_iter()
             .filter(|r| project.is_none_or(|p| p == r.project))
@@ -61,23 +62,24 @@ impl<R: ContainerRuntime> Broker<R> {
         }
         if purge {
             match self.lc.purge_home(user) {
-                Ok(true) => stopped.push(format!(
-                    "home {}",
-                    self.cfg().state.homes_dir.join(user).display()
-                )),
+                Ok(true) => homes.push(self.cfg().state.homes_dir.join(user).display().to_string()),
                 Ok(false) => {}
                 Err(e) => return err(e),
             }
         }
-        if stopped.is_empty() {
+        if stopped.is_empty() && homes.is_empty() {
             let what = match project {
                 Some(p) if !p.is_empty() => format!("{user}@{p}"),
                 _ => user.to_string(),
             };
-            return err(format!("no session for {what}; see podspawn list"));
+            return fail(
+                ErrorKind::NoSession,
+                format!("no session for {what}; see podspawn list"),
+            );
         }
         Response::Stopped {
             containers: stopped,
+            homes,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! session's bytes never pass through here: the upgraded Docker exec connection is handed to spawn.
 
 use crate::core::config::{Config, UserOverrides};
-use crate::core::protocol::{self, OpenRequest, Request, Response, SessionInfo};
+use crate::core::protocol::{self, ErrorKind, OpenRequest, Request, Response, SessionInfo};
 use crate::core::session::{self, CloseDecision, ContainerState, EndReason, OpenDecision, Route};
 use crate::engine::{self, ContainerRuntime, Docker, ExecSpec};
 use crate::host::accounts::{self, Account};
@@ -290,9 +290,44 @@ pub fn check_resume(
     Ok(())
 }
 
+/// An internal error (the engine, the state database, ...) as a reply.
 fn err(message: impl Into<String>) -> Response {
+    fail(ErrorKind::Internal, message)
+}
+
+/// A refusal of `kind` as a reply.
+fn fail(kind: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error {
+        kind,
         message: message.into(),
+    }
+}
+
+/// Why a session could not be opened: the kind travels to spawn, the message to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal {
+            kind: ErrorKind::Internal,
+            message,
+        }
+    }
+}
+
+impl From<engine::Error> for Refusal {
+    fn from(e: engine::Error) -> Refusal {
+        Refusal::from(e.to_string())
+    }
+}
+
+impl Refusal {
+    fn reply(self) -> Response {
+        fail(self.kind, self.message)
     }
 }
 
@@ -374,7 +409,8 @@ impl<R: ContainerRuntime> Broker<R> {
                 "too many open podspawn connections for your account (limit {limit}, \
                  broker.max_connections_per_user); close some sessions and try again"
             );
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.send(&err(msg))).await;
+            let reply = fail(ErrorKind::LimitReached, msg);
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.send(&reply)).await;
             return;
         };
         let wait = self.cfg().broker.first_message_timeout;
@@ -394,7 +430,7 @@ impl<R: ContainerRuntime> Broker<R> {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(uid, "bad request: {e}");
-                conn.send(&err(e)).await;
+                conn.send(&fail(ErrorKind::Invalid, e)).await;
                 return;
             }
         };
@@ -422,7 +458,10 @@ impl<R: ContainerRuntime> Broker<R> {
                 purge,
             } => {
                 let resp = if uid != 0 {
-                    err("only root may stop sessions: run it with sudo")
+                    fail(
+                        ErrorKind::Forbidden,
+                        "only root may stop sessions: run it with sudo",
+                    )
                 } else {
                     self.stop(&user, project.as_deref(), purge).await
                 };
@@ -440,7 +479,8 @@ impl<R: ContainerRuntime> Broker<R> {
                 conn.send(&resp).await;
             }
             Request::Resize { .. } | Request::Wait { .. } => {
-                conn.send(&err("open a session first")).await;
+                conn.send(&fail(ErrorKind::Invalid, "open a session first"))
+                    .await;
             }
         }
     }
@@ -465,7 +505,7 @@ impl<R: ContainerRuntime> Broker<R> {
         };
         if let Some(p) = problem {
             tracing::warn!(uid, "refused session: {p}");
-            conn.send(&err(p)).await;
+            conn.send(&fail(ErrorKind::Forbidden, p)).await;
             return None;
         }
         caller

@@ -10,15 +10,16 @@ impl<R: ContainerRuntime> Broker<R> {
         mut conn: Conn,
     ) {
         if let Err(e) = req.validate() {
-            conn.send(&err(e)).await;
+            conn.send(&fail(ErrorKind::Invalid, e)).await;
             return;
         }
         let key: Key = (account.name.clone(), req.project.clone());
         let (container_id, container, created) = match self.acquire(&account, &req.project).await {
             Ok(v) => v,
             Err(e) => {
-                tracing::error!(podspawn_user = %account.name, podspawn_project = %req.project, "open failed: {e}");
-                conn.send(&err(e)).await;
+                tracing::error!(podspawn_user = %account.name, podspawn_project = %req.project,
+                    "open failed: {}", e.message);
+                conn.send(&e.reply()).await;
                 return;
             }
         };
@@ -89,7 +90,7 @@ impl<R: ContainerRuntime> Broker<R> {
     ) {
         if !project.is_empty() {
             if let Err(e) = crate::core::names::validate_project(&project) {
-                conn.send(&err(e)).await;
+                conn.send(&fail(ErrorKind::Invalid, e)).await;
                 return;
             }
         }
@@ -100,7 +101,10 @@ impl<R: ContainerRuntime> Broker<R> {
                 .lc
                 .db()
                 .get(&account.name, &project)?
-                .ok_or_else(|| "the session no longer exists".to_string())?;
+                .ok_or_else(|| Refusal {
+                    kind: ErrorKind::NoSession,
+                    message: "the session no longer exists".to_string(),
+                })?;
             let exec = if valid_exec_id(&exec_id) {
                 self.lc.docker.inspect_exec(&exec_id).await.ok()
             } else {
@@ -112,19 +116,23 @@ impl<R: ContainerRuntime> Broker<R> {
                 exec.as_ref(),
                 &row.container_id,
                 live.contains(&exec_id),
-            )?;
+            )
+            .map_err(|message| Refusal {
+                kind: ErrorKind::Forbidden,
+                message,
+            })?;
             live.insert(exec_id.clone());
             drop(live);
             self.add_lease(&key);
             self.lc
                 .db()
                 .set_status(&account.name, &project, Status::Running, None, now())?;
-            Ok::<String, String>(row.container_name)
+            Ok::<String, Refusal>(row.container_name)
         };
         let container = match check.await {
             Ok(c) => c,
             Err(e) => {
-                conn.send(&err(e)).await;
+                conn.send(&e.reply()).await;
                 return;
             }
         };
@@ -231,7 +239,7 @@ impl<R: ContainerRuntime> Broker<R> {
         &self,
         account: &Account,
         project: &str,
-    ) -> Result<(String, String, bool), String> {
+    ) -> Result<(String, String, bool), Refusal> {
         let user = account.name.as_str();
         let key: Key = (user.to_string(), project.to_string());
         let _g = self.lc.lock_user(user).await?;
@@ -292,7 +300,7 @@ impl<R: ContainerRuntime> Broker<R> {
     }
 
     /// `resources.max_per_user`: the user's other sessions whose container still exists.
-    pub(super) async fn check_limit(&self, user: &str, project: &str) -> Result<(), String> {
+    pub(super) async fn check_limit(&self, user: &str, project: &str) -> Result<(), Refusal> {
         let others: Vec<SessionRow> = self
             .lc
             .db()
@@ -306,7 +314,12 @@ impl<R: ContainerRuntime> Broker<R> {
                 live.push(r.project);
             }
         }
-        session::check_limit(user, &live, self.cfg().resources.max_per_user)
+        session::check_limit(user, &live, self.cfg().resources.max_per_user).map_err(|message| {
+            Refusal {
+                kind: ErrorKind::LimitReached,
+                message,
+            }
+        })
     }
 
     pub(super) async fn start_stream(
