@@ -954,15 +954,16 @@ impl Broker {
             t,
         ) {
             CloseDecision::Destroy => self.lc.destroy(&row, EndReason::Disconnect).await,
-            CloseDecision::Grace { until } => {
-                self.lc
-                    .db()
-                    .set_status(&key.0, &key.1, Status::Grace, Some(until), t)
-            }
+            CloseDecision::Grace { until } => self
+                .lc
+                .db()
+                .set_status(&key.0, &key.1, Status::Grace, Some(until), t)
+                .map_err(String::from),
             CloseDecision::Keep => self
                 .lc
                 .db()
-                .set_status(&key.0, &key.1, Status::Idle, None, t),
+                .set_status(&key.0, &key.1, Status::Idle, None, t)
+                .map_err(String::from),
         };
         if let Err(e) = res {
             tracing::error!(podspawn_user = %key.0, podspawn_container = %container, "ending session: {e}");

@@ -254,7 +254,7 @@ impl Lifecycle {
             if let Some(n) = &spec.network {
                 let _ = self.docker.remove_owned_network(n, &labels).await;
             }
-            return Err(e);
+            return Err(e.into());
         }
         tracing::info!(podspawn_user = user, podspawn_project = project, podspawn_container = %spec.name,
             image = %spec.image, mode = mode.as_str(), "container created");
@@ -341,7 +341,7 @@ impl Lifecycle {
         let rows = match self.db().list(None) {
             Ok(r) => r,
             Err(e) => {
-                report.errors.push(e);
+                report.errors.push(e.into());
                 return;
             }
         };
@@ -447,7 +447,7 @@ impl Lifecycle {
             let tracked = match self.db().list(Some(user)) {
                 Ok(rows) => rows.iter().any(|r| r.container_id == c.id),
                 Err(e) => {
-                    report.errors.push(e);
+                    report.errors.push(e.into());
                     continue;
                 }
             };
