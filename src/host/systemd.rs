@@ -18,7 +18,10 @@ pub fn listen_fds() -> Vec<RawFd> {
     for fd in &fds {
         // CLOEXEC instead of unsetting the environment (remove_var is unsound once threads
         // exist). At worst EBADF, ignored.
-        let _ = nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        let _ = nix::fcntl::fcntl(
+            *fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
     }
     fds
 }
