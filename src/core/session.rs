@@ -51,8 +51,9 @@ pub fn is_expired(row: &SessionRow, now: i64) -> bool {
     row.expires_at.is_some_and(|t| t <= now)
 }
 
-/// Why a session ended (also the audit `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a session ended (also the audit `reason`, spelled as `as_str` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EndReason {
     Disconnect,
     GraceExpired,

@@ -263,7 +263,7 @@ impl Lifecycle {
             project: project.to_string(),
             container: spec.name.clone(),
             image: spec.image.clone(),
-            mode: mode.as_str().to_string(),
+            mode,
         });
         Ok(row)
     }
@@ -309,7 +309,7 @@ impl Lifecycle {
             user: row.user.clone(),
             project: row.project.clone(),
             container: row.container_name.clone(),
-            reason: reason.as_str().to_string(),
+            reason,
         });
         Ok(())
     }
@@ -400,7 +400,7 @@ impl Lifecycle {
                             user: cur.user.clone(),
                             project: cur.project.clone(),
                             container: cur.container_name.clone(),
-                            reason: EndReason::Orphan.as_str().to_string(),
+                            reason: EndReason::Orphan,
                         });
                         report.forgotten_rows += 1;
                     }
@@ -474,7 +474,7 @@ impl Lifecycle {
                                 .cloned()
                                 .unwrap_or_default(),
                             container: c.name.clone(),
-                            reason: reason.as_str().to_string(),
+                            reason,
                         });
                         report.removed.push((c.name.clone(), reason));
                     }

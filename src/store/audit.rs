@@ -13,14 +13,16 @@
 //! `write(2)` on an `O_APPEND` descriptor, so concurrent writers (several broker threads, a cleanup pass
 //! and an admin command) never interleave within a line.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::core::config::SessionMode;
+use crate::core::session::EndReason;
 use crate::host::fs::AUDIT_LOG;
 pub use crate::host::fs::{open_private_append, DIR_MODE, FILE_MODE};
 
@@ -31,53 +33,65 @@ pub struct Audit {
     file: Mutex<File>,
 }
 
-/// One audited event. `project` is "" for the user's default container.
-#[derive(Debug, Clone, PartialEq)]
+/// One audited event. `project` is "" for the user's default container. Serialized as the
+/// line's `event` (the variant's name below) followed by its fields in declaration order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event")]
 pub enum Event {
+    #[serde(rename = "connect")]
     Connect {
         user: String,
         project: String,
         container: String,
         connections: u32,
     },
+    #[serde(rename = "disconnect")]
     Disconnect {
         user: String,
         project: String,
         container: String,
+        #[serde(rename = "remaining_connections")]
         remaining: u32,
     },
+    #[serde(rename = "command")]
     Command {
         user: String,
         project: String,
         container: String,
         command: String,
+        /// Written as `exit_code` (null when unknown) and `outcome`.
+        #[serde(flatten, serialize_with = "exit_and_outcome")]
         exit_code: Option<i32>,
     },
+    #[serde(rename = "container.create")]
     ContainerCreate {
         user: String,
         project: String,
         container: String,
         image: String,
-        mode: String,
+        mode: SessionMode,
     },
-    /// `reason`: disconnect, grace-expired, ttl, max-lifetime, orphan or stop.
+    #[serde(rename = "container.destroy")]
     ContainerDestroy {
         user: String,
         project: String,
         container: String,
-        reason: String,
+        reason: EndReason,
     },
+    #[serde(rename = "user.add")]
     UserAdd {
         user: String,
         keys: usize,
         actor: String,
     },
+    #[serde(rename = "user.remove")]
     UserRemove {
         user: String,
         purge: bool,
         actor: String,
     },
     /// `add-user --convert` changed an existing account: one line per change.
+    #[serde(rename = "user.convert")]
     UserConvert {
         user: String,
         changes: Vec<String>,
@@ -99,130 +113,39 @@ impl Event {
             Event::UserConvert { .. } => "user.convert",
         }
     }
-
-    /// The fields after `time` and `event`, in output order.
-    fn fields(&self) -> Vec<(&'static str, Value)> {
-        fn s(v: &str) -> Value {
-            Value::String(v.to_string())
-        }
-        fn session(user: &str, project: &str, container: &str) -> Vec<(&'static str, Value)> {
-            vec![
-                ("user", s(user)),
-                ("project", s(project)),
-                ("container", s(container)),
-            ]
-        }
-        match self {
-            Event::Connect {
-                user,
-                project,
-                container,
-                connections,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("connections", Value::from(*connections)));
-                f
-            }
-            Event::Disconnect {
-                user,
-                project,
-                container,
-                remaining,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("remaining_connections", Value::from(*remaining)));
-                f
-            }
-            Event::Command {
-                user,
-                project,
-                container,
-                command,
-                exit_code,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("command", s(command)));
-                f.push(("exit_code", exit_code.map_or(Value::Null, Value::from)));
-                let outcome = match exit_code {
-                    Some(0) => "success",
-                    Some(_) => "failure",
-                    None => "unknown",
-                };
-                f.push(("outcome", s(outcome)));
-                f
-            }
-            Event::ContainerCreate {
-                user,
-                project,
-                container,
-                image,
-                mode,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("image", s(image)));
-                f.push(("mode", s(mode)));
-                f
-            }
-            Event::ContainerDestroy {
-                user,
-                project,
-                container,
-                reason,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("reason", s(reason)));
-                f
-            }
-            Event::UserAdd { user, keys, actor } => vec![
-                ("user", s(user)),
-                ("keys", Value::from(*keys)),
-                ("actor", s(actor)),
-            ],
-            Event::UserRemove { user, purge, actor } => vec![
-                ("user", s(user)),
-                ("purge", Value::Bool(*purge)),
-                ("actor", s(actor)),
-            ],
-            Event::UserConvert {
-                user,
-                changes,
-                actor,
-            } => vec![
-                ("user", s(user)),
-                (
-                    "changes",
-                    Value::Array(changes.iter().map(|c| s(c)).collect()),
-                ),
-                ("actor", s(actor)),
-            ],
-        }
-    }
 }
 
-/// An ordered JSON object (serde_json's `Map` sorts keys unless `preserve_order` is on; we want
-/// `time` and `event` first for people reading the file with `tail`).
-struct Line(Vec<(&'static str, Value)>);
+/// A command's `exit_code` and the `outcome` people filter on (success, failure, unknown).
+fn exit_and_outcome<S: Serializer>(code: &Option<i32>, serializer: S) -> Result<S::Ok, S::Error> {
+    let outcome = match code {
+        Some(0) => "success",
+        Some(_) => "failure",
+        None => "unknown",
+    };
+    let mut map = serializer.serialize_map(Some(2))?;
+    map.serialize_entry("exit_code", code)?;
+    map.serialize_entry("outcome", outcome)?;
+    map.end()
+}
 
-impl Serialize for Line {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
+/// One line: `time` first, then `event` and the event's fields, for people reading the file with
+/// `tail`.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    #[serde(flatten)]
+    event: &'a Event,
 }
 
 /// The JSON line (without newline) for `event` at unix time `now_secs` + `nanos`.
 pub fn render(event: &Event, now_secs: i64, nanos: u32) -> String {
-    let mut fields = vec![
-        ("time", Value::String(rfc3339(now_secs, nanos))),
-        ("event", Value::String(event.name().to_string())),
-    ];
-    fields.extend(event.fields());
+    let line = Line {
+        time: rfc3339(now_secs, nanos),
+        event,
+    };
     // Serializing strings, numbers, bools and null into a Vec cannot fail; fall back to a minimal
     // valid line rather than panicking if it ever did.
-    serde_json::to_string(&Line(fields)).unwrap_or_else(|e| {
+    serde_json::to_string(&line).unwrap_or_else(|e| {
         serde_json::json!({ "time": rfc3339(now_secs, nanos), "event": event.name(), "error": e.to_string() })
             .to_string()
     })
@@ -345,6 +268,7 @@ mod tests {
     use crate::core::config::Config;
     use crate::host::fs::LOG_FILE;
     use crate::test_support::TempDir;
+    use serde_json::Value;
     use std::collections::BTreeSet;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -384,13 +308,13 @@ mod tests {
                 project: v.into(),
                 container: v.into(),
                 image: v.into(),
-                mode: v.into(),
+                mode: SessionMode::GracePeriod,
             },
             Event::ContainerDestroy {
                 user: v.into(),
                 project: v.into(),
                 container: v.into(),
-                reason: v.into(),
+                reason: EndReason::GraceExpired,
             },
             Event::UserAdd {
                 user: v.into(),
@@ -545,6 +469,78 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&render(&e, 0, 0)).unwrap();
         assert_eq!(v["remaining_connections"], 0);
+    }
+
+    /// Byte for byte what the README's jq filters and tests/lifecycle_e2e.rs read: field order,
+    /// names and the enums' spelling.
+    #[test]
+    fn exact_session_lines() {
+        let e = Event::ContainerCreate {
+            user: "alice".into(),
+            project: "web".into(),
+            container: "podspawn-alice-web".into(),
+            image: "ubuntu:24.04".into(),
+            mode: SessionMode::DestroyOnDisconnect,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"container.create","user":"alice","project":"web","container":"podspawn-alice-web","image":"ubuntu:24.04","mode":"destroy-on-disconnect"}"#
+        );
+        let e = Event::ContainerDestroy {
+            user: "alice".into(),
+            project: "".into(),
+            container: "podspawn-alice".into(),
+            reason: EndReason::MaxLifetime,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"container.destroy","user":"alice","project":"","container":"podspawn-alice","reason":"max-lifetime"}"#
+        );
+        let e = Event::Command {
+            user: "alice".into(),
+            project: "".into(),
+            container: "podspawn-alice".into(),
+            command: "ls".into(),
+            exit_code: None,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"command","user":"alice","project":"","container":"podspawn-alice","command":"ls","exit_code":null,"outcome":"unknown"}"#
+        );
+        let e = Event::Disconnect {
+            user: "a".into(),
+            project: "p".into(),
+            container: "c".into(),
+            remaining: 3,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"disconnect","user":"a","project":"p","container":"c","remaining_connections":3}"#
+        );
+    }
+
+    /// The audit spelling of every mode and reason is the one `as_str` gives (state.db, logs).
+    #[test]
+    fn modes_and_reasons_are_spelled_as_everywhere_else() {
+        for mode in [
+            SessionMode::GracePeriod,
+            SessionMode::DestroyOnDisconnect,
+            SessionMode::Named,
+            SessionMode::Ttl,
+        ] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+        for reason in [
+            EndReason::Disconnect,
+            EndReason::GraceExpired,
+            EndReason::Ttl,
+            EndReason::MaxLifetime,
+            EndReason::Orphan,
+            EndReason::Stop,
+            EndReason::UserRemoved,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
     }
 
     #[test]

@@ -14,8 +14,10 @@ use serde_path_to_error::Segment;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/podspawn/config.yaml";
 pub const DEFAULT_SOCKET: &str = "/run/podspawn/podspawn.sock";
 
-/// How a session's container lives after its last connection ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a session's container lives after its last connection ends. Serialized (the audit log's
+/// `mode`) as `as_str` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SessionMode {
     #[default]
     GracePeriod,
