@@ -23,8 +23,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::config::SessionMode;
 use crate::core::session::EndReason;
-use crate::host::fs::AUDIT_LOG;
 pub use crate::host::fs::{open_private_append, DIR_MODE, FILE_MODE};
+use crate::host::fs::{LogError, AUDIT_LOG};
 
 /// An open audit log. Cheap to share between threads (`&Audit` is enough to record).
 #[derive(Debug)]
@@ -191,7 +191,7 @@ impl Audit {
     /// `O_APPEND|O_CLOEXEC|O_NOFOLLOW`: a new file gets mode 0640, missing parent directories 0750,
     /// and an existing file with permission bits beyond 0640 is narrowed to them. A symlink or
     /// non-regular file at the path, or a file owned by another user, is refused.
-    pub fn open(cfg: &crate::core::config::Config) -> Result<Option<Audit>, String> {
+    pub fn open(cfg: &crate::core::config::Config) -> Result<Option<Audit>, LogError> {
         match &cfg.log.audit_log {
             None => Ok(None),
             Some(path) => Audit::open_path(path).map(Some),
@@ -199,7 +199,7 @@ impl Audit {
     }
 
     /// `open` for an explicit path.
-    pub fn open_path(path: &Path) -> Result<Audit, String> {
+    pub fn open_path(path: &Path) -> Result<Audit, LogError> {
         let file = open_private_append(path, AUDIT_LOG)?;
         Ok(Audit {
             path: path.to_path_buf(),
@@ -266,7 +266,7 @@ fn write_line(mut file: &File, line: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::core::config::Config;
-    use crate::host::fs::LOG_FILE;
+    use crate::host::fs::{LogProblem, LOG_FILE};
     use crate::test_support::TempDir;
     use serde_json::Value;
     use std::collections::BTreeSet;
@@ -691,7 +691,9 @@ mod tests {
         std::fs::write(&target, "").unwrap();
         let link = t.0.join("audit.jsonl");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let err = Audit::open(&cfg(Some(link.clone()))).unwrap_err();
+        let err = Audit::open(&cfg(Some(link.clone())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&link.display().to_string()), "{err}");
         assert!(err.contains("symlink"), "{err}");
         // A dangling symlink must not create its target either.
@@ -711,9 +713,14 @@ mod tests {
         let link = t.0.join("podspawn.log");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let err = open_private_append(&link, LOG_FILE).unwrap_err();
-        assert!(
-            err.contains("log file") && err.contains("symlink") && err.contains("log.file"),
-            "{err}"
+        assert!(matches!(err.problem, LogProblem::Symlink), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "log file {} is a symlink; refusing to follow it: remove it or point log.file at \
+                 a regular file",
+                link.display()
+            )
         );
         let fresh = t.0.join("sub/new.log");
         drop(open_private_append(&fresh, LOG_FILE).unwrap());
@@ -730,11 +737,23 @@ mod tests {
         );
         std::os::unix::fs::chown(&wide, Some(65534), None).unwrap();
         let err = open_private_append(&wide, LOG_FILE).unwrap_err();
-        assert!(err.contains("owned by uid 65534"), "{err}");
-        let err = open_private_append(Path::new("p.log"), LOG_FILE).unwrap_err();
         assert!(
-            err.contains("log.file") && err.contains("absolute"),
-            "{err}"
+            matches!(
+                err.problem,
+                LogProblem::Owner {
+                    uid: 65534,
+                    euid: 0
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        let err = open_private_append(Path::new("p.log"), LOG_FILE).unwrap_err();
+        assert!(matches!(err.problem, LogProblem::NotAbsolute), "{err:?}");
+        assert_eq!(
+            String::from(err),
+            "log file p.log: not an absolute path; set log.file to an absolute path such as \
+             /var/log/podspawn/podspawn.log"
         );
     }
 
@@ -743,11 +762,17 @@ mod tests {
         let t = TempDir::new("fifo");
         let fifo = t.0.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let err = Audit::open(&cfg(Some(fifo.clone()))).unwrap_err();
+        let err = Audit::open(&cfg(Some(fifo.clone())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&fifo.display().to_string()), "{err}");
-        let err = Audit::open(&cfg(Some(t.0.clone()))).unwrap_err();
+        let err = Audit::open(&cfg(Some(t.0.clone())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&t.0.display().to_string()), "{err}");
-        let err = Audit::open(&cfg(Some(PathBuf::from("audit.jsonl")))).unwrap_err();
+        let err = Audit::open(&cfg(Some(PathBuf::from("audit.jsonl"))))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("absolute"), "{err}");
     }
 
