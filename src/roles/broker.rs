@@ -833,7 +833,11 @@ impl Broker {
                 live.push(r.project);
             }
         }
-        session::check_limit(user, &live, self.cfg().resources.max_per_user)
+        Ok(session::check_limit(
+            user,
+            &live,
+            self.cfg().resources.max_per_user,
+        )?)
     }
 
     async fn start_stream(
