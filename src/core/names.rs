@@ -38,7 +38,7 @@ impl fmt::Display for InvalidName {
 
 impl std::error::Error for InvalidName {}
 
-/// For callers that print the error (`?` into a `Result<_, String>`).
+/// For callers that print the error (`?` where the error type is `String`).
 impl From<InvalidName> for String {
     fn from(e: InvalidName) -> Self {
         e.to_string()
@@ -65,7 +65,7 @@ impl fmt::Display for NamesTaken {
 
 impl std::error::Error for NamesTaken {}
 
-/// For callers that print the error (`?` into a `Result<_, String>`).
+/// For callers that print the error (`?` where the error type is `String`).
 impl From<NamesTaken> for String {
     fn from(e: NamesTaken) -> Self {
         e.to_string()

@@ -244,7 +244,7 @@ impl std::fmt::Display for LimitReached {
 
 impl std::error::Error for LimitReached {}
 
-/// For callers that print the error (`?` into a `Result<_, String>`).
+/// For callers that print the error (`?` where the error type is `String`).
 impl From<LimitReached> for String {
     fn from(e: LimitReached) -> Self {
         e.to_string()

@@ -134,7 +134,7 @@ impl From<crate::host::fs::Error> for Error {
     }
 }
 
-/// For callers that print the error (`?` into a `Result<_, String>`).
+/// For callers that print the error (`?` where the error type is `String`).
 impl From<Error> for String {
     fn from(e: Error) -> Self {
         e.to_string()

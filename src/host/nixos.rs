@@ -20,7 +20,7 @@ impl std::fmt::Display for ManagedByNixos {
 
 impl std::error::Error for ManagedByNixos {}
 
-/// For callers that print the error (`?` into a `Result<_, String>`).
+/// For callers that print the error (`?` where the error type is `String`).
 impl From<ManagedByNixos> for String {
     fn from(e: ManagedByNixos) -> Self {
         e.to_string()

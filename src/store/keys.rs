@@ -54,7 +54,7 @@ impl std::error::Error for WriteError {
     }
 }
 
-/// For callers that print the error (`?` into a `Result<_, String>`).
+/// For callers that print the error (`?` where the error type is `String`).
 impl From<WriteError> for String {
     fn from(e: WriteError) -> Self {
         e.to_string()

@@ -489,7 +489,7 @@ impl fmt::Display for ValueError {
 
 impl std::error::Error for ValueError {}
 
-/// For callers that print the error (`?` into a `Result<_, String>`, e.g. clap value parsers).
+/// For callers that print the error (`?` where the error type is `String`, e.g. clap value parsers).
 impl From<ValueError> for String {
     fn from(e: ValueError) -> Self {
         e.0
