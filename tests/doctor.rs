@@ -284,7 +284,7 @@ fn sshd_check_against_the_real_sshd() {
                 .is_some_and(sshd_config::is_podspawn_match)
         };
         let report = sshd_config::analyze(&flat.directives, &managed);
-        let dump = sshd::sshd_dump(&sshd, cfg, Some(&name));
+        let dump = sshd::sshd_dump(&sshd, cfg, Some(&name)).map_err(String::from);
         doctor::check_sshd(
             Some(&name),
             dump.as_deref().map_err(|e| e.as_str()),

@@ -1396,7 +1396,7 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
             };
             let report = sshd_config::analyze(&flat.directives, &managed);
             let member = args.probe_user.clone().or_else(sshd::podspawn_member);
-            let dump = sshd::sshd_dump(&sshd, config, member.as_deref());
+            let dump = sshd::sshd_dump(&sshd, config, member.as_deref()).map_err(String::from);
             pidfile = sshd::sshd_dump(&sshd, config, None).ok().and_then(|t| {
                 sshd_config::parse_sshd_t(&t)
                     .get("pidfile")

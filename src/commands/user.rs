@@ -419,7 +419,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
     if accounts::lookup(name).is_some() && accounts::is_member(name, accounts::USERS_GROUP) {
         match accounts::remove_from_group(name, accounts::USERS_GROUP) {
             Ok(()) => println!("removed {name} from {}", accounts::USERS_GROUP),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.into()),
         }
     }
 
@@ -443,7 +443,7 @@ pub fn remove_user(cfg: &Config, args: &RemoveUserArgs) -> Result<(), String> {
                     "kept host account {name}: podspawn did not create it (delete it yourself \
                      with `userdel -r {name}` if you want)"
                 ),
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.into()),
             }
         }
     } else if accounts::lookup(name).is_some() {

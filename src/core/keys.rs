@@ -265,8 +265,31 @@ fn starts_with_options(line: &str) -> bool {
     OPTION_NAMES.contains(&name.as_str())
 }
 
+/// Why a key's base64 does not decode (shown inside the key's error message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base64Error {
+    Length(usize),
+    MisplacedPadding,
+    Byte(u8),
+    NonCanonical,
+}
+
+impl std::fmt::Display for Base64Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Base64Error::Length(n) => write!(f, "its length {n} is not a multiple of 4"),
+            Base64Error::MisplacedPadding => f.write_str("misplaced '=' padding"),
+            Base64Error::Byte(c) if c.is_ascii_graphic() => {
+                write!(f, "unexpected character {:?}", char::from(c))
+            }
+            Base64Error::Byte(c) => write!(f, "unexpected byte 0x{c:02x}"),
+            Base64Error::NonCanonical => f.write_str("non-canonical padding bits"),
+        }
+    }
+}
+
 /// Strict, canonical standard base64 (with padding), as OpenSSH writes it.
-fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
+fn base64_decode(s: &str) -> Result<Vec<u8>, Base64Error> {
     fn val(c: u8) -> Option<u32> {
         match c {
             b'A'..=b'Z' => Some(u32::from(c - b'A')),
@@ -279,38 +302,32 @@ fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
     }
     let bytes = s.as_bytes();
     if !bytes.len().is_multiple_of(4) {
-        return Err(format!("its length {} is not a multiple of 4", bytes.len()));
+        return Err(Base64Error::Length(bytes.len()));
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
     for (n, chunk) in bytes.chunks(4).enumerate() {
         let last = (n + 1) * 4 == bytes.len();
         let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
         if pad > 2 || (pad > 0 && !last) {
-            return Err("misplaced '=' padding".into());
+            return Err(Base64Error::MisplacedPadding);
         }
         let mut acc: u32 = 0;
         for &c in &chunk[..4 - pad] {
-            let v = val(c).ok_or_else(|| {
-                if c.is_ascii_graphic() {
-                    format!("unexpected character {:?}", char::from(c))
-                } else {
-                    format!("unexpected byte 0x{c:02x}")
-                }
-            })?;
+            let v = val(c).ok_or(Base64Error::Byte(c))?;
             acc = (acc << 6) | v;
         }
         match pad {
             0 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
             1 => {
                 if acc & 0x3 != 0 {
-                    return Err("non-canonical padding bits".into());
+                    return Err(Base64Error::NonCanonical);
                 }
                 let acc = acc >> 2;
                 out.extend_from_slice(&[(acc >> 8) as u8, acc as u8]);
             }
             _ => {
                 if acc & 0xf != 0 {
-                    return Err("non-canonical padding bits".into());
+                    return Err(Base64Error::NonCanonical);
                 }
                 out.push((acc >> 4) as u8);
             }
@@ -722,10 +739,23 @@ pub(crate) mod tests {
             let v: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
             assert_eq!(base64_decode(&b64(&v)).unwrap(), v);
         }
-        assert!(base64_decode("QQ").is_err());
-        assert!(base64_decode("Q===").is_err());
-        assert!(base64_decode("QQ==QQ==").is_err());
-        assert!(base64_decode("QR==").is_err());
+        assert_eq!(base64_decode("QQ"), Err(Base64Error::Length(2)));
+        assert_eq!(base64_decode("Q==="), Err(Base64Error::MisplacedPadding));
+        assert_eq!(
+            base64_decode("QQ==QQ=="),
+            Err(Base64Error::MisplacedPadding)
+        );
+        assert_eq!(base64_decode("QR=="), Err(Base64Error::NonCanonical));
+        assert_eq!(base64_decode("QQ*="), Err(Base64Error::Byte(b'*')));
+        assert_eq!(
+            Base64Error::Byte(b'*').to_string(),
+            "unexpected character '*'"
+        );
+        assert_eq!(Base64Error::Byte(0).to_string(), "unexpected byte 0x00");
+        assert_eq!(
+            Base64Error::Length(2).to_string(),
+            "its length 2 is not a multiple of 4"
+        );
     }
 
     #[test]

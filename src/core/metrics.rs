@@ -353,9 +353,10 @@ const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Serves exactly one HTTP/1.x request on a connected stream (see the module docs for the rules).
 /// The caller sets the read timeout; `body` is called only for a GET or HEAD of `/metrics` or `/`.
-pub fn serve_one<S: Read + Write>(
+/// Its error, whatever its type, becomes the text of a 503 response.
+pub fn serve_one<S: Read + Write, E: std::fmt::Display>(
     stream: &mut S,
-    body: &mut dyn FnMut() -> Result<String, String>,
+    body: &mut dyn FnMut() -> Result<String, E>,
 ) -> std::io::Result<u16> {
     let head = match read_head(stream)? {
         Head::Complete(h) => h,
@@ -387,7 +388,7 @@ pub fn serve_one<S: Read + Write>(
     match body() {
         Ok(text) => respond(stream, 200, CONTENT_TYPE, "", &text, send_body),
         Err(msg) => {
-            let mut text = msg;
+            let mut text = msg.to_string();
             if !text.ends_with('\n') {
                 text.push('\n');
             }
@@ -651,7 +652,7 @@ podspawn_container_removals_total{reason=\"user-removed\"} 0
     fn get_serves_real_exposition() {
         let text = render_prometheus(&sample());
         let mut m = Mem::one("GET /metrics HTTP/1.1\r\n\r\n");
-        let mut body = || Ok(render_prometheus(&sample()));
+        let mut body = || Ok::<_, String>(render_prometheus(&sample()));
         assert_eq!(serve_one(&mut m, &mut body).unwrap(), 200);
         let r = parse(&m.out());
         assert_eq!(r.body, text);
@@ -756,7 +757,7 @@ podspawn_container_removals_total{reason=\"user-removed\"} 0
         let calls = std::cell::Cell::new(0);
         let mut body = || {
             calls.set(calls.get() + 1);
-            Ok(String::new())
+            Ok::<_, String>(String::new())
         };
         assert_eq!(serve_one(&mut m, &mut body).unwrap(), 431);
         assert_eq!(calls.get(), 0);
@@ -801,7 +802,7 @@ podspawn_container_removals_total{reason=\"user-removed\"} 0
         let mut calls = 0;
         let mut body = || {
             calls += 1;
-            Ok(String::new())
+            Ok::<_, String>(String::new())
         };
         let err = serve_one(&mut m, &mut body).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WouldBlock);
@@ -830,7 +831,7 @@ podspawn_container_removals_total{reason=\"user-removed\"} 0
             }
         }
         let mut f = Flaky(Mem::new(&[b"GET / HTTP/1.1\r\n", b"\r\n"]), false);
-        let mut body = || Ok("x".to_string());
+        let mut body = || Ok::<_, String>("x".to_string());
         assert_eq!(serve_one(&mut f, &mut body).unwrap(), 200);
     }
 }

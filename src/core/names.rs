@@ -1,6 +1,8 @@
 //! Strict allow-lists for every name that reaches Docker, a shell, a path or a label, and the
 //! fixed names of podspawn's own identities.
 
+use std::fmt;
+
 /// The system user sshd runs auth-keys as (AuthorizedKeysCommandUser).
 pub const SYSTEM_USER: &str = "podspawn";
 /// The group of every podspawn user's host account; sshd's Match block and the broker socket.
@@ -10,8 +12,68 @@ pub const CREATED_MARKER: &str = "podspawn";
 /// Shell of the host accounts podspawn creates (sshd runs the forced command through it).
 pub const DEFAULT_SHELL: &str = "/bin/sh";
 
+/// A name that fails its allow-list; it carries the name as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidName {
+    User(String),
+    Project(String),
+}
+
+impl fmt::Display for InvalidName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidName::User(name) => write!(
+                f,
+                "invalid user name {name:?}: use 1-32 characters, lowercase letters, digits, '_' \
+                 or '-', starting with a letter or '_'"
+            ),
+            InvalidName::Project(name) => write!(
+                f,
+                "invalid project name {name:?}: use 1-64 characters, lowercase letters, digits, \
+                 '_' or '-', starting with a letter"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidName {}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<InvalidName> for String {
+    fn from(e: InvalidName) -> Self {
+        e.to_string()
+    }
+}
+
+/// Every candidate name (or its network) is held by something that is not this session's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamesTaken {
+    pub names: Vec<String>,
+}
+
+impl fmt::Display for NamesTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the container names {} (or their networks) are held by containers podspawn does not \
+             manage for this user and installation; rename or remove them (docker ps -a, docker \
+             network ls)",
+            self.names.join(" and ")
+        )
+    }
+}
+
+impl std::error::Error for NamesTaken {}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<NamesTaken> for String {
+    fn from(e: NamesTaken) -> Self {
+        e.to_string()
+    }
+}
+
 /// A host account name podspawn accepts: `^[a-z_][a-z0-9_-]{0,31}$` (the useradd rules).
-pub fn validate_user(name: &str) -> Result<(), String> {
+pub fn validate_user(name: &str) -> Result<(), InvalidName> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name
@@ -24,15 +86,12 @@ pub fn validate_user(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid user name {name:?}: use 1-32 characters, lowercase letters, digits, '_' or '-', \
-             starting with a letter or '_'"
-        ))
+        Err(InvalidName::User(name.to_string()))
     }
 }
 
 /// A project name: `^[a-z][a-z0-9_-]{0,63}$`.
-pub fn validate_project(name: &str) -> Result<(), String> {
+pub fn validate_project(name: &str) -> Result<(), InvalidName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
@@ -42,10 +101,7 @@ pub fn validate_project(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid project name {name:?}: use 1-64 characters, lowercase letters, digits, '_' or '-', \
-             starting with a letter"
-        ))
+        Err(InvalidName::Project(name.to_string()))
     }
 }
 
@@ -91,7 +147,7 @@ pub fn name_candidates(user: &str, project: &str, instance: &str) -> [String; 2]
 
 /// Picks the first candidate whose container name and network name are both free or ours.
 /// Returns the name and whether objects of ours must be removed first. Pure.
-pub fn choose_name(candidates: &[(String, Holder, Holder)]) -> Result<(String, bool), String> {
+pub fn choose_name(candidates: &[(String, Holder, Holder)]) -> Result<(String, bool), NamesTaken> {
     for (name, container, network) in candidates {
         if *container != Holder::Other && *network != Holder::Other {
             return Ok((
@@ -100,17 +156,13 @@ pub fn choose_name(candidates: &[(String, Holder, Holder)]) -> Result<(String, b
             ));
         }
     }
-    let names: Vec<&str> = candidates.iter().map(|(n, _, _)| n.as_str()).collect();
-    Err(format!(
-        "the container names {} (or their networks) are held by containers podspawn does not \
-         manage for this user and installation; rename or remove them (docker ps -a, docker \
-         network ls)",
-        names.join(" and ")
-    ))
+    Err(NamesTaken {
+        names: candidates.iter().map(|(n, _, _)| n.clone()).collect(),
+    })
 }
 
 /// Parses `alice` or `alice@backend` as used by `podspawn stop`.
-pub fn parse_target(s: &str) -> Result<(String, String), String> {
+pub fn parse_target(s: &str) -> Result<(String, String), InvalidName> {
     let (user, project) = match s.split_once('@') {
         Some((u, p)) => (u, p),
         None => (s, ""),
@@ -160,7 +212,24 @@ mod tests {
             parse_target("alice@backend").unwrap(),
             ("alice".into(), "backend".into())
         );
-        assert!(parse_target("alice@Bad").is_err());
+        assert_eq!(
+            parse_target("alice@Bad"),
+            Err(InvalidName::Project("Bad".into()))
+        );
+        assert_eq!(
+            parse_target("Alice@web"),
+            Err(InvalidName::User("Alice".into()))
+        );
+        assert_eq!(
+            validate_user("1abc").unwrap_err().to_string(),
+            "invalid user name \"1abc\": use 1-32 characters, lowercase letters, digits, '_' or \
+             '-', starting with a letter or '_'"
+        );
+        assert_eq!(
+            String::from(validate_project("%n").unwrap_err()),
+            "invalid project name \"%n\": use 1-64 characters, lowercase letters, digits, '_' \
+             or '-', starting with a letter"
+        );
         assert_eq!(container_name("a", ""), "podspawn-a");
         assert_eq!(container_name("a", "p"), "podspawn-a-p");
     }
@@ -204,6 +273,10 @@ mod tests {
             ("q".into(), true)
         );
         let e = choose_name(&[c("p", Other, Free), c("q", Free, Other)]).unwrap_err();
-        assert!(e.contains("p and q"), "{e}");
+        assert_eq!(e.names, ["p", "q"]);
+        assert!(
+            e.to_string().contains("the container names p and q (or"),
+            "{e}"
+        );
     }
 }

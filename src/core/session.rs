@@ -51,8 +51,9 @@ pub fn is_expired(row: &SessionRow, now: i64) -> bool {
     row.expires_at.is_some_and(|t| t <= now)
 }
 
-/// Why a session ended (also the audit `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a session ended (also the audit `reason`, spelled as `as_str` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EndReason {
     Disconnect,
     GraceExpired,
@@ -196,37 +197,70 @@ pub fn deadline(mode: SessionMode, created: i64, max_lifetime: u64, ttl: u64) ->
     }
 }
 
+/// A user is at `resources.max_per_user`: `sessions` are the projects of their live sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitReached {
+    pub user: String,
+    pub sessions: Vec<String>,
+    pub max: u32,
+}
+
+impl std::fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let LimitReached {
+            user,
+            sessions,
+            max,
+        } = self;
+        let example = sessions
+            .first()
+            .map(|p| {
+                if p.is_empty() {
+                    user.to_string()
+                } else {
+                    format!("{user}@{p}")
+                }
+            })
+            .unwrap_or_else(|| format!("{user}@<project>"));
+        let list: Vec<&str> = sessions
+            .iter()
+            .map(|p| {
+                if p.is_empty() {
+                    "(default)"
+                } else {
+                    p.as_str()
+                }
+            })
+            .collect();
+        write!(
+            f,
+            "user {user} has {} active sessions (max {max}: resources.max_per_user): {}; \
+             stop one first with: podspawn stop {example}",
+            sessions.len(),
+            list.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for LimitReached {}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<LimitReached> for String {
+    fn from(e: LimitReached) -> Self {
+        e.to_string()
+    }
+}
+
 /// `resources.max_per_user`: `others` are the user's other live sessions (project names).
-pub fn check_limit(user: &str, others: &[String], max: u32) -> Result<(), String> {
+pub fn check_limit(user: &str, others: &[String], max: u32) -> Result<(), LimitReached> {
     if max == 0 || (others.len() as u64) < u64::from(max) {
         return Ok(());
     }
-    let example = others
-        .first()
-        .map(|p| {
-            if p.is_empty() {
-                user.to_string()
-            } else {
-                format!("{user}@{p}")
-            }
-        })
-        .unwrap_or_else(|| format!("{user}@<project>"));
-    let list: Vec<String> = others
-        .iter()
-        .map(|p| {
-            if p.is_empty() {
-                "(default)".to_string()
-            } else {
-                p.clone()
-            }
-        })
-        .collect();
-    Err(format!(
-        "user {user} has {} active sessions (max {max}: resources.max_per_user): {}; \
-         stop one first with: podspawn stop {example}",
-        others.len(),
-        list.join(", ")
-    ))
+    Err(LimitReached {
+        user: user.to_string(),
+        sessions: others.to_vec(),
+        max,
+    })
 }
 
 /// How the session's command is run in the container.
@@ -446,8 +480,23 @@ mod tests {
         assert!(check_limit("alice", &[], 3).is_ok());
         assert!(check_limit("alice", &["a".into(), "b".into()], 3).is_ok());
         let err = check_limit("alice", &["a".into(), "b".into(), "".into()], 3).unwrap_err();
-        assert!(err.contains("max 3"), "{err}");
-        assert!(err.contains("podspawn stop alice@a"), "{err}");
+        assert_eq!(
+            err,
+            LimitReached {
+                user: "alice".into(),
+                sessions: vec!["a".into(), "b".into(), "".into()],
+                max: 3
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "user alice has 3 active sessions (max 3: resources.max_per_user): a, b, (default); \
+             stop one first with: podspawn stop alice@a"
+        );
+        let err = check_limit("bob", &["".into()], 1).unwrap_err();
+        assert!(String::from(err).ends_with(
+            "(max 1: resources.max_per_user): (default); stop one first with: podspawn stop bob"
+        ),);
         assert!(check_limit("alice", &vec!["a".to_string(); 50], 0).is_ok());
     }
 

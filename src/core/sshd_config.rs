@@ -10,6 +10,7 @@
 use crate::core::config::Config;
 use crate::core::names as accounts;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
@@ -184,24 +185,76 @@ pub fn include_covering(main_text: &str, target: &Path) -> Option<usize> {
     None
 }
 
+/// What keeps a configuration from being turned into podspawn's sshd lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    NotUtf8(PathBuf),
+    NotAbsolute(String),
+    /// A space, quote, backslash or % that sshd would split or expand.
+    Unquotable(String),
+    /// The broker socket path cannot go into the forced command.
+    Socket(Box<Error>),
+    /// A BEGIN line (at this 1-based line) without its END.
+    UnclosedBlock {
+        line: usize,
+    },
+    /// The main sshd_config could not be read.
+    Unreadable(PathBuf),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotUtf8(p) => write!(f, "{} is not valid UTF-8", p.display()),
+            Error::NotAbsolute(s) => write!(
+                f,
+                "{s} is not an absolute path: sshd needs one for AuthorizedKeysCommand"
+            ),
+            Error::Unquotable(s) => write!(
+                f,
+                "{s:?} contains a space, quote, backslash or %: sshd would split or expand it; \
+                 install podspawn at a plain path such as /usr/local/bin/podspawn"
+            ),
+            Error::Socket(e) => write!(f, "broker.socket: {e}"),
+            Error::UnclosedBlock { line } => write!(
+                f,
+                "line {line} starts a podspawn block (\"{BLOCK_BEGIN}\") that has no \"{BLOCK_END}\" \
+                 line: remove the podspawn lines by hand and run server-setup again"
+            ),
+            Error::Unreadable(p) => write!(f, "cannot read {}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Socket(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 /// Is `binary` usable in an sshd AuthorizedKeysCommand line? (absolute, nothing sshd would split
 /// or expand).
-pub fn validate_binary_path(binary: &Path) -> Result<String, String> {
+pub fn validate_binary_path(binary: &Path) -> Result<String, Error> {
     let s = binary
         .to_str()
-        .ok_or_else(|| format!("{} is not valid UTF-8", binary.display()))?;
+        .ok_or_else(|| Error::NotUtf8(binary.to_path_buf()))?;
     if !s.starts_with('/') {
-        return Err(format!(
-            "{s} is not an absolute path: sshd needs one for AuthorizedKeysCommand"
-        ));
+        return Err(Error::NotAbsolute(s.to_string()));
     }
     if s.chars()
         .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '%' | '\\'))
     {
-        return Err(format!(
-            "{s:?} contains a space, quote, backslash or %: sshd would split or expand it; \
-             install podspawn at a plain path such as /usr/local/bin/podspawn"
-        ));
+        return Err(Error::Unquotable(s.to_string()));
     }
     Ok(s.to_string())
 }
@@ -234,13 +287,13 @@ pub fn render_dropin_with(binary: &str, socket: Option<&str>) -> String {
 }
 
 /// The `--socket` value for the forced command: `None` for the default socket.
-pub fn socket_arg(cfg: &Config) -> Result<Option<String>, String> {
+pub fn socket_arg(cfg: &Config) -> Result<Option<String>, Error> {
     if cfg.broker.socket == Path::new(crate::core::config::DEFAULT_SOCKET) {
         return Ok(None);
     }
     validate_binary_path(&cfg.broker.socket)
         .map(Some)
-        .map_err(|e| format!("broker.socket: {e}"))
+        .map_err(|e| Error::Socket(Box::new(e)))
 }
 
 /// The marked block for a main sshd_config without a suitable Include.
@@ -289,7 +342,7 @@ pub fn block_ranges(text: &str) -> Vec<(usize, usize)> {
 
 /// Removes podspawn's marked blocks; returns the text and whether there were any. A BEGIN line
 /// without its END is an error (nothing is guessed).
-pub fn remove_block(text: &str) -> Result<(String, bool), String> {
+pub fn remove_block(text: &str) -> Result<(String, bool), Error> {
     let mut out = String::with_capacity(text.len());
     let mut inside: Option<usize> = None;
     let mut removed = false;
@@ -307,17 +360,14 @@ pub fn remove_block(text: &str) -> Result<(String, bool), String> {
         }
         out.push_str(line);
     }
-    if let Some(n) = inside {
-        return Err(format!(
-            "line {n} starts a podspawn block (\"{BLOCK_BEGIN}\") that has no \"{BLOCK_END}\" \
-             line: remove the podspawn lines by hand and run server-setup again"
-        ));
+    if let Some(line) = inside {
+        return Err(Error::UnclosedBlock { line });
     }
     Ok((out, removed))
 }
 
 /// Puts `block` before the first `Match` line (or at the end), replacing existing marked blocks.
-pub fn insert_block(text: &str, block: &str) -> Result<String, String> {
+pub fn insert_block(text: &str, block: &str) -> Result<String, Error> {
     let (base, _) = remove_block(text)?;
     let mut out = String::with_capacity(base.len() + block.len() + 1);
     let mut done = false;
@@ -445,10 +495,10 @@ pub struct Flat {
 }
 
 /// Reads `main` and its Includes (a Match inside an included file ends with that file).
-pub fn flatten(main: &Path, src: &dyn ConfigSource) -> Result<Flat, String> {
+pub fn flatten(main: &Path, src: &dyn ConfigSource) -> Result<Flat, Error> {
     let text = src
         .read(main)
-        .ok_or_else(|| format!("cannot read {}", main.display()))?;
+        .ok_or_else(|| Error::Unreadable(main.to_path_buf()))?;
     let mut flat = Flat::default();
     walk(main, &text, None, src, &mut flat, 0);
     Ok(flat)
@@ -895,10 +945,25 @@ mod tests {
         assert_eq!(insert_block(t, &block).unwrap(), format!("{t}{block}"));
         // Unterminated block.
         let broken = format!("Port 22\n{BLOCK_BEGIN}\nMatch Group podspawn-users\n");
-        assert!(remove_block(&broken)
-            .unwrap_err()
-            .contains("no \"# END podspawn\""));
-        assert!(insert_block(&broken, &block).is_err());
+        let e = remove_block(&broken).unwrap_err();
+        assert!(matches!(e, Error::UnclosedBlock { .. }), "{e:?}");
+        assert!(e.to_string().contains("no \"# END podspawn\""), "{e}");
+        assert_eq!(insert_block(&broken, &block).unwrap_err(), e);
+    }
+
+    #[test]
+    fn a_socket_sshd_would_split_is_refused_as_the_socket() {
+        let mut cfg = Config::default();
+        assert_eq!(socket_arg(&cfg), Ok(None));
+        cfg.broker.socket = "/run/other.sock".into();
+        assert_eq!(socket_arg(&cfg), Ok(Some("/run/other.sock".into())));
+        cfg.broker.socket = "/run/my sock".into();
+        let e = socket_arg(&cfg).unwrap_err();
+        assert_eq!(
+            e,
+            Error::Socket(Box::new(Error::Unquotable("/run/my sock".into())))
+        );
+        assert!(String::from(e).starts_with("broker.socket: \"/run/my sock\" contains a space"),);
     }
 
     #[test]
@@ -1140,7 +1205,14 @@ mod tests {
         let fs = mem(&[("/etc/ssh/sshd_config", "Port 22\n")]);
         let flat = flatten(Path::new("/etc/ssh/sshd_config"), &fs).unwrap();
         assert!(analyze(&flat.directives, &managed).ours.is_none());
-        assert!(flatten(Path::new("/nonexistent"), &fs).is_err());
+        assert_eq!(
+            flatten(Path::new("/nonexistent"), &fs),
+            Err(Error::Unreadable("/nonexistent".into()))
+        );
+        assert_eq!(
+            Error::Unreadable("/nonexistent".into()).to_string(),
+            "cannot read /nonexistent"
+        );
     }
 
     #[test]

@@ -3,11 +3,143 @@
 //!
 //! Changes go through the shadow-utils tools (`groupadd`, `useradd`, `usermod`, `gpasswd`,
 //! `userdel`), never by editing /etc/passwd or /etc/group directly; /etc/shadow is only read.
+use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub use crate::core::account_policy::*;
+use crate::core::names::InvalidName;
+
+/// Reading or changing the host's accounts failed.
+#[derive(Debug)]
+pub enum Error {
+    Name(InvalidName),
+    /// root, nobody and podspawn's own identities are never podspawn users.
+    Reserved(String),
+    /// A shadow-utils tool is not installed.
+    ToolNotFound(String),
+    /// A tool could not be started; `command` as shown to a person.
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    /// A tool ran and failed: its exit status and what it said.
+    ToolFailed {
+        command: String,
+        status: std::process::ExitStatus,
+        output: String,
+    },
+    /// A user or group is still missing after the tool that creates it succeeded.
+    StillMissing {
+        what: &'static str,
+        name: String,
+        after: &'static str,
+    },
+    NoUsableHome {
+        name: String,
+        home: PathBuf,
+    },
+    HomeNotADirectory {
+        name: String,
+        home: PathBuf,
+    },
+    Fs(crate::host::fs::Error),
+    Shadow(std::io::Error),
+    /// `group` is the user's primary group, which `gpasswd -d` cannot remove.
+    PrimaryGroup {
+        user: String,
+        group: String,
+    },
+    Lookup {
+        name: String,
+        source: nix::Error,
+    },
+    /// Deleting an account with uid 0 is refused.
+    Uid0(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Name(e) => e.fmt(f),
+            Error::Reserved(name) => write!(
+                f,
+                "{name} is reserved and cannot be a podspawn user: pick another name"
+            ),
+            Error::ToolNotFound(name) => write!(
+                f,
+                "{name} not found in {}: install the shadow utilities (Debian/Ubuntu: passwd, \
+                 Fedora/RHEL: shadow-utils, Alpine: shadow)",
+                TOOL_DIRS.join(", ")
+            ),
+            Error::Spawn { command, source } => write!(f, "cannot run `{command}`: {source}"),
+            Error::ToolFailed {
+                command,
+                status,
+                output,
+            } => write!(f, "`{command}` failed ({status}): {output}"),
+            Error::StillMissing { what, name, after } => {
+                write!(f, "{what} {name} still does not exist after {after}")
+            }
+            Error::NoUsableHome { name, home } => write!(
+                f,
+                "{name} has no usable home directory ({home:?}): set one with `usermod -d /home/{name} -m {name}`"
+            ),
+            Error::HomeNotADirectory { name, home } => write!(
+                f,
+                "{name}'s home {} exists but is not a directory: move it away",
+                home.display()
+            ),
+            Error::Fs(e) => e.fmt(f),
+            Error::Shadow(e) => write!(f, "cannot read /etc/shadow: {e} (run it with sudo)"),
+            Error::PrimaryGroup { user, group } => write!(
+                f,
+                "{group} is {user}'s primary group: change it with `usermod -g GROUP {user}`"
+            ),
+            Error::Lookup { name, source } => write!(f, "cannot look up {name}: {source}"),
+            Error::Uid0(name) => write!(f, "{name} has uid 0: refusing to delete it"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Name(e) => Some(e),
+            Error::Spawn { source, .. } | Error::Shadow(source) => Some(source),
+            Error::Fs(e) => Some(e),
+            Error::Lookup { source, .. } => Some(source),
+            Error::Reserved(_)
+            | Error::ToolNotFound(_)
+            | Error::ToolFailed { .. }
+            | Error::StillMissing { .. }
+            | Error::NoUsableHome { .. }
+            | Error::HomeNotADirectory { .. }
+            | Error::PrimaryGroup { .. }
+            | Error::Uid0(_) => None,
+        }
+    }
+}
+
+impl From<InvalidName> for Error {
+    fn from(e: InvalidName) -> Self {
+        Error::Name(e)
+    }
+}
+
+impl From<crate::host::fs::Error> for Error {
+    fn from(e: crate::host::fs::Error) -> Self {
+        Error::Fs(e)
+    }
+}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -51,18 +183,12 @@ pub struct SystemIds {
 const TOOL_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
 /// Absolute path of a shadow-utils tool.
-fn tool(name: &str) -> Result<PathBuf, String> {
+fn tool(name: &str) -> Result<PathBuf, Error> {
     TOOL_DIRS
         .iter()
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "{name} not found in {}: install the shadow utilities (Debian/Ubuntu: passwd, \
-                 Fedora/RHEL: shadow-utils, Alpine: shadow)",
-                TOOL_DIRS.join(", ")
-            )
-        })
+        .ok_or_else(|| Error::ToolNotFound(name.to_string()))
 }
 
 /// A command line for messages, quoting what a shell would mangle.
@@ -86,7 +212,7 @@ fn display_command(name: &str, args: &[&str]) -> String {
 }
 
 /// Runs a shadow-utils tool; retries while another process holds the passwd/group lock.
-fn run_tool(name: &str, args: &[&str]) -> Result<(), String> {
+fn run_tool(name: &str, args: &[&str]) -> Result<(), Error> {
     let path = tool(name)?;
     let shown = display_command(name, args);
     let mut attempt = 0;
@@ -95,7 +221,10 @@ fn run_tool(name: &str, args: &[&str]) -> Result<(), String> {
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+            .map_err(|source| Error::Spawn {
+                command: shown.clone(),
+                source,
+            })?;
         if out.status.success() {
             return Ok(());
         }
@@ -111,7 +240,11 @@ fn run_tool(name: &str, args: &[&str]) -> Result<(), String> {
         } else {
             stderr
         };
-        return Err(format!("`{shown}` failed ({}): {why}", out.status));
+        return Err(Error::ToolFailed {
+            command: shown,
+            status: out.status,
+            output: why,
+        });
     }
 }
 
@@ -125,7 +258,7 @@ fn nologin_shell() -> &'static str {
 
 /// Creates (if missing) the system group `podspawn`, the system user `podspawn` (sshd's
 /// AuthorizedKeysCommandUser) and the group `podspawn-users`; returns their ids.
-pub fn ensure_system_identities() -> Result<SystemIds, String> {
+pub fn ensure_system_identities() -> Result<SystemIds, Error> {
     if group_gid(SYSTEM_USER).is_none() {
         run_tool("groupadd", &["--system", SYSTEM_USER])?;
     }
@@ -150,12 +283,16 @@ pub fn ensure_system_identities() -> Result<SystemIds, String> {
     if group_gid(USERS_GROUP).is_none() {
         run_tool("groupadd", &["--system", USERS_GROUP])?;
     }
-    let user = lookup(SYSTEM_USER)
-        .ok_or_else(|| format!("user {SYSTEM_USER} still does not exist after useradd"))?;
-    let podspawn_gid = group_gid(SYSTEM_USER)
-        .ok_or_else(|| format!("group {SYSTEM_USER} still does not exist after groupadd"))?;
-    let users_gid = group_gid(USERS_GROUP)
-        .ok_or_else(|| format!("group {USERS_GROUP} still does not exist after groupadd"))?;
+    let missing = |what, name: &str, after| Error::StillMissing {
+        what,
+        name: name.to_string(),
+        after,
+    };
+    let user = lookup(SYSTEM_USER).ok_or_else(|| missing("user", SYSTEM_USER, "useradd"))?;
+    let podspawn_gid =
+        group_gid(SYSTEM_USER).ok_or_else(|| missing("group", SYSTEM_USER, "groupadd"))?;
+    let users_gid =
+        group_gid(USERS_GROUP).ok_or_else(|| missing("group", USERS_GROUP, "groupadd"))?;
     Ok(SystemIds {
         podspawn_uid: user.uid,
         podspawn_gid,
@@ -163,8 +300,8 @@ pub fn ensure_system_identities() -> Result<SystemIds, String> {
     })
 }
 
-fn sys<T>(r: Result<T, String>) -> Result<T, AccountError> {
-    r.map_err(AccountError::System)
+fn sys<T>(r: Result<T, Error>) -> Result<T, AccountError> {
+    r.map_err(|e| AccountError::System(e.to_string()))
 }
 
 /// Reads what [`plan_existing`] needs about `name` (`None`: no such account).
@@ -202,7 +339,7 @@ pub fn visible_facts(name: &str, shadow: Option<String>) -> Option<AccountFacts>
 
 /// Plans what podspawn would do to make `name` a podspawn user, changing nothing.
 pub fn plan_host_account(name: &str) -> Result<HostPlan, AccountError> {
-    check_name_allowed(name).map_err(AccountError::Name)?;
+    check_name_allowed(name).map_err(|e| AccountError::Name(e.to_string()))?;
     match account_facts(name)? {
         None => {
             if group_gid(name).is_some() {
@@ -339,39 +476,45 @@ pub fn create_description(name: &str, group: &str) -> String {
 }
 
 /// Creates the account's home (owned by it, 0750) if it is missing; true if it did.
-fn ensure_home(acct: &Account) -> Result<bool, String> {
+fn ensure_home(acct: &Account) -> Result<bool, Error> {
+    use crate::host::fs::Error as FsError;
     let home = &acct.home;
+    let io = |op| {
+        move |source| {
+            Error::Fs(FsError::Io {
+                op,
+                path: home.clone(),
+                source,
+            })
+        }
+    };
     if !home.is_absolute() || home == Path::new("/nonexistent") {
-        return Err(format!(
-            "{} has no usable home directory ({:?}): set one with `usermod -d /home/{0} -m {0}`",
-            acct.name, home
-        ));
+        return Err(Error::NoUsableHome {
+            name: acct.name.clone(),
+            home: home.clone(),
+        });
     }
     match std::fs::symlink_metadata(home) {
         Ok(_) if home.is_dir() => Ok(false),
-        Ok(_) => Err(format!(
-            "{}'s home {} exists but is not a directory: move it away",
-            acct.name,
-            home.display()
-        )),
+        Ok(_) => Err(Error::HomeNotADirectory {
+            name: acct.name.clone(),
+            home: home.clone(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             crate::host::fs::create_parent_dirs(home)?;
-            std::fs::create_dir(home)
-                .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
-            std::os::unix::fs::chown(home, Some(acct.uid), Some(acct.gid))
-                .map_err(|e| format!("cannot chown {}: {e}", home.display()))?;
+            std::fs::create_dir(home).map_err(io("create"))?;
+            std::os::unix::fs::chown(home, Some(acct.uid), Some(acct.gid)).map_err(io("chown"))?;
             std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o750))
-                .map_err(|e| format!("cannot chmod {}: {e}", home.display()))?;
+                .map_err(io("chmod"))?;
             Ok(true)
         }
-        Err(e) => Err(format!("cannot stat {}: {e}", home.display())),
+        Err(e) => Err(io("stat")(e)),
     }
 }
 
 /// The password field of `name` in /etc/shadow (`None`: no entry, e.g. a network account).
-pub fn shadow_password(name: &str) -> Result<Option<String>, String> {
-    let text = std::fs::read_to_string("/etc/shadow")
-        .map_err(|e| format!("cannot read /etc/shadow: {e} (run it with sudo)"))?;
+pub fn shadow_password(name: &str) -> Result<Option<String>, Error> {
+    let text = std::fs::read_to_string("/etc/shadow").map_err(Error::Shadow)?;
     Ok(parse_shadow(&text, name))
 }
 
@@ -384,12 +527,10 @@ pub fn uid_min() -> u32 {
 }
 
 /// Names podspawn never turns into (or deletes as) a podspawn user.
-pub fn check_name_allowed(name: &str) -> Result<(), String> {
+pub fn check_name_allowed(name: &str) -> Result<(), Error> {
     crate::core::names::validate_user(name)?;
     if matches!(name, "root" | "nobody" | SYSTEM_USER | USERS_GROUP) {
-        return Err(format!(
-            "{name} is reserved and cannot be a podspawn user: pick another name"
-        ));
+        return Err(Error::Reserved(name.to_string()));
     }
     Ok(())
 }
@@ -408,7 +549,7 @@ pub fn is_member(user: &str, group: &str) -> bool {
 
 /// Removes `user` from the supplementary members of `group` (`gpasswd -d`). Not being a member
 /// (or the group or user not existing) is not an error; the primary group cannot be removed.
-pub fn remove_from_group(user: &str, group: &str) -> Result<(), String> {
+pub fn remove_from_group(user: &str, group: &str) -> Result<(), Error> {
     crate::core::names::validate_user(user)?;
     let Some(g) = uzers::get_group_by_name(group) else {
         return Ok(());
@@ -418,29 +559,33 @@ pub fn remove_from_group(user: &str, group: &str) -> Result<(), String> {
         run_tool("gpasswd", &["-d", user, group])?;
     }
     if lookup(user).is_some_and(|a| a.gid == g.gid()) {
-        return Err(format!(
-            "{group} is {user}'s primary group: change it with `usermod -g GROUP {user}`"
-        ));
+        return Err(Error::PrimaryGroup {
+            user: user.to_string(),
+            group: group.to_string(),
+        });
     }
     Ok(())
 }
 
 /// GECOS field of an account.
-fn gecos(name: &str) -> Result<Option<String>, String> {
+fn gecos(name: &str) -> Result<Option<String>, Error> {
     nix::unistd::User::from_name(name)
-        .map_err(|e| format!("cannot look up {name}: {e}"))
+        .map_err(|source| Error::Lookup {
+            name: name.to_string(),
+            source,
+        })
         .map(|u| u.map(|u| u.gecos.to_string_lossy().into_owned()))
 }
 
 /// Deletes the host account with `userdel --remove`, but only if podspawn created it (its
 /// GECOS/comment field is exactly `podspawn`). Returns whether it deleted it.
-pub fn delete_host_account(name: &str) -> Result<bool, String> {
+pub fn delete_host_account(name: &str) -> Result<bool, Error> {
     check_name_allowed(name)?;
     let Some(acct) = lookup(name) else {
         return Ok(false);
     };
     if acct.uid == 0 {
-        return Err(format!("{name} has uid 0: refusing to delete it"));
+        return Err(Error::Uid0(name.to_string()));
     }
     if gecos(name)?.as_deref() != Some(CREATED_MARKER) {
         return Ok(false);
@@ -472,6 +617,59 @@ pub fn owner_text(uid: u32, gid: u32) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn errors_are_typed_and_read_as_before() {
+        let e = check_name_allowed("nobody").unwrap_err();
+        assert!(matches!(&e, Error::Reserved(n) if n == "nobody"), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "nobody is reserved and cannot be a podspawn user: pick another name"
+        );
+        let e = check_name_allowed("Bad").unwrap_err();
+        assert!(
+            matches!(&e, Error::Name(InvalidName::User(n)) if n == "Bad"),
+            "{e:?}"
+        );
+        assert!(String::from(e).starts_with("invalid user name \"Bad\""));
+
+        let acct = |home: &str| Account {
+            name: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+            home: home.into(),
+            shell: "/bin/sh".into(),
+        };
+        let e = ensure_home(&acct("/nonexistent")).unwrap_err();
+        assert!(matches!(e, Error::NoUsableHome { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "alice has no usable home directory (\"/nonexistent\"): set one with \
+             `usermod -d /home/alice -m alice`"
+        );
+        let e = ensure_home(&acct("/dev/null")).unwrap_err();
+        assert!(matches!(e, Error::HomeNotADirectory { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "alice's home /dev/null exists but is not a directory: move it away"
+        );
+
+        let e = tool("no-such-shadow-tool").unwrap_err();
+        assert!(matches!(&e, Error::ToolNotFound(n) if n == "no-such-shadow-tool"));
+        assert!(e
+            .to_string()
+            .starts_with("no-such-shadow-tool not found in /usr/sbin, /sbin, /usr/bin, /bin: "));
+        let e = Error::StillMissing {
+            what: "group",
+            name: USERS_GROUP.into(),
+            after: "groupadd",
+        };
+        assert_eq!(
+            e.to_string(),
+            "group podspawn-users still does not exist after groupadd"
+        );
+    }
+
     #[test]
     fn names() {
         for bad in [
@@ -567,7 +765,7 @@ mod tests {
         assert!(!is_member(&locked, group));
         remove_from_group(&locked, group).unwrap();
         // Not created by podspawn: never deleted.
-        assert_eq!(delete_host_account(&locked), Ok(false));
+        assert!(matches!(delete_host_account(&locked), Ok(false)));
         assert!(lookup(&locked).is_some());
 
         // Locked with a real hash: needs --convert, nothing changed without it.
@@ -596,9 +794,9 @@ mod tests {
 
         // Created by podspawn: deleted with its home.
         let home = lookup(&created).unwrap().home;
-        assert_eq!(delete_host_account(&created), Ok(true));
+        assert!(matches!(delete_host_account(&created), Ok(true)));
         assert!(lookup(&created).is_none());
         assert!(!home.exists());
-        assert_eq!(delete_host_account(&created), Ok(false));
+        assert!(matches!(delete_host_account(&created), Ok(false)));
     }
 }

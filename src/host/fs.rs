@@ -1,9 +1,91 @@
 //! Files the way podspawn writes them: atomically (temp file, fsync, rename), with an exact owner
 //! and mode whatever the umask, never through a symlink.
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// A file or directory podspawn could not write or set up.
+#[derive(Debug)]
+pub enum Error {
+    /// `cannot {op} {path}: {source}`: op is create, open, stat, chown, chmod, write or fsync.
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    /// The path names no file (it ends in `/` or `..`).
+    NotAFilePath(PathBuf),
+    /// Every temporary name in `dir` was taken.
+    NoTempFile {
+        dir: PathBuf,
+        last: Option<io::Error>,
+    },
+    /// A symlink where a directory must be.
+    Symlink(PathBuf),
+    /// Something other than a directory where a directory must be.
+    NotADirectory(PathBuf),
+}
+
+impl Error {
+    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            Error::Rename { from, to, source } => write!(
+                f,
+                "cannot rename {} to {}: {source}",
+                from.display(),
+                to.display()
+            ),
+            Error::NotAFilePath(p) => write!(f, "{} is not a file path", p.display()),
+            Error::NoTempFile { dir, last } => write!(
+                f,
+                "cannot create a temporary file in {}: {}",
+                dir.display(),
+                last.as_ref().map(|e| e.to_string()).unwrap_or_default()
+            ),
+            Error::Symlink(p) => write!(
+                f,
+                "{} is a symlink: replace it with a real directory",
+                p.display()
+            ),
+            Error::NotADirectory(p) => write!(f, "{} exists but is not a directory", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } | Error::Rename { source, .. } => Some(source),
+            Error::NoTempFile { last, .. } => last.as_ref().map(|e| e as _),
+            Error::NotAFilePath(_) | Error::Symlink(_) | Error::NotADirectory(_) => None,
+        }
+    }
+}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
 
 /// Atomically replaces `path` with `contents` owned by `uid:gid` with `mode`: a temp file in the
 /// same directory (O_EXCL), fchown, fchmod, write, fsync, rename, fsync of the directory.
@@ -13,26 +95,28 @@ pub fn write_file_atomic(
     uid: u32,
     gid: u32,
     mode: u32,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let name = path
         .file_name()
-        .ok_or_else(|| format!("{} is not a file path", path.display()))?
+        .ok_or_else(|| Error::NotAFilePath(path.to_path_buf()))?
         .to_string_lossy()
         .into_owned();
     let (tmp, mut file) = create_temp(dir, &name)?;
-    let result = (|| -> Result<(), String> {
-        let w = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", tmp.display());
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| w("chown", e))?;
+    let result = (|| -> Result<(), Error> {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(Error::io("chown", &tmp))?;
         file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| w("chmod", e))?;
-        file.write_all(contents).map_err(|e| w("write", e))?;
-        file.sync_all().map_err(|e| w("fsync", e))?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
+            .map_err(Error::io("chmod", &tmp))?;
+        file.write_all(contents).map_err(Error::io("write", &tmp))?;
+        file.sync_all().map_err(Error::io("fsync", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(|source| Error::Rename {
+            from: tmp.clone(),
+            to: path.to_path_buf(),
+            source,
+        })?;
         Ok(())
     })();
     if let Err(e) = result {
@@ -42,12 +126,12 @@ pub fn write_file_atomic(
     // Make the rename durable.
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| format!("cannot fsync {}: {e}", dir.display()))?;
+        .map_err(Error::io("fsync", dir))?;
     Ok(())
 }
 
 /// Creates `<dir>/.<name>.tmp-<pid>-<n>` exclusively. Dot-prefixed so listings skip it.
-fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), String> {
+fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), Error> {
     let pid = std::process::id();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -65,18 +149,17 @@ fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), String> {
         {
             Ok(f) => return Ok((tmp, f)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => last_err = Some(e),
-            Err(e) => return Err(format!("cannot create {}: {e}", tmp.display())),
+            Err(e) => return Err(Error::io("create", &tmp)(e)),
         }
     }
-    Err(format!(
-        "cannot create a temporary file in {}: {}",
-        dir.display(),
-        last_err.map(|e| e.to_string()).unwrap_or_default()
-    ))
+    Err(Error::NoTempFile {
+        dir: dir.to_path_buf(),
+        last: last_err,
+    })
 }
 
 /// Creates the missing parents of `path` as root 0755 (explicitly, whatever the umask).
-pub fn create_parent_dirs(path: &Path) -> Result<(), String> {
+pub fn create_parent_dirs(path: &Path) -> Result<(), Error> {
     let mut missing = Vec::new();
     let mut cur = path.parent();
     while let Some(p) = cur {
@@ -89,9 +172,9 @@ pub fn create_parent_dirs(path: &Path) -> Result<(), String> {
     for p in missing.iter().rev() {
         match std::fs::create_dir(p) {
             Ok(()) => std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| format!("cannot chmod {}: {e}", p.display()))?,
+                .map_err(Error::io("chmod", p))?,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", p.display())),
+            Err(e) => return Err(Error::io("create", p)(e)),
         }
     }
     Ok(())
@@ -99,18 +182,15 @@ pub fn create_parent_dirs(path: &Path) -> Result<(), String> {
 
 /// Makes `dir` a directory owned by `uid:gid` with `mode`, creating it (and missing parents, 0755)
 /// if needed and fixing the owner and mode of an existing one. A symlink is refused.
-pub fn ensure_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), String> {
+pub fn ensure_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
     create_parent_dirs(dir)?;
     if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(format!(
-            "{} is a symlink: replace it with a real directory",
-            dir.display()
-        ));
+        return Err(Error::Symlink(dir.to_path_buf()));
     }
     match std::fs::DirBuilder::new().mode(mode & 0o777).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        Err(e) => return Err(Error::io("create", dir)(e)),
     }
     let d = OpenOptions::new()
         .read(true)
@@ -118,26 +198,20 @@ pub fn ensure_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Strin
         .open(dir)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
-                format!(
-                    "{} is a symlink: replace it with a real directory",
-                    dir.display()
-                )
+                Error::Symlink(dir.to_path_buf())
             } else if e.raw_os_error() == Some(libc::ENOTDIR) {
-                format!("{} exists but is not a directory", dir.display())
+                Error::NotADirectory(dir.to_path_buf())
             } else {
-                format!("cannot open {}: {e}", dir.display())
+                Error::io("open", dir)(e)
             }
         })?;
-    let meta = d
-        .metadata()
-        .map_err(|e| format!("cannot stat {}: {e}", dir.display()))?;
+    let meta = d.metadata().map_err(Error::io("stat", dir))?;
     if meta.uid() != uid || meta.gid() != gid {
-        std::os::unix::fs::fchown(&d, Some(uid), Some(gid))
-            .map_err(|e| format!("cannot chown {}: {e}", dir.display()))?;
+        std::os::unix::fs::fchown(&d, Some(uid), Some(gid)).map_err(Error::io("chown", dir))?;
     }
     if meta.mode() & 0o7777 != mode {
         d.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?;
+            .map_err(Error::io("chmod", dir))?;
     }
     Ok(())
 }
@@ -151,7 +225,7 @@ pub const FILE_MODE: u32 = 0o640;
 pub const DIR_MODE: u32 = 0o750;
 
 /// Creates missing ancestors of the audit log with mode 0750 (regardless of the umask).
-fn create_parents(dir: &Path) -> std::io::Result<()> {
+fn create_parents(dir: &Path) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
@@ -185,81 +259,162 @@ pub const LOG_FILE: LogKind = LogKind {
     example: "/var/log/podspawn/podspawn.log",
 };
 
+/// A log file podspawn will not or cannot append to.
+#[derive(Debug)]
+pub struct LogError {
+    pub kind: LogKind,
+    pub path: PathBuf,
+    pub problem: LogProblem,
+}
+
+/// What is wrong with a log file (see [`LogError`]'s `Display` for what a person reads).
+#[derive(Debug)]
+pub enum LogProblem {
+    NotAbsolute,
+    CreateDir {
+        dir: PathBuf,
+        source: io::Error,
+    },
+    Stat(io::Error),
+    NotRegular,
+    /// Owned by `uid`, not by the `euid` that writes it.
+    Owner {
+        uid: u32,
+        euid: u32,
+    },
+    /// Its `mode` is wider than 0640 and could not be narrowed.
+    Narrow {
+        mode: u32,
+        source: io::Error,
+    },
+    Symlink,
+    PermissionDenied(io::Error),
+    Open(io::Error),
+    KeepsDisappearing,
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let LogKind { what, key, example } = self.kind;
+        let path = self.path.display();
+        match &self.problem {
+            LogProblem::NotAbsolute => write!(
+                f,
+                "{what} {path}: not an absolute path; set {key} to an absolute path such as {example}"
+            ),
+            LogProblem::CreateDir { dir, source } => write!(
+                f,
+                "{what} {path}: cannot create directory {}: {source}; create it (mode 0750, owned by root) or run as root",
+                dir.display()
+            ),
+            LogProblem::Stat(e) => write!(f, "{what} {path}: cannot stat: {e}"),
+            LogProblem::NotRegular => write!(
+                f,
+                "{what} {path} is not a regular file; remove it or point {key} at a regular file"
+            ),
+            LogProblem::Owner { uid, euid } => write!(
+                f,
+                "{what} {path} is owned by uid {uid}, not by uid {euid} which writes it; fix with `chown root:root {path}`"
+            ),
+            LogProblem::Narrow { mode, source } => write!(
+                f,
+                "{what} {path} has mode {mode:04o} and cannot be narrowed: {source}; fix with `chmod 0640 {path}`"
+            ),
+            LogProblem::Symlink => write!(
+                f,
+                "{what} {path} is a symlink; refusing to follow it: remove it or point {key} at a regular file"
+            ),
+            LogProblem::PermissionDenied(e) => write!(
+                f,
+                "cannot open {what} {path}: {e}; the {what} is written by root: run this as root"
+            ),
+            LogProblem::Open(e) => {
+                write!(f, "cannot open {what} {path}: {e}; check the path in {key}")
+            }
+            LogProblem::KeepsDisappearing => write!(
+                f,
+                "cannot open {what} {path}: it keeps disappearing; is something else rotating it?"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            LogProblem::CreateDir { source, .. }
+            | LogProblem::Stat(source)
+            | LogProblem::Narrow { source, .. }
+            | LogProblem::PermissionDenied(source)
+            | LogProblem::Open(source) => Some(source),
+            LogProblem::NotAbsolute
+            | LogProblem::NotRegular
+            | LogProblem::Owner { .. }
+            | LogProblem::Symlink
+            | LogProblem::KeepsDisappearing => None,
+        }
+    }
+}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<LogError> for String {
+    fn from(e: LogError) -> Self {
+        e.to_string()
+    }
+}
+
 /// Opens a log file for appending the way podspawn opens every log it writes:
 /// `O_APPEND|O_CLOEXEC|O_NOFOLLOW`: a new file gets mode 0640, missing parent directories 0750,
 /// and an existing file with permission bits beyond 0640 is narrowed to them. A symlink or
 /// non-regular file at the path, or a file owned by another user, is refused.
-pub fn open_private_append(path: &Path, kind: LogKind) -> Result<File, String> {
-    let LogKind { what, key, example } = kind;
+pub fn open_private_append(path: &Path, kind: LogKind) -> Result<File, LogError> {
+    let fail = |problem| LogError {
+        kind,
+        path: path.to_path_buf(),
+        problem,
+    };
     if !path.is_absolute() {
-        return Err(format!(
-            "{what} {}: not an absolute path; set {key} to an absolute path such as {example}",
-            path.display()
-        ));
+        return Err(fail(LogProblem::NotAbsolute));
     }
     if let Some(parent) = path.parent() {
-        create_parents(parent).map_err(|e| {
-            format!(
-                "{what} {}: cannot create directory {}: {e}; create it (mode 0750, owned by root) or run as root",
-                path.display(),
-                parent.display()
-            )
+        create_parents(parent).map_err(|source| {
+            fail(LogProblem::CreateDir {
+                dir: parent.to_path_buf(),
+                source,
+            })
         })?;
     }
-    let file = open_file(path, kind)?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("{what} {}: cannot stat: {e}", path.display()))?;
+    let file = open_file(path).map_err(fail)?;
+    let meta = file.metadata().map_err(|e| fail(LogProblem::Stat(e)))?;
     if !meta.file_type().is_file() {
-        return Err(format!(
-            "{what} {} is not a regular file; remove it or point {key} at a regular file",
-            path.display()
-        ));
+        return Err(fail(LogProblem::NotRegular));
     }
     let euid = nix::unistd::geteuid().as_raw();
     if meta.uid() != euid {
-        return Err(format!(
-            "{what} {} is owned by uid {}, not by uid {euid} which writes it; fix with `chown root:root {}`",
-            path.display(),
-            meta.uid(),
-            path.display()
-        ));
+        return Err(fail(LogProblem::Owner {
+            uid: meta.uid(),
+            euid,
+        }));
     }
     let mode = meta.mode() & 0o7777;
     if mode & !FILE_MODE != 0 {
         file.set_permissions(std::fs::Permissions::from_mode(mode & FILE_MODE))
-            .map_err(|e| {
-                format!(
-                    "{what} {} has mode {mode:04o} and cannot be narrowed: {e}; fix with `chmod 0640 {}`",
-                    path.display(),
-                    path.display()
-                )
-            })?;
+            .map_err(|source| fail(LogProblem::Narrow { mode, source }))?;
     }
     // O_NONBLOCK only served to keep open() from hanging on a FIFO; clear it for regular writes.
     clear_nonblock(&file);
     Ok(file)
 }
 
-fn open_file(path: &Path, kind: LogKind) -> Result<File, String> {
-    let LogKind { what, key, .. } = kind;
+fn open_file(path: &Path) -> Result<File, LogProblem> {
     let flags = libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    let err = |e: std::io::Error| -> String {
+    let err = |e: io::Error| -> LogProblem {
         if e.raw_os_error() == Some(libc::ELOOP) {
-            format!(
-                "{what} {} is a symlink; refusing to follow it: remove it or point {key} at a regular file",
-                path.display()
-            )
+            LogProblem::Symlink
         } else if e.kind() == ErrorKind::PermissionDenied {
-            format!(
-                "cannot open {what} {}: {e}; the {what} is written by root: run this as root",
-                path.display()
-            )
+            LogProblem::PermissionDenied(e)
         } else {
-            format!(
-                "cannot open {what} {}: {e}; check the path in {key}",
-                path.display()
-            )
+            LogProblem::Open(e)
         }
     };
     // Create exclusively first, so a new file gets exactly 0640 whatever the umask; if it exists,
@@ -290,10 +445,7 @@ fn open_file(path: &Path, kind: LogKind) -> Result<File, String> {
             Err(e) => return Err(err(e)),
         }
     }
-    Err(format!(
-        "cannot open {what} {}: it keeps disappearing; is something else rotating it?",
-        path.display()
-    ))
+    Err(LogProblem::KeepsDisappearing)
 }
 
 fn clear_nonblock(file: &File) {

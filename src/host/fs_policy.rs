@@ -96,8 +96,20 @@ mod tests {
     #[test]
     fn binary_paths() {
         assert!(validate_binary_path(Path::new("/usr/bin/podspawn")).is_ok());
-        assert!(validate_binary_path(Path::new("podspawn")).is_err());
-        assert!(validate_binary_path(Path::new("/opt/my tools/podspawn")).is_err());
+        use crate::core::sshd_config::Error;
+        let e = validate_binary_path(Path::new("podspawn")).unwrap_err();
+        assert_eq!(e, Error::NotAbsolute("podspawn".into()));
+        assert_eq!(
+            e.to_string(),
+            "podspawn is not an absolute path: sshd needs one for AuthorizedKeysCommand"
+        );
+        let e = validate_binary_path(Path::new("/opt/my tools/podspawn")).unwrap_err();
+        assert_eq!(e, Error::Unquotable("/opt/my tools/podspawn".into()));
+        assert_eq!(
+            e.to_string(),
+            "\"/opt/my tools/podspawn\" contains a space, quote, backslash or %: sshd would split \
+             or expand it; install podspawn at a plain path such as /usr/local/bin/podspawn"
+        );
         assert!(validate_binary_path(Path::new("/opt/100%/podspawn")).is_err());
         let e = |path: &str, uid, mode, is_file| PathEntry {
             path: path.into(),

@@ -43,14 +43,15 @@ fn try_journald(ident: &str, f: EnvFilter) -> bool {
 }
 
 /// `log.file`, opened like the audit log (no symlinks, 0640, owned by whoever writes it).
-fn try_file(path: &Path, f: EnvFilter) -> Result<(), String> {
+/// The error is only printed (by `init_daemon`): the file's `LogError` or tracing's own.
+fn try_file(path: &Path, f: EnvFilter) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let file = crate::host::fs::open_private_append(path, crate::host::fs::LOG_FILE)?;
     tracing_subscriber::fmt()
         .with_env_filter(f)
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
-        .try_init()
-        .map_err(|e| e.to_string())
+        .try_init()?;
+    Ok(())
 }
 
 /// For auth-keys and spawn: journald, else `log.file`, else nothing. Never stderr or stdout.

@@ -6,14 +6,37 @@ use std::path::Path;
 /// The file NixOS creates on every system it manages.
 pub const NIXOS_MARKER: &str = "/etc/NIXOS";
 
+/// This host is NixOS: `command` (add-user, remove-user) leaves users to its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedByNixos {
+    pub command: String,
+}
+
+impl std::fmt::Display for ManagedByNixos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&message(&self.command))
+    }
+}
+
+impl std::error::Error for ManagedByNixos {}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<ManagedByNixos> for String {
+    fn from(e: ManagedByNixos) -> Self {
+        e.to_string()
+    }
+}
+
 /// `Err` with the explanation when this host is NixOS; `command` is the refusing command's name.
-pub fn refuse_user_changes(command: &str) -> Result<(), String> {
+pub fn refuse_user_changes(command: &str) -> Result<(), ManagedByNixos> {
     refuse_user_changes_if(command, Path::new(NIXOS_MARKER))
 }
 
-fn refuse_user_changes_if(command: &str, marker: &Path) -> Result<(), String> {
+fn refuse_user_changes_if(command: &str, marker: &Path) -> Result<(), ManagedByNixos> {
     if marker.exists() {
-        Err(message(command))
+        Err(ManagedByNixos {
+            command: command.to_string(),
+        })
     } else {
         Ok(())
     }
@@ -52,10 +75,9 @@ mod tests {
         let _ = std::fs::remove_file(&marker);
         assert_eq!(refuse_user_changes_if("add-user", &marker), Ok(()));
         std::fs::write(&marker, "").unwrap();
-        assert_eq!(
-            refuse_user_changes_if("add-user", &marker),
-            Err(message("add-user"))
-        );
+        let e = refuse_user_changes_if("add-user", &marker).unwrap_err();
+        assert_eq!(e.command, "add-user");
+        assert_eq!(e.to_string(), message("add-user"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,8 +1,64 @@
 //! Running sshd (`sshd -t`, `sshd -T -C`) and systemctl, and reading sshd's configuration files.
 use crate::core::sshd_config::{glob_match, ConfigSource};
 use crate::host::accounts;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// Running sshd or systemctl failed.
+#[derive(Debug)]
+pub enum Error {
+    /// No sshd binary on this host.
+    SshdNotFound,
+    /// The program could not be started.
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    /// sshd ran and refused (`-t`) or could not dump (`-T`) the configuration: what it said.
+    Sshd(String),
+    /// `systemctl <args>` ran and failed: what it said.
+    Systemctl { args: String, output: String },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::SshdNotFound => f.write_str(
+                "sshd not found: install the OpenSSH server (Debian/Ubuntu: openssh-server, \
+                 Fedora/RHEL: openssh-server)",
+            ),
+            Error::Spawn { program, source } => {
+                write!(f, "cannot run {}: {source}", program.display())
+            }
+            Error::Sshd(output) => f.write_str(output),
+            Error::Systemctl { args, output } => write!(f, "`systemctl {args}` failed: {output}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Spawn { source, .. } => Some(source),
+            Error::SshdNotFound | Error::Sshd(_) | Error::Systemctl { .. } => None,
+        }
+    }
+}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
+fn spawn_error(program: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Spawn {
+        program: program.to_path_buf(),
+        source,
+    }
+}
 
 /// The real file system.
 pub struct RealFs;
@@ -67,12 +123,8 @@ pub fn find_sshd() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub fn sshd_or_err() -> Result<PathBuf, String> {
-    find_sshd().ok_or_else(|| {
-        "sshd not found: install the OpenSSH server (Debian/Ubuntu: openssh-server, \
-         Fedora/RHEL: openssh-server)"
-            .to_string()
-    })
+pub fn sshd_or_err() -> Result<PathBuf, Error> {
+    find_sshd().ok_or(Error::SshdNotFound)
 }
 
 pub fn output_text(out: &std::process::Output) -> String {
@@ -85,23 +137,23 @@ pub fn output_text(out: &std::process::Output) -> String {
 }
 
 /// `sshd -t -f <config>`.
-pub fn sshd_test(sshd: &Path, config: &Path) -> Result<(), String> {
+pub fn sshd_test(sshd: &Path, config: &Path) -> Result<(), Error> {
     let out = Command::new(sshd)
         .arg("-t")
         .arg("-f")
         .arg(config)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", sshd.display()))?;
+        .map_err(spawn_error(sshd))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(output_text(&out))
+        Err(Error::Sshd(output_text(&out)))
     }
 }
 
 /// `sshd -T -f <config> [-C user=<user>,host=localhost,addr=127.0.0.1]`.
-pub fn sshd_dump(sshd: &Path, config: &Path, user: Option<&str>) -> Result<String, String> {
+pub fn sshd_dump(sshd: &Path, config: &Path, user: Option<&str>) -> Result<String, Error> {
     let mut cmd = Command::new(sshd);
     cmd.arg("-T").arg("-f").arg(config);
     if let Some(u) = user {
@@ -111,11 +163,11 @@ pub fn sshd_dump(sshd: &Path, config: &Path, user: Option<&str>) -> Result<Strin
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", sshd.display()))?;
+        .map_err(spawn_error(sshd))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(output_text(&out))
+        Err(Error::Sshd(output_text(&out)))
     }
 }
 
@@ -176,21 +228,68 @@ pub fn reload_hint(service: Option<&str>, pidfile: Option<&str>) -> String {
     }
 }
 
-pub fn run_systemctl(args: &[&str]) -> Result<(), String> {
+pub fn run_systemctl(args: &[&str]) -> Result<(), Error> {
     let out = Command::new("systemctl")
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+        .map_err(spawn_error(Path::new("systemctl")))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`systemctl {}` failed: {}",
-            args.join(" "),
-            output_text(&out)
-        ))
+        Err(Error::Systemctl {
+            args: args.join(" "),
+            output: output_text(&out),
+        })
     }
 }
 
 // ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn failures_are_typed_and_read_as_before() {
+        let missing = Path::new("/nonexistent/sshd");
+        let e = sshd_test(missing, Path::new("/dev/null")).unwrap_err();
+        assert!(
+            matches!(&e, Error::Spawn { program, .. } if program == missing),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("cannot run /nonexistent/sshd: "),
+            "{e}"
+        );
+
+        // An "sshd" that refuses the configuration: its own words are the error.
+        let t = crate::test_support::TempDir::new("fake-sshd");
+        let fake = t.write(
+            "sshd",
+            "#!/bin/sh\necho \"line 3: Bad option\" >&2\nexit 255\n",
+        );
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = sshd_dump(&fake, Path::new("/dev/null"), Some("alice")).unwrap_err();
+        assert!(
+            matches!(&e, Error::Sshd(m) if m == "line 3: Bad option"),
+            "{e:?}"
+        );
+        assert_eq!(String::from(e), "line 3: Bad option");
+
+        assert_eq!(
+            Error::SshdNotFound.to_string(),
+            "sshd not found: install the OpenSSH server (Debian/Ubuntu: openssh-server, \
+             Fedora/RHEL: openssh-server)"
+        );
+        let e = Error::Systemctl {
+            args: "reload ssh".into(),
+            output: "Unit ssh.service not loaded.".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`systemctl reload ssh` failed: Unit ssh.service not loaded."
+        );
+    }
+}

@@ -249,7 +249,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             if let Some(n) = &spec.network {
                 let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
             }
-            return Err(e);
+            return Err(e.into());
         }
         tracing::info!(podspawn_user = user, podspawn_project = project, podspawn_container = %spec.name,
             image = %spec.image, mode = mode.as_str(), "container created");
@@ -258,7 +258,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             project: project.to_string(),
             container: spec.name.clone(),
             image: spec.image.clone(),
-            mode: mode.as_str().to_string(),
+            mode,
         });
         Ok(row)
     }
@@ -304,7 +304,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             user: row.user.clone(),
             project: row.project.clone(),
             container: row.container_name.clone(),
-            reason: reason.as_str().to_string(),
+            reason,
         });
         Ok(())
     }
@@ -394,7 +394,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                             user: cur.user.clone(),
                             project: cur.project.clone(),
                             container: cur.container_name.clone(),
-                            reason: EndReason::Orphan.as_str().to_string(),
+                            reason: EndReason::Orphan,
                         });
                         report.forgotten_rows += 1;
                     }
@@ -470,7 +470,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                                 .cloned()
                                 .unwrap_or_default(),
                             container: c.name.clone(),
-                            reason: reason.as_str().to_string(),
+                            reason,
                         });
                         report.removed.push((c.name.clone(), reason));
                     }

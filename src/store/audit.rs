@@ -13,16 +13,18 @@
 //! `write(2)` on an `O_APPEND` descriptor, so concurrent writers (several broker threads, a cleanup pass
 //! and an admin command) never interleave within a line.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::host::fs::AUDIT_LOG;
+use crate::core::config::SessionMode;
+use crate::core::session::EndReason;
 pub use crate::host::fs::{open_private_append, DIR_MODE, FILE_MODE};
+use crate::host::fs::{LogError, AUDIT_LOG};
 
 /// An open audit log. Cheap to share between threads (`&Audit` is enough to record).
 #[derive(Debug)]
@@ -31,53 +33,65 @@ pub struct Audit {
     file: Mutex<File>,
 }
 
-/// One audited event. `project` is "" for the user's default container.
-#[derive(Debug, Clone, PartialEq)]
+/// One audited event. `project` is "" for the user's default container. Serialized as the
+/// line's `event` (the variant's name below) followed by its fields in declaration order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event")]
 pub enum Event {
+    #[serde(rename = "connect")]
     Connect {
         user: String,
         project: String,
         container: String,
         connections: u32,
     },
+    #[serde(rename = "disconnect")]
     Disconnect {
         user: String,
         project: String,
         container: String,
+        #[serde(rename = "remaining_connections")]
         remaining: u32,
     },
+    #[serde(rename = "command")]
     Command {
         user: String,
         project: String,
         container: String,
         command: String,
+        /// Written as `exit_code` (null when unknown) and `outcome`.
+        #[serde(flatten, serialize_with = "exit_and_outcome")]
         exit_code: Option<i32>,
     },
+    #[serde(rename = "container.create")]
     ContainerCreate {
         user: String,
         project: String,
         container: String,
         image: String,
-        mode: String,
+        mode: SessionMode,
     },
-    /// `reason`: disconnect, grace-expired, ttl, max-lifetime, orphan or stop.
+    #[serde(rename = "container.destroy")]
     ContainerDestroy {
         user: String,
         project: String,
         container: String,
-        reason: String,
+        reason: EndReason,
     },
+    #[serde(rename = "user.add")]
     UserAdd {
         user: String,
         keys: usize,
         actor: String,
     },
+    #[serde(rename = "user.remove")]
     UserRemove {
         user: String,
         purge: bool,
         actor: String,
     },
     /// `add-user --convert` changed an existing account: one line per change.
+    #[serde(rename = "user.convert")]
     UserConvert {
         user: String,
         changes: Vec<String>,
@@ -99,130 +113,39 @@ impl Event {
             Event::UserConvert { .. } => "user.convert",
         }
     }
-
-    /// The fields after `time` and `event`, in output order.
-    fn fields(&self) -> Vec<(&'static str, Value)> {
-        fn s(v: &str) -> Value {
-            Value::String(v.to_string())
-        }
-        fn session(user: &str, project: &str, container: &str) -> Vec<(&'static str, Value)> {
-            vec![
-                ("user", s(user)),
-                ("project", s(project)),
-                ("container", s(container)),
-            ]
-        }
-        match self {
-            Event::Connect {
-                user,
-                project,
-                container,
-                connections,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("connections", Value::from(*connections)));
-                f
-            }
-            Event::Disconnect {
-                user,
-                project,
-                container,
-                remaining,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("remaining_connections", Value::from(*remaining)));
-                f
-            }
-            Event::Command {
-                user,
-                project,
-                container,
-                command,
-                exit_code,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("command", s(command)));
-                f.push(("exit_code", exit_code.map_or(Value::Null, Value::from)));
-                let outcome = match exit_code {
-                    Some(0) => "success",
-                    Some(_) => "failure",
-                    None => "unknown",
-                };
-                f.push(("outcome", s(outcome)));
-                f
-            }
-            Event::ContainerCreate {
-                user,
-                project,
-                container,
-                image,
-                mode,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("image", s(image)));
-                f.push(("mode", s(mode)));
-                f
-            }
-            Event::ContainerDestroy {
-                user,
-                project,
-                container,
-                reason,
-            } => {
-                let mut f = session(user, project, container);
-                f.push(("reason", s(reason)));
-                f
-            }
-            Event::UserAdd { user, keys, actor } => vec![
-                ("user", s(user)),
-                ("keys", Value::from(*keys)),
-                ("actor", s(actor)),
-            ],
-            Event::UserRemove { user, purge, actor } => vec![
-                ("user", s(user)),
-                ("purge", Value::Bool(*purge)),
-                ("actor", s(actor)),
-            ],
-            Event::UserConvert {
-                user,
-                changes,
-                actor,
-            } => vec![
-                ("user", s(user)),
-                (
-                    "changes",
-                    Value::Array(changes.iter().map(|c| s(c)).collect()),
-                ),
-                ("actor", s(actor)),
-            ],
-        }
-    }
 }
 
-/// An ordered JSON object (serde_json's `Map` sorts keys unless `preserve_order` is on; we want
-/// `time` and `event` first for people reading the file with `tail`).
-struct Line(Vec<(&'static str, Value)>);
+/// A command's `exit_code` and the `outcome` people filter on (success, failure, unknown).
+fn exit_and_outcome<S: Serializer>(code: &Option<i32>, serializer: S) -> Result<S::Ok, S::Error> {
+    let outcome = match code {
+        Some(0) => "success",
+        Some(_) => "failure",
+        None => "unknown",
+    };
+    let mut map = serializer.serialize_map(Some(2))?;
+    map.serialize_entry("exit_code", code)?;
+    map.serialize_entry("outcome", outcome)?;
+    map.end()
+}
 
-impl Serialize for Line {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
+/// One line: `time` first, then `event` and the event's fields, for people reading the file with
+/// `tail`.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    #[serde(flatten)]
+    event: &'a Event,
 }
 
 /// The JSON line (without newline) for `event` at unix time `now_secs` + `nanos`.
 pub fn render(event: &Event, now_secs: i64, nanos: u32) -> String {
-    let mut fields = vec![
-        ("time", Value::String(rfc3339(now_secs, nanos))),
-        ("event", Value::String(event.name().to_string())),
-    ];
-    fields.extend(event.fields());
+    let line = Line {
+        time: rfc3339(now_secs, nanos),
+        event,
+    };
     // Serializing strings, numbers, bools and null into a Vec cannot fail; fall back to a minimal
     // valid line rather than panicking if it ever did.
-    serde_json::to_string(&Line(fields)).unwrap_or_else(|e| {
+    serde_json::to_string(&line).unwrap_or_else(|e| {
         serde_json::json!({ "time": rfc3339(now_secs, nanos), "event": event.name(), "error": e.to_string() })
             .to_string()
     })
@@ -268,7 +191,7 @@ impl Audit {
     /// `O_APPEND|O_CLOEXEC|O_NOFOLLOW`: a new file gets mode 0640, missing parent directories 0750,
     /// and an existing file with permission bits beyond 0640 is narrowed to them. A symlink or
     /// non-regular file at the path, or a file owned by another user, is refused.
-    pub fn open(cfg: &crate::core::config::Config) -> Result<Option<Audit>, String> {
+    pub fn open(cfg: &crate::core::config::Config) -> Result<Option<Audit>, LogError> {
         match &cfg.log.audit_log {
             None => Ok(None),
             Some(path) => Audit::open_path(path).map(Some),
@@ -276,7 +199,7 @@ impl Audit {
     }
 
     /// `open` for an explicit path.
-    pub fn open_path(path: &Path) -> Result<Audit, String> {
+    pub fn open_path(path: &Path) -> Result<Audit, LogError> {
         let file = open_private_append(path, AUDIT_LOG)?;
         Ok(Audit {
             path: path.to_path_buf(),
@@ -343,8 +266,9 @@ fn write_line(mut file: &File, line: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::core::config::Config;
-    use crate::host::fs::LOG_FILE;
+    use crate::host::fs::{LogProblem, LOG_FILE};
     use crate::test_support::TempDir;
+    use serde_json::Value;
     use std::collections::BTreeSet;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -384,13 +308,13 @@ mod tests {
                 project: v.into(),
                 container: v.into(),
                 image: v.into(),
-                mode: v.into(),
+                mode: SessionMode::GracePeriod,
             },
             Event::ContainerDestroy {
                 user: v.into(),
                 project: v.into(),
                 container: v.into(),
-                reason: v.into(),
+                reason: EndReason::GraceExpired,
             },
             Event::UserAdd {
                 user: v.into(),
@@ -547,6 +471,78 @@ mod tests {
         assert_eq!(v["remaining_connections"], 0);
     }
 
+    /// Byte for byte what the README's jq filters and tests/lifecycle_e2e.rs read: field order,
+    /// names and the enums' spelling.
+    #[test]
+    fn exact_session_lines() {
+        let e = Event::ContainerCreate {
+            user: "alice".into(),
+            project: "web".into(),
+            container: "podspawn-alice-web".into(),
+            image: "ubuntu:24.04".into(),
+            mode: SessionMode::DestroyOnDisconnect,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"container.create","user":"alice","project":"web","container":"podspawn-alice-web","image":"ubuntu:24.04","mode":"destroy-on-disconnect"}"#
+        );
+        let e = Event::ContainerDestroy {
+            user: "alice".into(),
+            project: "".into(),
+            container: "podspawn-alice".into(),
+            reason: EndReason::MaxLifetime,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"container.destroy","user":"alice","project":"","container":"podspawn-alice","reason":"max-lifetime"}"#
+        );
+        let e = Event::Command {
+            user: "alice".into(),
+            project: "".into(),
+            container: "podspawn-alice".into(),
+            command: "ls".into(),
+            exit_code: None,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"command","user":"alice","project":"","container":"podspawn-alice","command":"ls","exit_code":null,"outcome":"unknown"}"#
+        );
+        let e = Event::Disconnect {
+            user: "a".into(),
+            project: "p".into(),
+            container: "c".into(),
+            remaining: 3,
+        };
+        assert_eq!(
+            render(&e, 0, 0),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"disconnect","user":"a","project":"p","container":"c","remaining_connections":3}"#
+        );
+    }
+
+    /// The audit spelling of every mode and reason is the one `as_str` gives (state.db, logs).
+    #[test]
+    fn modes_and_reasons_are_spelled_as_everywhere_else() {
+        for mode in [
+            SessionMode::GracePeriod,
+            SessionMode::DestroyOnDisconnect,
+            SessionMode::Named,
+            SessionMode::Ttl,
+        ] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+        for reason in [
+            EndReason::Disconnect,
+            EndReason::GraceExpired,
+            EndReason::Ttl,
+            EndReason::MaxLifetime,
+            EndReason::Orphan,
+            EndReason::Stop,
+            EndReason::UserRemoved,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
+
     #[test]
     fn command_outcomes() {
         let mk = |code| Event::Command {
@@ -695,7 +691,9 @@ mod tests {
         std::fs::write(&target, "").unwrap();
         let link = t.0.join("audit.jsonl");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let err = Audit::open(&cfg(Some(link.clone()))).unwrap_err();
+        let err = Audit::open(&cfg(Some(link.clone())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&link.display().to_string()), "{err}");
         assert!(err.contains("symlink"), "{err}");
         // A dangling symlink must not create its target either.
@@ -715,9 +713,14 @@ mod tests {
         let link = t.0.join("podspawn.log");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let err = open_private_append(&link, LOG_FILE).unwrap_err();
-        assert!(
-            err.contains("log file") && err.contains("symlink") && err.contains("log.file"),
-            "{err}"
+        assert!(matches!(err.problem, LogProblem::Symlink), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "log file {} is a symlink; refusing to follow it: remove it or point log.file at \
+                 a regular file",
+                link.display()
+            )
         );
         let fresh = t.0.join("sub/new.log");
         drop(open_private_append(&fresh, LOG_FILE).unwrap());
@@ -734,11 +737,23 @@ mod tests {
         );
         std::os::unix::fs::chown(&wide, Some(65534), None).unwrap();
         let err = open_private_append(&wide, LOG_FILE).unwrap_err();
-        assert!(err.contains("owned by uid 65534"), "{err}");
-        let err = open_private_append(Path::new("p.log"), LOG_FILE).unwrap_err();
         assert!(
-            err.contains("log.file") && err.contains("absolute"),
-            "{err}"
+            matches!(
+                err.problem,
+                LogProblem::Owner {
+                    uid: 65534,
+                    euid: 0
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        let err = open_private_append(Path::new("p.log"), LOG_FILE).unwrap_err();
+        assert!(matches!(err.problem, LogProblem::NotAbsolute), "{err:?}");
+        assert_eq!(
+            String::from(err),
+            "log file p.log: not an absolute path; set log.file to an absolute path such as \
+             /var/log/podspawn/podspawn.log"
         );
     }
 
@@ -747,11 +762,17 @@ mod tests {
         let t = TempDir::new("fifo");
         let fifo = t.0.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let err = Audit::open(&cfg(Some(fifo.clone()))).unwrap_err();
+        let err = Audit::open(&cfg(Some(fifo.clone())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&fifo.display().to_string()), "{err}");
-        let err = Audit::open(&cfg(Some(t.0.clone()))).unwrap_err();
+        let err = Audit::open(&cfg(Some(t.0.clone())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&t.0.display().to_string()), "{err}");
-        let err = Audit::open(&cfg(Some(PathBuf::from("audit.jsonl")))).unwrap_err();
+        let err = Audit::open(&cfg(Some(PathBuf::from("audit.jsonl"))))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("absolute"), "{err}");
     }
 

@@ -3,6 +3,7 @@
 //! sshd's StrictModes would (`auth-keys`, running as the `podspawn` system user, refuses anything
 //! else) and written atomically.
 use crate::core::keys::{parse_key_bytes, KeyError, PublicKey, MAX_FILE_LEN};
+use crate::core::names::InvalidName;
 use crate::host::fs::{ensure_dir, write_file_atomic};
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read};
@@ -23,6 +24,41 @@ pub enum KeyFileError {
     NotFound,
     /// The file exists but is refused or unreadable; the message names it and the fix.
     Refused(String),
+}
+
+impl std::error::Error for KeyFileError {}
+
+/// A key file that could not be written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The user name cannot name a key file.
+    User(InvalidName),
+    Fs(crate::host::fs::Error),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::User(e) => e.fmt(f),
+            WriteError::Fs(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WriteError::User(e) => Some(e),
+            WriteError::Fs(e) => Some(e),
+        }
+    }
+}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<WriteError> for String {
+    fn from(e: WriteError) -> Self {
+        e.to_string()
+    }
 }
 
 impl std::fmt::Display for KeyFileError {
@@ -193,7 +229,7 @@ pub fn load_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
 
 /// Reads a key file, refusing symlinks, non-regular files, files not owned by root, and group- or
 /// world-writable files (or directories). Invalid lines are skipped with a `tracing` warning.
-pub fn read_key_file(path: &Path) -> Result<Vec<PublicKey>, String> {
+pub fn read_key_file(path: &Path) -> Result<Vec<PublicKey>, KeyFileError> {
     match load_key_file(path) {
         Ok(kf) => {
             for (line, e) in &kf.invalid {
@@ -201,8 +237,7 @@ pub fn read_key_file(path: &Path) -> Result<Vec<PublicKey>, String> {
             }
             Ok(kf.keys)
         }
-        Err(KeyFileError::NotFound) => Err(format!("{}: no such file", path.display())),
-        Err(KeyFileError::Refused(m)) => Err(m),
+        Err(e) => Err(e),
     }
 }
 
@@ -232,8 +267,8 @@ pub fn write_key_file(
     user: &str,
     keys: &[PublicKey],
     group_gid: u32,
-) -> Result<(), String> {
-    crate::core::names::validate_user(user)?;
+) -> Result<(), WriteError> {
+    crate::core::names::validate_user(user).map_err(WriteError::User)?;
     write_file_atomic(
         &key_file(key_dir, user),
         render_key_file(keys).as_bytes(),
@@ -241,10 +276,11 @@ pub fn write_key_file(
         group_gid,
         0o640,
     )
+    .map_err(WriteError::Fs)
 }
 
 /// Makes the key directory root:`group_gid` 0750 (creating it if missing).
-pub fn ensure_key_dir(key_dir: &Path, group_gid: u32) -> Result<(), String> {
+pub fn ensure_key_dir(key_dir: &Path, group_gid: u32) -> Result<(), crate::host::fs::Error> {
     ensure_dir(key_dir, 0, group_gid, 0o750)
 }
 
@@ -308,7 +344,7 @@ mod tests {
         let not_root = t.0.join("notroot");
         write(&not_root, ED25519, 0o640);
         std::os::unix::fs::chown(&not_root, Some(65534), Some(65534)).unwrap();
-        let e = read_key_file(&not_root).unwrap_err();
+        let e = read_key_file(&not_root).unwrap_err().to_string();
         assert!(e.contains("owned by uid 65534, not root"), "{e}");
         assert!(
             e.contains(&format!(
@@ -320,37 +356,37 @@ mod tests {
 
         let gw = t.0.join("groupw");
         write(&gw, ED25519, 0o660);
-        let e = read_key_file(&gw).unwrap_err();
+        let e = read_key_file(&gw).unwrap_err().to_string();
         assert!(e.contains("group- or world-writable (mode 0660)"), "{e}");
 
         let ww = t.0.join("worldw");
         write(&ww, ED25519, 0o646);
-        let e = read_key_file(&ww).unwrap_err();
+        let e = read_key_file(&ww).unwrap_err().to_string();
         assert!(e.contains("mode 0646"), "{e}");
 
         let link = t.0.join("link");
         symlink(&good, &link).unwrap();
-        let e = read_key_file(&link).unwrap_err();
+        let e = read_key_file(&link).unwrap_err().to_string();
         assert!(e.contains("is a symlink"), "{e}");
 
         let dangling = t.0.join("dangling");
         symlink(t.0.join("does-not-exist"), &dangling).unwrap();
-        let e = read_key_file(&dangling).unwrap_err();
+        let e = read_key_file(&dangling).unwrap_err().to_string();
         assert!(e.contains("is a symlink"), "{e}");
 
         let dir = t.0.join("adir");
         std::fs::create_dir(&dir).unwrap();
-        let e = read_key_file(&dir).unwrap_err();
+        let e = read_key_file(&dir).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
 
         let fifo = t.0.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let e = read_key_file(&fifo).unwrap_err();
+        let e = read_key_file(&fifo).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
 
         let big = t.0.join("big");
         write(&big, &"#".repeat(MAX_FILE_LEN as usize + 1), 0o640);
-        let e = read_key_file(&big).unwrap_err();
+        let e = read_key_file(&big).unwrap_err().to_string();
         assert!(e.contains("1 MiB"), "{e}");
 
         assert!(read_key_file(&good).is_ok());
@@ -369,7 +405,7 @@ mod tests {
         write(&f, ED25519, 0o640);
 
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o770)).unwrap();
-        let e = read_key_file(&f).unwrap_err();
+        let e = read_key_file(&f).unwrap_err().to_string();
         assert!(e.contains("key directory"), "{e}");
         assert!(e.contains("chmod 0750"), "{e}");
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -378,7 +414,7 @@ mod tests {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o750)).unwrap();
         assert!(read_key_file(&f).is_ok());
         std::os::unix::fs::chown(&d, Some(65534), None).unwrap();
-        let e = read_key_file(&f).unwrap_err();
+        let e = read_key_file(&f).unwrap_err().to_string();
         assert!(e.contains("owned by uid 65534"), "{e}");
     }
 
@@ -420,18 +456,46 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("alice")]);
-        assert!(write_key_file(&d, "../evil", &keys, 0).is_err());
+        let e = write_key_file(&d, "../evil", &keys, 0).unwrap_err();
+        assert!(
+            matches!(&e, WriteError::User(InvalidName::User(n)) if n == "../evil"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("invalid user name \"../evil\""),
+            "{e}"
+        );
+        let e = write_key_file(&d.join("missing"), "alice", &keys, 0).unwrap_err();
+        assert!(matches!(&e, WriteError::Fs(_)), "{e:?}");
+        assert!(String::from(e).starts_with("cannot create "));
 
         // A symlinked key dir is refused by ensure_key_dir.
         let real = t.0.join("real");
         std::fs::create_dir(&real).unwrap();
         let link = t.0.join("linked");
         symlink(&real, &link).unwrap();
-        assert!(ensure_key_dir(&link, 0).unwrap_err().contains("symlink"));
+        let e = ensure_key_dir(&link, 0).unwrap_err();
+        assert!(
+            matches!(&e, crate::host::fs::Error::Symlink(p) if *p == link),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is a symlink: replace it with a real directory",
+                link.display()
+            )
+        );
         let file = t.0.join("plainfile");
         write(&file, "", 0o600);
-        assert!(ensure_key_dir(&file, 0)
-            .unwrap_err()
-            .contains("not a directory"));
+        let e = ensure_key_dir(&file, 0).unwrap_err();
+        assert!(
+            matches!(&e, crate::host::fs::Error::NotADirectory(p) if *p == file),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{} exists but is not a directory", file.display())
+        );
     }
 }

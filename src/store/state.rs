@@ -3,8 +3,9 @@
 
 use crate::core::config::SessionMode;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::fmt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::core::session::{SessionRow, Status};
@@ -48,32 +49,98 @@ pub struct Db {
     conn: Connection,
 }
 
-fn to_err(e: rusqlite::Error) -> String {
-    format!("state database: {e}")
+/// What can go wrong with `state.db`. The broker tells a newer schema apart (refuse to run, ask
+/// for an upgrade) from a failing query; the `Display` text is what a person reads.
+#[derive(Debug)]
+pub enum Error {
+    /// The database's directory could not be created.
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The database file could not be opened.
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// A statement failed.
+    Sql(rusqlite::Error),
+    /// The schema was written by a newer podspawn (`found` > the `known` migrations).
+    NewerSchema { found: usize, known: usize },
+    /// No random instance id could be made for a new installation.
+    InstanceId(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::CreateDir { path, source } => {
+                write!(f, "cannot create {}: {source}", path.display())
+            }
+            Error::Open { path, source } => write!(f, "cannot open {}: {source}", path.display()),
+            Error::Sql(e) => write!(f, "state database: {e}"),
+            Error::NewerSchema { found, known } => write!(
+                f,
+                "state database schema version {found} is newer than this podspawn understands \
+                 ({known}); upgrade podspawn"
+            ),
+            Error::InstanceId(e) => write!(f, "cannot make an instance id: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::CreateDir { source, .. } | Error::InstanceId(source) => Some(source),
+            Error::Open { source, .. } | Error::Sql(source) => Some(source),
+            Error::NewerSchema { .. } => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Sql(e)
+    }
+}
+
+/// For callers that print the error (`?` where the error type is `String`).
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
 }
 
 impl Db {
     /// Opens (creating the directory 0700 and the file 0600) and migrates.
-    pub fn open(path: &Path) -> Result<Db, String> {
+    pub fn open(path: &Path) -> Result<Db, Error> {
         if let Some(dir) = path.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                .map_err(|source| Error::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
         }
         // Restrictive umask for the db and its -wal/-shm files: they hold every user's sessions.
         use nix::sys::stat::{umask, Mode};
         let old = umask(Mode::from_bits_truncate(0o077));
         let conn = Connection::open(path);
         umask(old);
-        let conn = conn.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let conn = conn.map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        conn.busy_timeout(Duration::from_secs(5)).map_err(to_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(Error::Sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         let mut db = Db { conn };
         let fresh = db.schema_version()? == 0;
         db.migrate()?;
@@ -86,68 +153,66 @@ impl Db {
     }
 
     /// This installation's instance id (the `podspawn-instance` label of its objects).
-    pub fn instance(&self) -> Result<String, String> {
+    pub fn instance(&self) -> Result<String, Error> {
         self.conn
             .query_row(
                 "SELECT value FROM meta WHERE key=?1",
                 params![INSTANCE_KEY],
                 |r| r.get::<_, String>(0),
             )
-            .map_err(to_err)
+            .map_err(Error::Sql)
     }
 
     /// Records the instance id once: `legacy`, or else a random one.
-    fn ensure_instance(&self, legacy: Option<String>) -> Result<(), String> {
+    fn ensure_instance(&self, legacy: Option<String>) -> Result<(), Error> {
         let id = match legacy {
             Some(id) => id,
-            None => crate::engine::new_instance_id()
-                .map_err(|e| format!("cannot make an instance id: {e}"))?,
+            None => crate::engine::new_instance_id().map_err(Error::InstanceId)?,
         };
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
                 params![INSTANCE_KEY, id],
             )
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(())
     }
 
-    pub fn open_in_memory() -> Result<Db, String> {
-        let conn = Connection::open_in_memory().map_err(to_err)?;
+    pub fn open_in_memory() -> Result<Db, Error> {
+        let conn = Connection::open_in_memory().map_err(Error::Sql)?;
         let mut db = Db { conn };
         db.migrate()?;
         db.ensure_instance(None)?;
         Ok(db)
     }
 
-    pub fn schema_version(&self) -> Result<usize, String> {
+    pub fn schema_version(&self) -> Result<usize, Error> {
         let v: i64 = self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(v as usize)
     }
 
-    fn migrate(&mut self) -> Result<(), String> {
+    fn migrate(&mut self) -> Result<(), Error> {
         let current = self.schema_version()?;
         if current > MIGRATIONS.len() {
-            return Err(format!(
-                "state database schema version {current} is newer than this podspawn understands ({}); \
-                 upgrade podspawn",
-                MIGRATIONS.len()
-            ));
+            return Err(Error::NewerSchema {
+                found: current,
+                known: MIGRATIONS.len(),
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-            let tx = self.conn.transaction().map_err(to_err)?;
-            tx.execute_batch(sql).map_err(to_err)?;
+            let tx = self.conn.transaction().map_err(Error::Sql)?;
+            tx.execute_batch(sql).map_err(Error::Sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(to_err)?;
-            tx.commit().map_err(to_err)?;
+                .map_err(Error::Sql)?;
+            tx.commit().map_err(Error::Sql)?;
         }
         Ok(())
     }
 
-    pub fn get(&self, user: &str, project: &str) -> Result<Option<SessionRow>, String> {
+    pub fn get(&self, user: &str, project: &str) -> Result<Option<SessionRow>, Error> {
         self.conn
             .query_row(
                 &format!("SELECT {COLS} FROM sessions WHERE user=?1 AND project=?2"),
@@ -155,25 +220,25 @@ impl Db {
                 row_from,
             )
             .optional()
-            .map_err(to_err)
+            .map_err(Error::Sql)
     }
 
-    pub fn list(&self, user: Option<&str>) -> Result<Vec<SessionRow>, String> {
+    pub fn list(&self, user: Option<&str>) -> Result<Vec<SessionRow>, Error> {
         let mut stmt = self
             .conn
             .prepare(&format!(
                 "SELECT {COLS} FROM sessions WHERE (?1 IS NULL OR user=?1) ORDER BY user, project"
             ))
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         let rows = stmt
             .query_map(params![user], row_from)
-            .map_err(to_err)?
+            .map_err(Error::Sql)?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(rows)
     }
 
-    pub fn insert(&self, r: &SessionRow) -> Result<(), String> {
+    pub fn insert(&self, r: &SessionRow) -> Result<(), Error> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO sessions (user, project, container_id, container_name, image, mode,
@@ -194,7 +259,7 @@ impl Db {
                     r.uid
                 ],
             )
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(())
     }
 
@@ -206,50 +271,50 @@ impl Db {
         status: Status,
         grace_expiry: Option<i64>,
         now: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         self.conn
             .execute(
                 "UPDATE sessions SET status=?3, grace_expiry=?4, last_activity=?5 WHERE user=?1 AND project=?2",
                 params![user, project, status.as_str(), grace_expiry, now],
             )
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(())
     }
 
     /// Adds one to a named counter.
-    pub fn bump(&self, name: &str) -> Result<(), String> {
+    pub fn bump(&self, name: &str) -> Result<(), Error> {
         self.conn
             .execute(
                 "INSERT INTO counters (name, value) VALUES (?1, 1)
                  ON CONFLICT(name) DO UPDATE SET value = value + 1",
                 params![name],
             )
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(())
     }
 
-    pub fn counters(&self) -> Result<Vec<(String, u64)>, String> {
+    pub fn counters(&self) -> Result<Vec<(String, u64)>, Error> {
         let mut stmt = self
             .conn
             .prepare("SELECT name, value FROM counters ORDER BY name")
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
             })
-            .map_err(to_err)?
+            .map_err(Error::Sql)?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(rows)
     }
 
-    pub fn delete(&self, user: &str, project: &str) -> Result<(), String> {
+    pub fn delete(&self, user: &str, project: &str) -> Result<(), Error> {
         self.conn
             .execute(
                 "DELETE FROM sessions WHERE user=?1 AND project=?2",
                 params![user, project],
             )
-            .map_err(to_err)?;
+            .map_err(Error::Sql)?;
         Ok(())
     }
 }
@@ -378,6 +443,31 @@ mod tests {
     }
 
     #[test]
+    fn open_errors_name_the_path() {
+        let dir = crate::test_support::TempDir::new("state-open-err");
+        // A regular file where the directory should be: the directory cannot be created.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").unwrap();
+        let err = Db::open(&blocker.join("sub").join("state.db"))
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::CreateDir { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "cannot create {}: ",
+                blocker.join("sub").display()
+            )),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        // A directory where the database file should be: SQLite cannot open it.
+        let err = Db::open(dir.path()).err().unwrap();
+        assert!(matches!(err, Error::Open { .. } | Error::Sql(_)), "{err:?}");
+        let s: String = err.into();
+        assert!(!s.is_empty());
+    }
+
+    #[test]
     fn file_db_is_private_and_reopens() {
         let dir = std::env::temp_dir().join(format!("podspawn-state-{}", std::process::id()));
         let path = dir.join("state.db");
@@ -409,7 +499,18 @@ mod tests {
             db.conn.pragma_update(None, "user_version", 99).unwrap();
         }
         let err = Db::open(&path).err().unwrap();
-        assert!(err.contains("upgrade podspawn"), "{err}");
+        assert!(
+            matches!(err, Error::NewerSchema { found: 99, known } if known == MIGRATIONS.len()),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "state database schema version 99 is newer than this podspawn understands ({}); \
+                 upgrade podspawn",
+                MIGRATIONS.len()
+            )
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

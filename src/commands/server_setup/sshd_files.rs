@@ -91,7 +91,7 @@ pub(super) fn plan_write(
 pub(super) fn apply_changes(changes: &[FileChange]) -> (usize, Result<(), String>) {
     for (i, c) in changes.iter().enumerate() {
         if let Err(e) = crate::host::fs::write_file_atomic(&c.path, &c.new, c.uid, c.gid, c.mode) {
-            return (i, Err(e));
+            return (i, Err(e.into()));
         }
     }
     (changes.len(), Ok(()))
@@ -109,6 +109,7 @@ pub(super) fn rollback(
             Some((bytes, uid, gid, mode)) => {
                 crate::host::fs::write_file_atomic(&c.path, bytes, *uid, *gid, *mode)
                     .map(|_| format!("restored {}", c.path.display()))
+                    .map_err(String::from)
             }
             None => std::fs::remove_file(&c.path)
                 .map(|_| format!("removed {}", c.path.display()))

@@ -14,8 +14,10 @@ use serde_path_to_error::Segment;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/podspawn/config.yaml";
 pub const DEFAULT_SOCKET: &str = "/run/podspawn/podspawn.sock";
 
-/// How a session's container lives after its last connection ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a session's container lives after its last connection ends. Serialized (the audit log's
+/// `mode`) as `as_str` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SessionMode {
     #[default]
     GracePeriod,
@@ -468,19 +470,52 @@ broker:
 // ---------------------------------------------------------------------------------------------
 // Value parsers (shared with other modules, e.g. for command-line flags).
 
+/// A value that does not parse. The message says what is wrong and how to write it: it is what
+/// a person reads (serde puts it behind the file, line and key), so it stays one text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError(String);
+
+impl ValueError {
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+/// For callers that print the error (`?` where the error type is `String`, e.g. clap value parsers).
+impl From<ValueError> for String {
+    fn from(e: ValueError) -> Self {
+        e.0
+    }
+}
+
+/// `ValueError(format!(..))`.
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        ValueError(format!($($arg)*))
+    };
+}
+
 const DURATION_HINT: &str = "give a number with a unit, e.g. 60s, 5m, 8h";
 const SIZE_HINT: &str =
     "give a number of bytes or a number with k, m, g or t, e.g. 512m, 2g, 1.5g (0 = unlimited)";
 
 /// Parses a duration such as `500ms`, `60s`, `5m`, `8h`, `1d` or `1h30m`; a bare `0` is zero.
 /// The error says what is wrong and how to write it.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     let t = text.trim();
     if t.is_empty() {
-        return Err(format!("empty duration: {DURATION_HINT}"));
+        return Err(invalid!("empty duration: {DURATION_HINT}"));
     }
     if t.starts_with('-') {
-        return Err(format!(
+        return Err(invalid!(
             "invalid duration {text:?}: a duration cannot be negative; {DURATION_HINT}"
         ));
     }
@@ -499,12 +534,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         if num.is_empty() {
-            return Err(format!(
+            return Err(invalid!(
                 "invalid duration {text:?}: expected a number before {unit:?}; {DURATION_HINT}"
             ));
         }
         if unit.is_empty() {
-            return Err(format!("invalid duration {text:?}: {DURATION_HINT}"));
+            return Err(invalid!("invalid duration {text:?}: {DURATION_HINT}"));
         }
         let unit_nanos: u128 = match unit {
             "ms" => 1_000_000,
@@ -513,22 +548,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600 * 1_000_000_000,
             "d" => 86_400 * 1_000_000_000,
             _ => {
-                return Err(format!(
+                return Err(invalid!(
                     "invalid duration {text:?}: unknown unit {unit:?}; use ms, s, m, h or d, \
                      e.g. 60s, 5m, 8h, 1h30m"
                 ))
             }
         };
         let value = scaled_decimal(num, unit_nanos).ok_or_else(|| {
-            format!("invalid duration {text:?}: {num:?} is not a number; {DURATION_HINT}")
+            invalid!("invalid duration {text:?}: {num:?} is not a number; {DURATION_HINT}")
         })?;
         total = total
             .checked_add(value)
-            .ok_or_else(|| format!("invalid duration {text:?}: too large; {DURATION_HINT}"))?;
+            .ok_or_else(|| invalid!("invalid duration {text:?}: too large; {DURATION_HINT}"))?;
         rest = next;
     }
     let secs = u64::try_from(total / 1_000_000_000)
-        .map_err(|_| format!("invalid duration {text:?}: too large; {DURATION_HINT}"))?;
+        .map_err(|_| invalid!("invalid duration {text:?}: too large; {DURATION_HINT}"))?;
     // The remainder is below 10^9, so it always fits.
     let nanos = u32::try_from(total % 1_000_000_000).unwrap_or(0);
     Ok(Duration::new(secs, nanos))
@@ -536,13 +571,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a size such as `2g`, `512m`, `1024k`, `1.5g`, `2gb` or plain bytes `1048576`
 /// (suffixes are case-insensitive, ×1024ⁿ). `""` and `"0"` mean 0 (unlimited).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, ValueError> {
     let t = text.trim();
     if t.is_empty() || t == "0" {
         return Ok(0);
     }
     if t.starts_with('-') {
-        return Err(format!(
+        return Err(invalid!(
             "invalid size {text:?}: a size cannot be negative; {SIZE_HINT}"
         ));
     }
@@ -557,24 +592,24 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" => 1 << 30,
         "t" | "tb" => 1 << 40,
         _ => {
-            return Err(format!(
+            return Err(invalid!(
                 "invalid size {text:?}: unknown unit {suffix:?}; {SIZE_HINT}"
             ))
         }
     };
     if num.is_empty() {
-        return Err(format!(
+        return Err(invalid!(
             "invalid size {text:?}: expected a number; {SIZE_HINT}"
         ));
     }
     if multiplier == 1 && num.contains('.') {
-        return Err(format!(
+        return Err(invalid!(
             "invalid size {text:?}: a byte count must be a whole number; {SIZE_HINT}"
         ));
     }
     let value = scaled_decimal(num, multiplier)
-        .ok_or_else(|| format!("invalid size {text:?}: {num:?} is not a number; {SIZE_HINT}"))?;
-    u64::try_from(value).map_err(|_| format!("invalid size {text:?}: too large; {SIZE_HINT}"))
+        .ok_or_else(|| invalid!("invalid size {text:?}: {num:?} is not a number; {SIZE_HINT}"))?;
+    u64::try_from(value).map_err(|_| invalid!("invalid size {text:?}: too large; {SIZE_HINT}"))
 }
 
 /// `digits[.digits]` × `unit`, exactly (the fractional part is truncated to whole units of 1).
@@ -601,38 +636,38 @@ fn scaled_decimal(num: &str, unit: u128) -> Option<u128> {
     Some(value)
 }
 
-fn parse_grace(text: &str) -> Result<Duration, String> {
+fn parse_grace(text: &str) -> Result<Duration, ValueError> {
     parse_duration(text)
 }
 
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+fn parse_positive_duration(text: &str) -> Result<Duration, ValueError> {
     let d = parse_duration(text)?;
     if d.is_zero() {
-        return Err(format!(
+        return Err(invalid!(
             "invalid duration {text:?}: must be greater than 0; {DURATION_HINT}"
         ));
     }
     Ok(d)
 }
 
-fn parse_cpus(text: &str) -> Result<f64, String> {
+fn parse_cpus(text: &str) -> Result<f64, ValueError> {
     const HINT: &str = "give a number of CPUs, e.g. 2 or 0.5 (0 = unlimited)";
     let t = text.trim();
     if t.is_empty() {
-        return Err(format!("empty value: {HINT}"));
+        return Err(invalid!("empty value: {HINT}"));
     }
     let n: f64 = t
         .parse()
         .ok()
         .filter(|n: &f64| n.is_finite())
-        .ok_or_else(|| format!("invalid number of CPUs {text:?}: {HINT}"))?;
+        .ok_or_else(|| invalid!("invalid number of CPUs {text:?}: {HINT}"))?;
     if n < 0.0 {
-        return Err(format!(
+        return Err(invalid!(
             "invalid number of CPUs {text:?}: cannot be negative; {HINT}"
         ));
     }
     if n > 1024.0 {
-        return Err(format!(
+        return Err(invalid!(
             "invalid number of CPUs {text:?}: at most 1024 are allowed; {HINT}"
         ));
     }
@@ -640,46 +675,50 @@ fn parse_cpus(text: &str) -> Result<f64, String> {
     Ok(if n == 0.0 { 0.0 } else { n })
 }
 
-fn parse_mode(text: &str) -> Result<SessionMode, String> {
+fn parse_mode(text: &str) -> Result<SessionMode, ValueError> {
     SessionMode::parse(text.trim()).ok_or_else(|| {
-        format!(
+        invalid!(
             "invalid session mode {text:?}: use one of grace-period, destroy-on-disconnect, \
              named (alias persistent), ttl"
         )
     })
 }
 
-fn parse_abs_path(text: &str, example: &str) -> Result<PathBuf, String> {
+fn parse_abs_path(text: &str, example: &str) -> Result<PathBuf, ValueError> {
     if text.is_empty() {
-        return Err(format!("empty path: give an absolute path, e.g. {example}"));
+        return Err(invalid!(
+            "empty path: give an absolute path, e.g. {example}"
+        ));
     }
     if text.contains('\0') || !text.starts_with('/') {
-        return Err(format!(
+        return Err(invalid!(
             "path {text:?} is not absolute: give a full path starting with /, e.g. {example}"
         ));
     }
     Ok(PathBuf::from(text))
 }
 
-fn parse_opt_abs_path(text: &str, example: &str) -> Result<Option<PathBuf>, String> {
+fn parse_opt_abs_path(text: &str, example: &str) -> Result<Option<PathBuf>, ValueError> {
     if text.is_empty() {
         return Ok(None);
     }
     parse_abs_path(text, example)
         .map(Some)
-        .map_err(|e| format!("{e} (or \"\" to turn it off)"))
+        .map_err(|e| invalid!("{e} (or \"\" to turn it off)"))
 }
 
-fn parse_shell(text: &str) -> Result<String, String> {
+fn parse_shell(text: &str) -> Result<String, ValueError> {
     parse_abs_path(text, "/bin/bash").map(|_| text.to_string())
 }
 
-fn parse_image(text: &str) -> Result<String, String> {
+fn parse_image(text: &str) -> Result<String, ValueError> {
     if text.is_empty() {
-        return Err("empty image: give an image reference, e.g. ubuntu:24.04".to_string());
+        return Err(invalid!(
+            "empty image: give an image reference, e.g. ubuntu:24.04"
+        ));
     }
     if text.chars().any(char::is_whitespace) {
-        return Err(format!(
+        return Err(invalid!(
             "invalid image {text:?}: an image reference contains no spaces, e.g. ubuntu:24.04 \
              or ghcr.io/org/dev:latest"
         ));
@@ -687,7 +726,7 @@ fn parse_image(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-fn parse_capability(text: &str) -> Result<String, String> {
+fn parse_capability(text: &str) -> Result<String, ValueError> {
     let t = text.trim();
     let name = t.strip_prefix("CAP_").unwrap_or(t);
     let valid = |n: &str| {
@@ -705,46 +744,46 @@ fn parse_capability(text: &str) -> Result<String, String> {
     } else {
         "NET_BIND_SERVICE".to_string()
     };
-    Err(format!(
+    Err(invalid!(
         "invalid capability {text:?}: write a capability name in upper case, e.g. {example} \
          (see capabilities(7)), or ALL"
     ))
 }
 
-fn parse_bool(text: &str) -> Result<bool, String> {
+fn parse_bool(text: &str) -> Result<bool, ValueError> {
     match text.trim() {
         "true" | "True" | "TRUE" => Ok(true),
         "false" | "False" | "FALSE" => Ok(false),
-        _ => Err(format!("invalid value {text:?}: write true or false")),
+        _ => Err(invalid!("invalid value {text:?}: write true or false")),
     }
 }
 
-fn parse_pids_limit(text: &str) -> Result<i64, String> {
+fn parse_pids_limit(text: &str) -> Result<i64, ValueError> {
     const HINT: &str = "give a whole number of processes, e.g. 256 (0 = no limit)";
     let n: i64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("invalid pids_limit {text:?}: {HINT}"))?;
+        .map_err(|_| invalid!("invalid pids_limit {text:?}: {HINT}"))?;
     if n < 0 {
-        return Err(format!(
+        return Err(invalid!(
             "invalid pids_limit {text:?}: cannot be negative; {HINT}"
         ));
     }
     Ok(n)
 }
 
-fn parse_network(text: &str) -> Result<NetworkMode, String> {
+fn parse_network(text: &str) -> Result<NetworkMode, ValueError> {
     match text.trim() {
         "isolated" => Ok(NetworkMode::Isolated),
         "shared" => Ok(NetworkMode::Shared),
-        other => Err(format!(
+        other => Err(invalid!(
             "invalid network mode {other:?}: use isolated (one network per session) or shared \
              (Docker's default bridge)"
         )),
     }
 }
 
-fn parse_runtime(text: &str) -> Result<Option<String>, String> {
+fn parse_runtime(text: &str) -> Result<Option<String>, ValueError> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -754,69 +793,71 @@ fn parse_runtime(text: &str) -> Result<Option<String>, String> {
     if first_ok && rest_ok {
         Ok(Some(text.to_string()))
     } else {
-        Err(format!(
+        Err(invalid!(
             "invalid runtime {text:?}: give the name of a runtime registered with Docker \
              (letters, digits, _ . -), e.g. runc or runsc, or \"\" for Docker's default"
         ))
     }
 }
 
-fn parse_tmpfs_target(text: &str) -> Result<String, String> {
+fn parse_tmpfs_target(text: &str) -> Result<String, ValueError> {
     if text.starts_with('/') && !text.contains('\0') {
         Ok(text.to_string())
     } else {
-        Err(format!(
+        Err(invalid!(
             "tmpfs mount point {text:?} is not an absolute path: write it as a full path, \
              e.g. /tmp"
         ))
     }
 }
 
-fn parse_log_level(text: &str) -> Result<String, String> {
+fn parse_log_level(text: &str) -> Result<String, ValueError> {
     let t = text.trim().to_ascii_lowercase();
     match t.as_str() {
         "trace" | "debug" | "info" | "warn" | "error" => Ok(t),
-        _ => Err(format!(
+        _ => Err(invalid!(
             "invalid log level {text:?}: use one of trace, debug, info, warn, error"
         )),
     }
 }
 
-fn parse_max_per_user(text: &str) -> Result<u32, String> {
+fn parse_max_per_user(text: &str) -> Result<u32, ValueError> {
     const HINT: &str = "give a whole number of containers per user, e.g. 3 (0 = unlimited)";
     let t = text.trim();
     if t.starts_with('-') {
-        return Err(format!(
+        return Err(invalid!(
             "invalid max_per_user {text:?}: cannot be negative; {HINT}"
         ));
     }
     t.parse()
-        .map_err(|_| format!("invalid max_per_user {text:?}: {HINT}"))
+        .map_err(|_| invalid!("invalid max_per_user {text:?}: {HINT}"))
 }
 
-fn parse_max_connections(text: &str) -> Result<u32, String> {
+fn parse_max_connections(text: &str) -> Result<u32, ValueError> {
     const HINT: &str = "give a whole number of open connections per user, at least 1, e.g. 64";
     match text.trim().parse::<u32>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("invalid max_connections_per_user {text:?}: {HINT}")),
+        _ => Err(invalid!(
+            "invalid max_connections_per_user {text:?}: {HINT}"
+        )),
     }
 }
 
 /// The broker socket: sshd puts it into the forced command (`spawn --socket PATH`) and a unix
 /// socket address holds at most 107 bytes.
-fn parse_socket(text: &str) -> Result<PathBuf, String> {
+fn parse_socket(text: &str) -> Result<PathBuf, ValueError> {
     let p = parse_abs_path(text, DEFAULT_SOCKET)?;
     if text
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '%' | '\\'))
     {
-        return Err(format!(
+        return Err(invalid!(
             "socket path {text:?} contains a space, quote, backslash or %: sshd would split or \
              expand it in the forced command; use a plain path such as {DEFAULT_SOCKET}"
         ));
     }
     if text.len() > 107 {
-        return Err(format!(
+        return Err(invalid!(
             "socket path {text:?} is {} bytes long; a unix socket path holds at most 107: use a \
              shorter one such as {DEFAULT_SOCKET}",
             text.len()
@@ -826,16 +867,16 @@ fn parse_socket(text: &str) -> Result<PathBuf, String> {
 }
 
 /// The persistent homes' directory: bind-mounted (through the engine's Mounts API) per user.
-fn parse_homes_dir(text: &str) -> Result<PathBuf, String> {
+fn parse_homes_dir(text: &str) -> Result<PathBuf, ValueError> {
     let p = parse_abs_path(text, "/var/lib/podspawn/homes")?;
     if text.chars().any(|c| c.is_control()) {
-        return Err(format!(
+        return Err(invalid!(
             "homes_dir {text:?} contains a control character; use a plain path such as \
              /var/lib/podspawn/homes"
         ));
     }
     if p.components().any(|c| c == std::path::Component::ParentDir) || p == Path::new("/") {
-        return Err(format!(
+        return Err(invalid!(
             "homes_dir {text:?} must name a directory of its own without \"..\", such as \
              /var/lib/podspawn/homes"
         ));
@@ -843,20 +884,20 @@ fn parse_homes_dir(text: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-fn parse_github_url(text: &str) -> Result<String, String> {
+fn parse_github_url(text: &str) -> Result<String, ValueError> {
     let t = text.trim_end_matches('/');
     let rest = t
         .strip_prefix("https://")
         .or_else(|| t.strip_prefix("http://"));
     match rest {
         Some(host) if !host.is_empty() && !t.chars().any(char::is_whitespace) => Ok(t.to_string()),
-        _ => Err(format!(
+        _ => Err(invalid!(
             "invalid URL {text:?}: give an http:// or https:// URL, e.g. https://github.com"
         )),
     }
 }
 
-fn parse_env_name(text: &str) -> Result<String, String> {
+fn parse_env_name(text: &str) -> Result<String, ValueError> {
     let mut chars = text.chars();
     let first_ok = chars
         .next()
@@ -864,7 +905,7 @@ fn parse_env_name(text: &str) -> Result<String, String> {
     if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(text.to_string())
     } else {
-        Err(format!(
+        Err(invalid!(
             "invalid environment variable name {text:?}: use letters, digits and _, not \
              starting with a digit, e.g. MY_VAR"
         ))
@@ -887,7 +928,7 @@ fn is_plain_null(v: &str) -> bool {
 
 impl<'de, T, F> Visitor<'de> for TextVisitor<F>
 where
-    F: FnOnce(&str) -> Result<T, String>,
+    F: FnOnce(&str) -> Result<T, ValueError>,
 {
     type Value = T;
 
@@ -924,7 +965,7 @@ where
 fn text<'de, D, T>(
     d: D,
     expecting: &'static str,
-    f: impl FnOnce(&str) -> Result<T, String>,
+    f: impl FnOnce(&str) -> Result<T, ValueError>,
 ) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -1035,7 +1076,7 @@ struct KeySeed<'a, F> {
 
 impl<'de, F> DeserializeSeed<'de> for KeySeed<'_, F>
 where
-    F: FnOnce(&str) -> Result<String, String>,
+    F: FnOnce(&str) -> Result<String, ValueError>,
 {
     type Value = String;
 
@@ -1050,7 +1091,7 @@ where
             f: move |s: &str| {
                 let key = check(s)?;
                 if seen.contains_key(&key) {
-                    Err(duplicate_message(&key))
+                    Err(ValueError(duplicate_message(&key)))
                 } else {
                     Ok(key)
                 }
@@ -1063,7 +1104,7 @@ where
 struct CheckedMapVisitor {
     expecting: &'static str,
     key_expecting: &'static str,
-    check: fn(&str) -> Result<String, String>,
+    check: fn(&str) -> Result<String, ValueError>,
 }
 
 impl<'de> Visitor<'de> for CheckedMapVisitor {

@@ -865,7 +865,7 @@ fn duration_table() {
         ("99999999999999999999999d", "too large"),
     ];
     for (text, why) in bad {
-        let e = parse_duration(text).unwrap_err();
+        let e = parse_duration(text).unwrap_err().to_string();
         assert!(e.contains(why), "{text:?}: {e}");
         assert!(e.contains("e.g."), "{text:?}: {e}");
     }
@@ -904,7 +904,7 @@ fn size_table() {
         ("99999999999t", "too large"),
     ];
     for (text, why) in bad {
-        let e = parse_size(text).unwrap_err();
+        let e = parse_size(text).unwrap_err().to_string();
         assert!(e.contains(why), "{text:?}: {e}");
         assert!(e.contains("e.g. 512m"), "{text:?}: {e}");
     }
@@ -1053,4 +1053,18 @@ fn user_overrides_unreadable_file_is_an_error() {
     let e = UserOverrides::load(&dir.0, "erin").unwrap_err();
     assert!(e.message.starts_with("cannot read"), "{e}");
     assert_eq!(e.path, dir.0.join("erin.yaml"));
+}
+
+#[test]
+fn value_errors_are_typed_and_read_as_their_message() {
+    let e: ValueError = parse_duration("5x").unwrap_err();
+    let want = "invalid duration \"5x\": unknown unit \"x\"; use ms, s, m, h or d, \
+                e.g. 60s, 5m, 8h, 1h30m";
+    assert_eq!(e.message(), want);
+    assert_eq!(e.to_string(), want);
+    let s: String = parse_size("2x").unwrap_err().into();
+    assert!(
+        s.starts_with("invalid size \"2x\": unknown unit \"x\";"),
+        "{s}"
+    );
 }

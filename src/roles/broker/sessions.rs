@@ -314,11 +314,9 @@ impl<R: ContainerRuntime> Broker<R> {
                 live.push(r.project);
             }
         }
-        session::check_limit(user, &live, self.cfg().resources.max_per_user).map_err(|message| {
-            Refusal {
-                kind: ErrorKind::LimitReached,
-                message,
-            }
+        session::check_limit(user, &live, self.cfg().resources.max_per_user).map_err(|e| Refusal {
+            kind: ErrorKind::LimitReached,
+            message: e.to_string(),
         })
     }
 
@@ -440,15 +438,16 @@ impl<R: ContainerRuntime> Broker<R> {
             t,
         ) {
             CloseDecision::Destroy => self.lc.destroy(&row, EndReason::Disconnect).await,
-            CloseDecision::Grace { until } => {
-                self.lc
-                    .db()
-                    .set_status(&key.0, &key.1, Status::Grace, Some(until), t)
-            }
+            CloseDecision::Grace { until } => self
+                .lc
+                .db()
+                .set_status(&key.0, &key.1, Status::Grace, Some(until), t)
+                .map_err(String::from),
             CloseDecision::Keep => self
                 .lc
                 .db()
-                .set_status(&key.0, &key.1, Status::Idle, None, t),
+                .set_status(&key.0, &key.1, Status::Idle, None, t)
+                .map_err(String::from),
         };
         if let Err(e) = res {
             tracing::error!(podspawn_user = %key.0, podspawn_container = %container, "ending session: {e}");
