@@ -22,8 +22,10 @@ use crate::core::config::{parse_size, SessionMode};
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Node {
     Null,
-    /// Strings, numbers and booleans, as written.
+    /// Strings and booleans, as written.
     Scalar(String),
+    /// A plain number, as serde_norway reads it (`3.10` reads as `3.1`: see [`raw_scalar`]).
+    Number(String),
     Seq(Vec<Node>),
     /// In file order; keys are unique.
     Map(Vec<(String, Node)>),
@@ -33,7 +35,7 @@ impl Node {
     fn kind(&self) -> &'static str {
         match self {
             Node::Null => "nothing (null)",
-            Node::Scalar(_) => "a single value",
+            Node::Scalar(_) | Node::Number(_) => "a single value",
             Node::Seq(_) => "a list",
             Node::Map(_) => "a mapping",
         }
@@ -67,13 +69,13 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Scalar(v.to_string()))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
+        Ok(Node::Number(v.to_string()))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
+        Ok(Node::Number(v.to_string()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
+        Ok(Node::Number(v.to_string()))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
         Ok(Node::Scalar(v.to_string()))
@@ -100,7 +102,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         match de::VariantAccess::newtype_variant::<Node>(variant)? {
             Node::Null => Ok(Node::Scalar(format!("!{tag}"))),
             Node::Scalar(s) if s.is_empty() => Ok(Node::Scalar(format!("!{tag}"))),
-            Node::Scalar(s) => Ok(Node::Scalar(format!("!{tag} {s}"))),
+            Node::Scalar(s) | Node::Number(s) => Ok(Node::Scalar(format!("!{tag} {s}"))),
             _ => Err(de::Error::custom(format!(
                 "YAML tags (!{tag}) are not supported here: put quotes around a value that \
                  starts with !"
@@ -168,7 +170,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<String, A::Error> {
         match NodeVisitor.visit_enum(data)? {
-            Node::Scalar(s) => self.check(s),
+            Node::Scalar(s) | Node::Number(s) => self.check(s),
             other => Err(de::Error::custom(format!(
                 "a key must be a plain name, not {}",
                 other.kind()
@@ -226,96 +228,126 @@ const HERE: &str = "\u{1}podspawn-locate";
 /// be found (then the error names the key but no line).
 pub(super) fn locate(text: &str, at: &[Seg], target: Target) -> Option<(usize, usize)> {
     let de = serde_norway::Deserializer::from_str(text);
-    match (Locator { at, target }).deserialize(de) {
+    let locator = Locator {
+        at,
+        target,
+        raw: false,
+    };
+    match locator.deserialize(de) {
         // serde_norway may put the path in front of the message.
         Err(e) if e.to_string().contains(HERE) => e.location().map(|l| (l.line(), l.column())),
         _ => None,
     }
 }
 
+/// The scalar at `at` exactly as written (`3.10`, `007`), for values read as numbers.
+pub(super) fn raw_scalar(text: &str, at: &[Seg]) -> Option<String> {
+    let de = serde_norway::Deserializer::from_str(text);
+    let locator = Locator {
+        at,
+        target: Target::Value,
+        raw: true,
+    };
+    locator.deserialize(de).ok().flatten()
+}
+
+/// Walks to `at`; there, fails with [`HERE`] (so the error carries the position) or, with
+/// `raw`, reads the scalar's text.
 struct Locator<'a> {
     at: &'a [Seg],
     target: Target,
+    raw: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Locator<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if self.at.is_empty() {
-            d.deserialize_any(Here)
-        } else {
-            d.deserialize_any(self)
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        match (self.at.is_empty(), self.raw) {
+            (true, false) => d.deserialize_any(Here).map(|()| None),
+            (true, true) => String::deserialize(d).map(Some),
+            (false, _) => d.deserialize_any(self),
         }
     }
 }
 
 impl<'de> Visitor<'de> for Locator<'_> {
-    type Value = ();
+    type Value = Option<String>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a YAML value")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
         let Some(Seg::Key(want)) = self.at.first() else {
-            return Ok(());
+            return Ok(None);
         };
         let stop_at_key = self.at.len() == 1 && self.target == Target::Key;
         while let Some(key) = map.next_key_seed(KeyProbe {
             stop_at: stop_at_key.then_some(want.as_str()),
         })? {
             if key == *want {
-                return map.next_value_seed(Locator {
+                let found = map.next_value_seed(Locator {
                     at: &self.at[1..],
                     target: self.target,
-                });
+                    raw: self.raw,
+                })?;
+                // serde_norway wants a mapping read to its end.
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                return Ok(found);
             }
             map.next_value::<de::IgnoredAny>()?;
         }
-        Ok(())
+        Ok(None)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
         let Some(Seg::Index(want)) = self.at.first() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut i = 0;
         loop {
             if i == *want {
-                return seq
+                let found = seq
                     .next_element_seed(Locator {
                         at: &self.at[1..],
                         target: self.target,
-                    })
-                    .map(|_| ());
+                        raw: self.raw,
+                    })?
+                    .flatten();
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                return Ok(found);
             }
             if seq.next_element::<de::IgnoredAny>()?.is_none() {
-                return Ok(());
+                return Ok(None);
             }
             i += 1;
         }
     }
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Option<String>, A::Error> {
         let (_, variant) = data.variant::<de::IgnoredAny>()?;
         de::VariantAccess::newtype_variant_seed(variant, self)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    // A scalar where a mapping or list was expected: the path is not there.
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<String>, E> {
+        Ok(None)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
     }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<String>, E> {
+        Ok(None)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<String>, E> {
+        Ok(None)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<String>, E> {
+        Ok(None)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<String>, E> {
+        Ok(None)
     }
 }
 
@@ -799,7 +831,7 @@ fn syntax_error(e: &serde_norway::Error, file: &str) -> PodfileError {
 /// A single value as text; `what` describes it for the message.
 fn scalar<'n>(cx: &Ctx, at: &[Seg], node: &'n Node, what: &str) -> Result<&'n str, PodfileError> {
     match node {
-        Node::Scalar(s) => Ok(s),
+        Node::Scalar(s) | Node::Number(s) => Ok(s),
         other => Err(cx.err(
             at,
             Target::Value,
@@ -1145,6 +1177,8 @@ fn env(
         check_env_name(k).map_err(|m| cx.err(&kat, Target::Key, m))?;
         let value = match v {
             Node::Null => String::new(),
+            // As written: `3.10` stays 3.10, `007` stays 007.
+            Node::Number(n) => raw_scalar(cx.text, &kat).unwrap_or_else(|| n.clone()),
             n => scalar(cx, &kat, n, "a value (a string, number or true/false)")?.to_string(),
         };
         if value.contains('\0') {
@@ -1167,7 +1201,7 @@ fn env(
 
 fn commands(cx: &Ctx, at: &[Seg], node: &Node) -> Result<Vec<String>, PodfileError> {
     let items: Vec<(Vec<Seg>, &Node)> = match node {
-        Node::Scalar(_) => vec![(at.to_vec(), node)],
+        Node::Scalar(_) | Node::Number(_) => vec![(at.to_vec(), node)],
         n => list(cx, at, n, "commands")?
             .iter()
             .enumerate()

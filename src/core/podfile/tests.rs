@@ -338,6 +338,40 @@ fn podfile_env_validation() {
 }
 
 #[test]
+fn podfile_env_numbers_kept_as_written() {
+    let p = one(
+        "base: debian:12\nenv:\n  V: 3.10\n  Z: 007\n  H: 0x1F\n  B: true\n  \
+         L: 1_000\nservices:\n  db: {image: a, env: {PORT: 05432}}\n",
+    );
+    assert_eq!(p.env["V"], "3.10");
+    assert_eq!(p.env["Z"], "007");
+    assert_eq!(p.env["H"], "0x1F");
+    assert_eq!(p.env["B"], "true");
+    assert_eq!(p.env["L"], "1_000");
+    assert_eq!(p.services[0].env["PORT"], "05432");
+}
+
+#[test]
+fn podfile_yaml_oddities() {
+    // Anchors and aliases work; a tag in front of a mapping is refused with a hint.
+    let p = one("base: &b debian:12\nenv: {IMG: *b}\n");
+    assert_eq!(p.env["IMG"], "debian:12");
+    let e = one_err("base: debian:12\nenv: !custom {A: b}\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("YAML tags"), "{e}");
+    let e = one_err("base: debian:12\n? [a, b]\n: c\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("a key must be a plain name"), "{e}");
+    let e = one_err("base: debian:12\nservices:\n  db: {image: a}\n  db: {image: b}\n");
+    assert_err(&e, ROOT, Some(4), None, "duplicate key \"db\"");
+    let e = one_err("base: debian:12\nshell: /bin/ba sh\n");
+    assert_err(&e, ROOT, Some(2), Some("shell"), "contains a space");
+    let e = one_err("base: debian:12\nresources: {cpus: 2000}\n");
+    assert_err(&e, ROOT, Some(2), Some("resources.cpus"), "at most 1024");
+    assert_eq!(one("base: a\non_start: 42\n").on_start, ["42"]);
+}
+
+#[test]
 fn podfile_env_expansion() {
     let p = one(
         "base: debian:12\nenv:\n  DB: ${PODSPAWN_USER}_${PODSPAWN_PROJECT}\n  \
