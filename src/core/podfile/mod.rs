@@ -22,6 +22,16 @@
 //! `resources` (`cpus`, `memory`, with the rules of the server configuration) and `mode` (a
 //! session mode: grace-period, destroy-on-disconnect, named/persistent, ttl).
 //!
+//! `services` is a list of `{name, image, env, ports, volumes}` (the reference's form) or a
+//! mapping `name: {image, env, ports, volumes}`. Volumes are `name:/path` (an engine volume) or
+//! `/host/path:/path` (a host bind, reported by [`Podfile::host_binds`] so the caller can refuse
+//! it), optionally `:ro`. `env` values are literal apart from the two placeholders: `$HOME` stays
+//! `$HOME` (Docker does not expand a container's environment either), and any other `${…}` is
+//! refused so a typo does not pass silently. A value YAML reads as a number keeps the text
+//! written (`3.10`, `007`). Keys the reference has only for its local `dev` mode (`name`,
+//! `branch`, `dotfiles`, `repos`, `ports`, `mount`, `workspace`) are refused with that
+//! explanation.
+//!
 //! # Merge rules of `extends` (the reference's §6.2, with the choices noted)
 //!
 //! The parent is resolved first (recursively), then the child is laid over it:
@@ -31,7 +41,9 @@
 //!   are dropped). A child item `"!name"` removes the inherited package (`!node` also removes
 //!   `node@20`; removing something not inherited is an error, so typos are caught). *Choice:* a
 //!   child `node@22` replaces an inherited `node@20` in place rather than installing both;
-//! - `env`: map merge, the child's keys win; a child value of `""` (or null) removes the key;
+//! - `env`: map merge, the child's keys win; a child value of `""` (or null) removes the key
+//!   (*choice:* in a file that extends nothing an empty value is an error, since it could only
+//!   mean one of two things);
 //! - `services`: a child service with the name of an inherited one replaces it whole, in place;
 //!   new ones are appended; `name: "!x"` (or the map key `"!x"`) removes `x`;
 //! - `extra_commands`, `on_create`, `on_start`: the parent's commands, then the child's. *Choice:*
