@@ -1029,7 +1029,8 @@ fn resources(cx: &Ctx, at: &[Seg], node: &Node, layer: &mut Layer) -> Result<(),
                     Node::Null => "",
                     n => scalar(cx, &kat, n, "a size such as 512m or 2g")?,
                 };
-                layer.memory = Some(parse_size(s).map_err(|m| cx.err(&kat, Target::Value, m))?);
+                layer.memory =
+                    Some(parse_size(s).map_err(|m| cx.err(&kat, Target::Value, m.to_string()))?);
             }
             _ => {
                 let mut m = format!("unknown key {k:?} — valid keys here: cpus, memory");
