@@ -34,6 +34,96 @@ pub struct UserGuard {
     _file: UserLock,
 }
 
+/// Why a lifecycle operation failed, in the cases callers branch on; its `Display` is the line a
+/// person reads (the broker sends it to the user, cleanup logs it).
+#[derive(Debug)]
+pub enum Error {
+    /// The container engine.
+    Engine(engine::Error),
+    /// state.db.
+    State(crate::store::state::Error),
+    /// The audit log could not be opened.
+    Audit(crate::host::fs::LogError),
+    /// The configuration (the user's overrides file).
+    Config(crate::core::config::ConfigError),
+    /// A container name podspawn may use is held by others.
+    Names(crate::core::names::NamesTaken),
+    /// The per-user lock.
+    Lock { dir: PathBuf, message: String },
+    /// A persistent home directory.
+    Home { path: PathBuf, message: String },
+    /// A new container's start command failed: names the image and how to check it.
+    DidNotStart {
+        user: String,
+        image: String,
+        cause: engine::Error,
+    },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Engine(e) => e.fmt(f),
+            Error::State(e) => e.fmt(f),
+            Error::Audit(e) => e.fmt(f),
+            Error::Config(e) => e.fmt(f),
+            Error::Names(e) => e.fmt(f),
+            Error::Lock { dir, message } => write!(f, "cannot lock {}: {message}", dir.display()),
+            Error::Home { message, .. } => f.write_str(message),
+            Error::DidNotStart { user, image, cause } => write!(
+                f,
+                "the container for {user} (image {image}) did not start: {cause}; check the image \
+                 with: podspawn verify-image {image}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<engine::Error> for Error {
+    fn from(e: engine::Error) -> Error {
+        Error::Engine(e)
+    }
+}
+
+impl From<crate::store::state::Error> for Error {
+    fn from(e: crate::store::state::Error) -> Error {
+        Error::State(e)
+    }
+}
+
+impl From<crate::host::fs::LogError> for Error {
+    fn from(e: crate::host::fs::LogError) -> Error {
+        Error::Audit(e)
+    }
+}
+
+impl From<crate::core::config::ConfigError> for Error {
+    fn from(e: crate::core::config::ConfigError) -> Error {
+        Error::Config(e)
+    }
+}
+
+impl From<crate::core::names::NamesTaken> for Error {
+    fn from(e: crate::core::names::NamesTaken) -> Error {
+        Error::Names(e)
+    }
+}
+
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
+}
+
+fn home_error(path: &std::path::Path, message: String) -> Error {
+    Error::Home {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
 /// What one cleanup pass did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Report {
@@ -58,20 +148,20 @@ impl Lifecycle<Docker> {
     /// Opens state and audit log; fails when the Docker engine cannot be reached.
     pub async fn open(cfg: Config) -> Result<Lifecycle, String> {
         let docker = Docker::connect().await?;
-        Self::with_runtime(cfg, docker)
+        Ok(Self::with_runtime(cfg, docker)?)
     }
 
     /// Like [`Lifecycle::open`], but connects to the engine on first use: the broker starts and
     /// serves while the engine is down (users get [`runtime::ENGINE_DOWN`]) and recovers without
     /// a restart when it comes back.
-    pub fn open_lazy(cfg: Config) -> Result<Lifecycle, String> {
+    pub fn open_lazy(cfg: Config) -> Result<Lifecycle, Error> {
         Self::with_runtime(cfg, Docker::lazy())
     }
 }
 
 impl<R: ContainerRuntime> Lifecycle<R> {
     /// Opens state and audit log with the engine `docker`.
-    pub fn with_runtime(cfg: Config, docker: R) -> Result<Lifecycle<R>, String> {
+    pub fn with_runtime(cfg: Config, docker: R) -> Result<Lifecycle<R>, Error> {
         let db = Db::open(&cfg.state.db_path)?;
         let audit = Audit::open(&cfg)?;
         Ok(Lifecycle {
@@ -95,7 +185,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     }
 
     /// Takes the user's lock: an in-process mutex, then the lock file shared with other processes.
-    pub async fn lock_user(&self, user: &str) -> Result<UserGuard, String> {
+    pub async fn lock_user(&self, user: &str) -> Result<UserGuard, Error> {
         let m = lock(&self.user_locks)
             .entry(user.to_string())
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
@@ -105,8 +195,14 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let u = user.to_string();
         let file = tokio::task::spawn_blocking(move || crate::store::locks::lock_user(&dir, &u))
             .await
-            .map_err(|e| format!("lock task: {e}"))?
-            .map_err(|e| format!("cannot lock {}: {e}", self.cfg.state.lock_dir.display()))?;
+            .map_err(|e| Error::Lock {
+                dir: self.cfg.state.lock_dir.clone(),
+                message: format!("lock task: {e}"),
+            })?
+            .map_err(|e| Error::Lock {
+                dir: self.cfg.state.lock_dir.clone(),
+                message: e.to_string(),
+            })?;
         Ok(UserGuard {
             _mutex: g,
             _file: file,
@@ -126,7 +222,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     /// page's `podspawn-<user>[-<project>]` unless another owner holds it, then a deterministic
     /// alternative. Removes what a crash left of our own under that name. Never touches objects of
     /// another user, project or installation. The caller holds the user's lock.
-    pub async fn allocate_name(&self, user: &str, project: &str) -> Result<String, String> {
+    pub async fn allocate_name(&self, user: &str, project: &str) -> Result<String, Error> {
         let owner = self.owner(user, project);
         let mut seen = Vec::new();
         for name in crate::core::names::name_candidates(user, project, &self.instance) {
@@ -159,9 +255,9 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         project: &str,
         name: &str,
         t: i64,
-    ) -> Result<SessionRow, String> {
+    ) -> Result<SessionRow, Error> {
         let user = account.name.as_str();
-        let ov = UserOverrides::load(&self.cfg.users_dir, user).map_err(|e| e.to_string())?;
+        let ov = UserOverrides::load(&self.cfg.users_dir, user)?;
         let mode = ov.mode.unwrap_or(self.cfg.session.mode);
         let mut spec = engine::container_spec(&self.cfg, &ov, &self.instance, user, project);
         spec.name = name.to_string();
@@ -218,11 +314,11 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             if let Some(n) = &spec.network {
                 let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
             }
-            return Err(format!(
-                "the container for {user} (image {}) did not start: {e}; check the image with: \
-                 podspawn verify-image {}",
-                spec.image, spec.image
-            ));
+            return Err(Error::DidNotStart {
+                user: user.to_string(),
+                image: spec.image.clone(),
+                cause: e,
+            });
         }
         let row = SessionRow {
             user: user.to_string(),
@@ -264,22 +360,27 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     }
 
     /// `<homes_dir>/<user>`, owned by the user, for named sessions.
-    fn prepare_home(&self, account: &Account) -> Result<PathBuf, String> {
+    fn prepare_home(&self, account: &Account) -> Result<PathBuf, Error> {
         let homes = &self.cfg.state.homes_dir;
         std::fs::create_dir_all(homes)
-            .map_err(|e| format!("cannot create {}: {e}", homes.display()))?;
+            .map_err(|e| home_error(homes, format!("cannot create {}: {e}", homes.display())))?;
         let _ = std::fs::set_permissions(homes, std::fs::Permissions::from_mode(0o711));
         let dir = self.home_dir(&account.name);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
-                return Err(format!("{} is not a directory; remove it", dir.display()))
+                return Err(home_error(
+                    &dir,
+                    format!("{} is not a directory; remove it", dir.display()),
+                ))
             }
             Ok(_) => {}
             Err(_) => {
-                std::fs::create_dir(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                std::os::unix::fs::chown(&dir, Some(account.uid), Some(account.gid))
-                    .map_err(|e| format!("cannot chown {}: {e}", dir.display()))?;
+                std::fs::create_dir(&dir).map_err(|e| {
+                    home_error(&dir, format!("cannot create {}: {e}", dir.display()))
+                })?;
+                std::os::unix::fs::chown(&dir, Some(account.uid), Some(account.gid)).map_err(
+                    |e| home_error(&dir, format!("cannot chown {}: {e}", dir.display())),
+                )?;
                 let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750));
             }
         }
@@ -288,7 +389,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
 
     /// Removes a session's container and network, forgets its row, audits and counts the removal.
     /// The caller holds the user's lock.
-    pub async fn destroy(&self, row: &SessionRow, reason: EndReason) -> Result<(), String> {
+    pub async fn destroy(&self, row: &SessionRow, reason: EndReason) -> Result<(), Error> {
         self.docker.remove(&row.container_id).await?;
         engine::remove_owned_network(
             &self.docker,
@@ -310,18 +411,21 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     }
 
     /// Deletes a named session's persistent home (`stop --purge`).
-    pub fn purge_home(&self, user: &str) -> Result<bool, String> {
+    pub fn purge_home(&self, user: &str) -> Result<bool, Error> {
         let dir = self.home_dir(user);
         match std::fs::symlink_metadata(&dir) {
             Err(_) => Ok(false),
             Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dir)
                 .map(|_| true)
-                .map_err(|e| format!("cannot remove {}: {e}", dir.display())),
-            Ok(_) => Err(format!("{} is not a directory", dir.display())),
+                .map_err(|e| home_error(&dir, format!("cannot remove {}: {e}", dir.display()))),
+            Ok(_) => Err(home_error(
+                &dir,
+                format!("{} is not a directory", dir.display()),
+            )),
         }
     }
 
-    async fn container_state(&self, row: &SessionRow) -> Result<ContainerState, String> {
+    async fn container_state(&self, row: &SessionRow) -> Result<ContainerState, Error> {
         Ok(self.docker.container_state(&row.container_id).await?.0)
     }
 
@@ -536,7 +640,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     pub async fn snapshot(
         &self,
         connections: &(dyn Fn(&str, &str) -> u32 + Sync),
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, Error> {
         let rows = self.db().list(None)?;
         let counters = self.db().counters()?;
         let t = now();
@@ -675,7 +779,8 @@ pub(crate) mod tests {
         lc.docker.add_container(&a, Labels::new(), false);
         lc.docker.add_container(&b, Labels::new(), false);
         let e = rt.block_on(lc.allocate_name("bob", "x")).unwrap_err();
-        assert!(e.contains("rename or remove them"), "{e}");
+        assert!(matches!(e, Error::Names(_)), "{e:?}");
+        assert!(e.to_string().contains("rename or remove them"), "{e}");
         assert_eq!(lc.docker.containers().len(), 4);
     }
 
@@ -708,7 +813,8 @@ pub(crate) mod tests {
         let e = rt
             .block_on(lc.create(&a, "", "podspawn-alice", 1))
             .unwrap_err();
-        assert!(e.contains("podspawn verify-image img:1"), "{e}");
+        assert!(matches!(e, Error::DidNotStart { .. }), "{e:?}");
+        assert!(e.to_string().contains("podspawn verify-image img:1"), "{e}");
         lc.docker.broken_start.store(false, Ordering::SeqCst);
         assert!(lc.docker.containers().is_empty() && lc.docker.networks().is_empty());
         // No address space for the network: the message names the fix.
@@ -716,7 +822,11 @@ pub(crate) mod tests {
         let e = rt
             .block_on(lc.create(&a, "", "podspawn-alice", 1))
             .unwrap_err();
-        assert!(e.contains("default-address-pools"), "{e}");
+        assert!(
+            matches!(e, Error::Engine(engine::Error::AddressPoolExhausted { .. })),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("default-address-pools"), "{e}");
         lc.docker.pool_exhausted.store(false, Ordering::SeqCst);
         // An image that is not there.
         let mut cfg = lc.cfg.clone();
@@ -725,13 +835,21 @@ pub(crate) mod tests {
         let e = rt
             .block_on(lc2.create(&a, "", "podspawn-alice", 1))
             .unwrap_err();
-        assert!(e.contains("docker pull missing:1"), "{e}");
+        assert!(
+            matches!(e, Error::Engine(engine::Error::ImageMissing { .. })),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("docker pull missing:1"), "{e}");
         // The engine down: the one line users get.
         lc.docker.down.store(true, Ordering::SeqCst);
         let e = rt
             .block_on(lc.create(&a, "", "podspawn-alice", 1))
             .unwrap_err();
-        assert_eq!(e, engine::ENGINE_DOWN);
+        assert!(
+            matches!(e, Error::Engine(engine::Error::EngineDown { .. })),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), engine::ENGINE_DOWN);
         lc.docker.down.store(false, Ordering::SeqCst);
         assert!(lc.db().list(None).unwrap().is_empty());
         assert!(lc.docker.containers().is_empty() && lc.docker.networks().is_empty());

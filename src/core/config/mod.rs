@@ -481,6 +481,18 @@ impl ValueError {
     }
 }
 
+impl From<String> for ValueError {
+    fn from(message: String) -> ValueError {
+        ValueError(message)
+    }
+}
+
+impl From<&str> for ValueError {
+    fn from(message: &str) -> ValueError {
+        ValueError(message.to_string())
+    }
+}
+
 impl fmt::Display for ValueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

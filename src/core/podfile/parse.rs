@@ -3,6 +3,7 @@
 //! by hand. Errors found on the tree get their line and column from a second, cheap pass over the
 //! text ([`locate`]) that stops at the offending key or value, so every message can point at it.
 
+use crate::core::config::ValueError;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -570,8 +571,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, at: &[Seg], target: Target, message: String) -> PodfileError {
-        error_in(self.file, self.text, at, target, message)
+    fn err(&self, at: &[Seg], target: Target, message: impl std::fmt::Display) -> PodfileError {
+        error_in(self.file, self.text, at, target, message.to_string())
     }
 }
 
@@ -858,7 +859,7 @@ fn no_control(s: &str) -> bool {
 }
 
 /// An image reference: letters, digits and `. _ - / : @`, not starting with `-`.
-pub(super) fn check_image(s: &str) -> Result<String, String> {
+pub(super) fn check_image(s: &str) -> Result<String, ValueError> {
     let ok = !s.is_empty()
         && s.len() <= 255
         && !s.starts_with(['-', '.', '/', ':', '@'])
@@ -867,12 +868,14 @@ pub(super) fn check_image(s: &str) -> Result<String, String> {
     if ok {
         Ok(s.to_string())
     } else if s.is_empty() {
-        Err("empty image: give an image reference, e.g. ubuntu:24.04".to_string())
+        Err(ValueError::from(
+            "empty image: give an image reference, e.g. ubuntu:24.04".to_string(),
+        ))
     } else {
-        Err(format!(
+        Err(ValueError::from(format!(
             "invalid image {s:?}: give an image reference such as ubuntu:24.04 or \
              registry.example.com/team/dev:1 (letters, digits and . _ - / : @ only)"
-        ))
+        )))
     }
 }
 
@@ -975,11 +978,11 @@ fn mode(cx: &Ctx, at: &[Seg], node: &Node) -> Result<SessionMode, PodfileError> 
 }
 
 /// The rules and messages of the configuration's `cpus` (its parser is private there).
-pub(super) fn parse_cpus(text: &str) -> Result<f64, String> {
+pub(super) fn parse_cpus(text: &str) -> Result<f64, ValueError> {
     const HINT: &str = "give a number of CPUs, e.g. 2 or 0.5 (0 = unlimited)";
     let t = text.trim();
     if t.is_empty() {
-        return Err(format!("empty value: {HINT}"));
+        return Err(ValueError::from(format!("empty value: {HINT}")));
     }
     let n: f64 = t
         .parse()
@@ -987,14 +990,14 @@ pub(super) fn parse_cpus(text: &str) -> Result<f64, String> {
         .filter(|n: &f64| n.is_finite())
         .ok_or_else(|| format!("invalid number of CPUs {text:?}: {HINT}"))?;
     if n < 0.0 {
-        return Err(format!(
+        return Err(ValueError::from(format!(
             "invalid number of CPUs {text:?}: cannot be negative; {HINT}"
-        ));
+        )));
     }
     if n > 1024.0 {
-        return Err(format!(
+        return Err(ValueError::from(format!(
             "invalid number of CPUs {text:?}: at most 1024 are allowed; {HINT}"
-        ));
+        )));
     }
     Ok(if n == 0.0 { 0.0 } else { n })
 }
@@ -1078,7 +1081,7 @@ fn packages(cx: &Ctx, at: &[Seg], node: &Node) -> Result<Vec<At<PackageItem>>, P
                     name: name.to_string(),
                     version: version.to_string(),
                 }),
-                Err(m) => return fail(m),
+                Err(m) => return fail(m.to_string()),
             }
         } else if is_apt_name(s) {
             PackageItem::Add(Package::Apt(s.to_string()))
@@ -1112,7 +1115,7 @@ fn packages(cx: &Ctx, at: &[Seg], node: &Node) -> Result<Vec<At<PackageItem>>, P
     Ok(out)
 }
 
-pub(super) fn check_env_name(s: &str) -> Result<(), String> {
+pub(super) fn check_env_name(s: &str) -> Result<(), ValueError> {
     let mut chars = s.chars();
     let first_ok = chars
         .next()
@@ -1120,30 +1123,30 @@ pub(super) fn check_env_name(s: &str) -> Result<(), String> {
     if first_ok && s.len() <= 256 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(())
     } else {
-        Err(format!(
+        Err(ValueError::from(format!(
             "invalid environment variable name {s:?}: use letters, digits and _, not starting \
              with a digit, e.g. MY_VAR"
-        ))
+        )))
     }
 }
 
 /// Every `${…}` in `value` must be one of the two placeholders.
-pub(super) fn check_placeholders(value: &str) -> Result<(), String> {
+pub(super) fn check_placeholders(value: &str) -> Result<(), ValueError> {
     let mut rest = value;
     while let Some(i) = rest.find("${") {
         let after = &rest[i..];
         let Some(end) = after.find('}') else {
-            return Err(format!(
+            return Err(ValueError::from(format!(
                 "unclosed \"${{\" in {value:?}: write {PLACEHOLDER_USER} or {PLACEHOLDER_PROJECT}"
-            ));
+            )));
         };
         let placeholder = &after[..=end];
         if placeholder != PLACEHOLDER_USER && placeholder != PLACEHOLDER_PROJECT {
-            return Err(format!(
+            return Err(ValueError::from(format!(
                 "unknown placeholder {placeholder}: only {PLACEHOLDER_USER} and \
                  {PLACEHOLDER_PROJECT} are expanded (other variables are not; the value is \
                  passed as written)"
-            ));
+            )));
         }
         rest = &after[end + 1..];
     }
@@ -1233,7 +1236,7 @@ fn commands(cx: &Ctx, at: &[Seg], node: &Node) -> Result<Vec<String>, PodfileErr
 
 /// A service name: a DNS label (it becomes the service's network alias and part of a container
 /// name).
-pub(super) fn check_service_name(s: &str) -> Result<(), String> {
+pub(super) fn check_service_name(s: &str) -> Result<(), ValueError> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -1243,10 +1246,10 @@ pub(super) fn check_service_name(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(ValueError::from(format!(
             "invalid service name {s:?}: use 1-32 lowercase letters, digits or '-', starting and \
              ending with a letter or digit, e.g. postgres (it becomes the service's host name)"
-        ))
+        )))
     }
 }
 
@@ -1477,7 +1480,7 @@ fn clean_abs_path(p: &str) -> bool {
 
 /// `source:target[:ro|:rw]`: a named volume (`pgdata:/var/lib/postgresql/data`) or a host bind
 /// (`/srv/data:/data`).
-pub(super) fn parse_volume(s: &str) -> Result<Volume, String> {
+pub(super) fn parse_volume(s: &str) -> Result<Volume, ValueError> {
     const HINT: &str = "write name:/path for a named volume (kept across sessions), e.g. \
                         pgdata:/var/lib/postgresql/data, or /host/path:/path for a host bind \
                         mount (only if the admin allows binds), optionally followed by :ro";
@@ -1487,24 +1490,24 @@ pub(super) fn parse_volume(s: &str) -> Result<Volume, String> {
         [src, dst, "ro"] => (*src, *dst, true),
         [src, dst, "rw"] => (*src, *dst, false),
         [_, _, opt] => {
-            return Err(format!(
+            return Err(ValueError::from(format!(
                 "invalid volume {s:?}: unknown option {opt:?} (use ro or rw); {HINT}"
-            ))
+            )))
         }
-        _ => return Err(format!("invalid volume {s:?}: {HINT}")),
+        _ => return Err(ValueError::from(format!("invalid volume {s:?}: {HINT}"))),
     };
     if !clean_abs_path(target) || target == "/" {
-        return Err(format!(
+        return Err(ValueError::from(format!(
             "invalid volume {s:?}: the mount point {target:?} must be an absolute path other \
              than / without \"..\"; {HINT}"
-        ));
+        )));
     }
     let source = if source.starts_with('/') {
         if !clean_abs_path(source) {
-            return Err(format!(
+            return Err(ValueError::from(format!(
                 "invalid volume {s:?}: the host path {source:?} must be absolute without \"..\" \
                  or control characters; {HINT}"
-            ));
+            )));
         }
         VolumeSource::HostBind(source.to_string())
     } else {
@@ -1514,11 +1517,11 @@ pub(super) fn parse_volume(s: &str) -> Result<Volume, String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
-            return Err(format!(
+            return Err(ValueError::from(format!(
                 "invalid volume {s:?}: {source:?} is neither a volume name (letters, digits, \
                  _ . -, starting with a letter or digit) nor an absolute host path (relative \
                  host paths are not supported); {HINT}"
-            ));
+            )));
         }
         VolumeSource::Named(source.to_string())
     };

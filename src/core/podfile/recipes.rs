@@ -4,6 +4,7 @@
 //! unknown `pkg@ver` into apt's `pkg=ver*`, which fails late, at build time). Each recipe is
 //! one `RUN` of shell text built only from the validated name and version, so nothing from the
 //! Podfile reaches it unchecked.
+use crate::core::config::ValueError;
 
 /// One package that can be installed at a chosen version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +74,9 @@ fn matching_version(recipe: &Recipe, version: &str) -> Option<&'static str> {
 
 /// Is `name@version` installable? Gives the recipe's own name (`nodejs` → `node`); the error
 /// lists what is installable.
-pub fn check(name: &str, version: &str) -> Result<&'static str, String> {
+pub fn check(name: &str, version: &str) -> Result<&'static str, ValueError> {
     let Some(recipe) = find(name) else {
-        return Err(format!(
+        return Err(ValueError::from(format!(
             "no recipe for {name}@{version}: a version can be chosen only for {} (other \
              packages come from the base image's apt repositories: write just the name, e.g. \
              {})",
@@ -85,15 +86,15 @@ pub fn check(name: &str, version: &str) -> Result<&'static str, String> {
             } else {
                 "curl"
             }
-        ));
+        )));
     };
     if matching_version(recipe, version).is_none() {
-        return Err(format!(
+        return Err(ValueError::from(format!(
             "{name}@{version}: podspawn can install {} versions {} only ({})",
             recipe.name,
             recipe.versions.join(", "),
             recipe.about
-        ));
+        )));
     }
     Ok(recipe.name)
 }

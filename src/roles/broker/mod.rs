@@ -319,6 +319,12 @@ impl From<String> for Refusal {
     }
 }
 
+impl From<crate::roles::lifecycle::Error> for Refusal {
+    fn from(e: crate::roles::lifecycle::Error) -> Refusal {
+        Refusal::from(e.to_string())
+    }
+}
+
 impl From<crate::store::state::Error> for Refusal {
     fn from(e: crate::store::state::Error) -> Refusal {
         Refusal::from(e.to_string())

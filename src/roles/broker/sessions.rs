@@ -442,12 +442,12 @@ impl<R: ContainerRuntime> Broker<R> {
                 .lc
                 .db()
                 .set_status(&key.0, &key.1, Status::Grace, Some(until), t)
-                .map_err(String::from),
+                .map_err(crate::roles::lifecycle::Error::from),
             CloseDecision::Keep => self
                 .lc
                 .db()
                 .set_status(&key.0, &key.1, Status::Idle, None, t)
-                .map_err(String::from),
+                .map_err(crate::roles::lifecycle::Error::from),
         };
         if let Err(e) = res {
             tracing::error!(podspawn_user = %key.0, podspawn_container = %container, "ending session: {e}");
