@@ -1,6 +1,10 @@
 //! `podspawn doctor`: every check seen failing and passing, with constructed inputs for the pure
 //! checks and real temp files, sockets, sshd and Docker where the check reads the system.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use common::TempDir;
 use podspawn::commands::doctor::{
     self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts,
 };
@@ -11,9 +15,6 @@ use podspawn::host::sshd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn is_root() -> bool {
     let r = nix::unistd::geteuid().is_root();
@@ -21,32 +22,6 @@ fn is_root() -> bool {
         eprintln!("not running as root");
     }
     r
-}
-
-/// A fresh directory under target/tmp (a root-owned, not group/world-writable chain).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "doctor-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(d)
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -237,7 +212,7 @@ fn sshd_check_against_the_real_sshd() {
         "this test needs root: run the tests as root (see README)"
     );
     podspawn_gid();
-    let t = TempDir::new("sshd");
+    let t = TempDir::new("doctor-sshd");
     let key = t.path("hostkey");
     assert!(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", ""])
@@ -317,7 +292,7 @@ fn binary_check() {
     assert_status(&c, Status::Fail);
     assert!(c.detail.contains("does not exist"));
 
-    let t = TempDir::new("bin");
+    let t = TempDir::new("doctor-bin");
     let dir = t.path("bin");
     std::fs::create_dir(&dir).unwrap();
     chmod(&dir, 0o755);
@@ -440,7 +415,7 @@ fn docker_check() {
     assert_status(&c, Status::Fail);
     assert_eq!(c.fix.as_deref(), Some("sudo systemctl enable --now docker"));
     // Real sockets: a missing one fails; the real engine (if any) passes.
-    let t = TempDir::new("docker");
+    let t = TempDir::new("doctor-docker");
     let missing = t.path("docker.sock");
     assert_status(
         &doctor::check_docker(&missing, &podspawn::engine::http::get(&missing, "/_ping")),
@@ -470,7 +445,7 @@ fn fake_engine(path: &Path, response: &'static [u8]) -> std::thread::JoinHandle<
 
 #[test]
 fn docker_over_a_fake_engine() {
-    let t = TempDir::new("fake");
+    let t = TempDir::new("doctor-fake");
     let sock = t.path("e.sock");
     let h = fake_engine(
         &sock,
@@ -655,7 +630,7 @@ fn config_file_check() {
         "this test needs root: run the tests as root (see README)"
     );
     let g = podspawn_gid();
-    let t = TempDir::new("config");
+    let t = TempDir::new("doctor-config");
     let p = t.path("config.yaml");
     assert_status(&doctor::check_config_file(&p, Some(g)), Status::Warn);
     std::fs::write(&p, podspawn::core::config::default_config_yaml()).unwrap();
@@ -699,7 +674,7 @@ fn key_dir_and_files_checks() {
         "this test needs root: run the tests as root (see README)"
     );
     let g = podspawn_gid();
-    let t = TempDir::new("keys");
+    let t = TempDir::new("doctor-keys");
     let dir = t.path("keys");
     let c = doctor::check_key_dir(&dir, Some(g));
     assert_status(&c, Status::Fail);
@@ -886,7 +861,7 @@ fn state_db_and_lock_dir_checks() {
         is_root(),
         "this test needs root: run the tests as root (see README)"
     );
-    let t = TempDir::new("state");
+    let t = TempDir::new("doctor-state");
     let dir = t.path("lib");
     std::fs::create_dir(&dir).unwrap();
     chmod(&dir, 0o700);
@@ -993,7 +968,7 @@ fn broker_check() {
     assert!(c.fix.unwrap().contains("restart podspawn.socket"));
 
     // Real socket metadata.
-    let t = TempDir::new("broker");
+    let t = TempDir::new("doctor-broker");
     let p = t.path("b.sock");
     let _l = std::os::unix::net::UnixListener::bind(&p).unwrap();
     chmod(&p, 0o660);
@@ -1076,7 +1051,7 @@ fn output_formats_and_exit_status() {
 #[test]
 #[allow(clippy::field_reassign_with_default)]
 fn gather_against_a_temp_config() {
-    let t = TempDir::new("gather");
+    let t = TempDir::new("doctor-gather");
     let mut cfg = podspawn::core::config::Config::default();
     cfg.path = t.path("config.yaml");
     cfg.auth.key_dir = t.path("keys");
@@ -1134,7 +1109,7 @@ fn sshd_reloaded_against_a_real_sshd() {
         is_root(),
         "this test needs root: run the tests as root (see README)"
     );
-    let t = TempDir::new("listener");
+    let t = TempDir::new("doctor-listener");
     let key = t.path("hostkey");
     assert!(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", ""])

@@ -2,6 +2,10 @@
 //! directories, with the real sshd (`sshd -t`, `sshd -T -C`), real accounts and groups. Never
 //! touches /etc/ssh or a running sshd (`--no-reload`, no units).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use common::TempDir;
 use podspawn::commands::server_setup::{self, ServerSetupArgs, SetupReport};
 use podspawn::core::config::Config;
 use podspawn::core::sshd_config;
@@ -99,25 +103,14 @@ impl Drop for Member {
 /// A temp "/etc/ssh" with a main config (Include paths rewritten to it, a private host key) and
 /// a temp podspawn tree.
 struct Env {
-    dir: PathBuf,
+    dir: TempDir,
     config: PathBuf,
     cfg: Config,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[allow(clippy::field_reassign_with_default)]
 fn env(main_fixture: &str, dropins: &[(&str, &str)]) -> Env {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "server-setup-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new("server-setup");
     std::fs::create_dir_all(dir.join("ssh")).unwrap();
     let ssh = dir.join("ssh");
     let key = ssh.join("ssh_host_ed25519_key");
@@ -381,9 +374,7 @@ fn without_include_a_block_goes_before_the_first_match() {
     assert_idempotent(&e, &a);
 
     // A changed binary replaces the block in place (still one block, still before the Match).
-    let other = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bin-{}", std::process::id()));
-    std::fs::create_dir_all(&other).unwrap();
-    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let other = TempDir::new("bin");
     let other_bin = other.join("podspawn");
     std::fs::copy(env!("CARGO_BIN_EXE_podspawn"), &other_bin).unwrap();
     let mut a2 = a.clone();
@@ -393,7 +384,6 @@ fn without_include_a_block_goes_before_the_first_match() {
     assert_eq!(text.matches(sshd_config::BLOCK_BEGIN).count(), 1);
     assert!(text.contains(&format!("{} auth-keys %u %t %k", other_bin.display())));
     assert!(text.find(sshd_config::BLOCK_END).unwrap() < text.find("Match User backup").unwrap());
-    let _ = std::fs::remove_dir_all(&other);
 }
 
 #[test]
