@@ -266,13 +266,12 @@ fn stop_and_list() {
 /// An image with no shell at all, built locally.
 fn shell_less_image() -> &'static str {
     let tag = "podspawn-test-nosh:latest";
-    let dir = std::env::temp_dir().join(format!("pst-nosh-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::under(&std::env::temp_dir(), "pst-nosh");
     std::fs::write(dir.join("README"), "no shell here\n").unwrap();
     let tar = dir.join("rootfs.tar");
     assert!(run(Command::new("tar")
         .arg("-C")
-        .arg(&dir)
+        .arg(&*dir)
         .arg("-cf")
         .arg(&tar)
         .arg("README"))
@@ -283,7 +282,6 @@ fn shell_less_image() -> &'static str {
         .arg(&tar)
         .arg(tag));
     assert!(o.status.success(), "{}", out(&o));
-    let _ = std::fs::remove_dir_all(&dir);
     tag
 }
 

@@ -38,8 +38,7 @@ fn recv_until(sock: &UnixDatagram, needle: &str, child: &mut std::process::Child
 
 #[test]
 fn socket_activation_and_sd_notify() {
-    let dir = std::env::temp_dir().join(format!("podspawn-act-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::under(&std::env::temp_dir(), "podspawn-act");
     let cfg = dir.join("config.yaml");
     std::fs::write(
         &cfg,
@@ -151,7 +150,6 @@ fn socket_activation_and_sd_notify() {
     let st = child.wait().unwrap();
     assert!(st.success(), "broker exit: {st:?}");
     let _ = child.stderr.take();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! `podspawn doctor`: every check seen failing and passing, with constructed inputs for the pure
 //! checks and real temp files, sockets, sshd and Docker where the check reads the system.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use common::TempDir;
 use podspawn::commands::doctor::{
     self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts,
 };
@@ -11,9 +15,6 @@ use podspawn::host::sshd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn is_root() -> bool {
     let r = nix::unistd::geteuid().is_root();
@@ -21,32 +22,6 @@ fn is_root() -> bool {
         eprintln!("not running as root");
     }
     r
-}
-
-/// A fresh directory under target/tmp (a root-owned, not group/world-writable chain).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "doctor-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(d)
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -237,7 +212,7 @@ fn sshd_check_against_the_real_sshd() {
         "this test needs root: run the tests as root (see README)"
     );
     podspawn_gid();
-    let t = TempDir::new("sshd");
+    let t = TempDir::new("doctor-sshd");
     let key = t.path("hostkey");
     assert!(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", ""])
@@ -317,7 +292,7 @@ fn binary_check() {
     assert_status(&c, Status::Fail);
     assert!(c.detail.contains("does not exist"));
 
-    let t = TempDir::new("bin");
+    let t = TempDir::new("doctor-bin");
     let dir = t.path("bin");
     std::fs::create_dir(&dir).unwrap();
     chmod(&dir, 0o755);
@@ -325,36 +300,38 @@ fn binary_check() {
     std::fs::copy(env!("CARGO_BIN_EXE_podspawn"), &b).unwrap();
     chmod(&b, 0o755);
     let bs = b.to_str().unwrap();
-    if is_root() {
-        chown(&dir, 0, 0);
-        chown(&b, 0, 0);
-        assert_status(
-            &doctor::check_binary(Some(bs), fs_policy::path_chain(&b)),
-            Status::Pass,
-        );
-        // A group-writable directory on the way: sshd says "Unsafe AuthorizedKeysCommand".
-        chmod(&dir, 0o775);
-        let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
-        assert_status(&c, Status::Fail);
-        assert_eq!(
-            c.fix.as_deref(),
-            Some(format!("sudo chmod go-w {}", dir.display()).as_str())
-        );
-        chmod(&dir, 0o755);
-        // Not owned by root.
-        chown(&b, 1, 1);
-        let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
-        assert_status(&c, Status::Fail);
-        assert!(c.fix.as_deref().unwrap().starts_with("sudo chown root"));
-        chown(&b, 0, 0);
-        // Through a symlink, the target's chain counts.
-        let link = t.path("link");
-        std::os::unix::fs::symlink(&b, &link).unwrap();
-        assert_status(
-            &doctor::check_binary(Some(link.to_str().unwrap()), fs_policy::path_chain(&link)),
-            Status::Pass,
-        );
-    }
+    assert!(
+        is_root(),
+        "this test needs root (the binary's directory chain must be root-owned): run the tests as root"
+    );
+    chown(&dir, 0, 0);
+    chown(&b, 0, 0);
+    assert_status(
+        &doctor::check_binary(Some(bs), fs_policy::path_chain(&b)),
+        Status::Pass,
+    );
+    // A group-writable directory on the way: sshd says "Unsafe AuthorizedKeysCommand".
+    chmod(&dir, 0o775);
+    let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
+    assert_status(&c, Status::Fail);
+    assert_eq!(
+        c.fix.as_deref(),
+        Some(format!("sudo chmod go-w {}", dir.display()).as_str())
+    );
+    chmod(&dir, 0o755);
+    // Not owned by root.
+    chown(&b, 1, 1);
+    let c = doctor::check_binary(Some(bs), fs_policy::path_chain(&b));
+    assert_status(&c, Status::Fail);
+    assert!(c.fix.as_deref().unwrap().starts_with("sudo chown root"));
+    chown(&b, 0, 0);
+    // Through a symlink, the target's chain counts.
+    let link = t.path("link");
+    std::os::unix::fs::symlink(&b, &link).unwrap();
+    assert_status(
+        &doctor::check_binary(Some(link.to_str().unwrap()), fs_policy::path_chain(&link)),
+        Status::Pass,
+    );
     // Pure: a chain through /tmp (world-writable) fails.
     let chain = vec![
         PathEntry {
@@ -439,20 +416,23 @@ fn docker_check() {
     );
     assert_status(&c, Status::Fail);
     assert_eq!(c.fix.as_deref(), Some("sudo systemctl enable --now docker"));
-    // Real sockets: a missing one fails; the real engine (if any) passes.
-    let t = TempDir::new("docker");
+    // Real sockets: a missing one fails; the real engine passes.
+    let t = TempDir::new("doctor-docker");
     let missing = t.path("docker.sock");
     assert_status(
         &doctor::check_docker(&missing, &podspawn::engine::http::get(&missing, "/_ping")),
         Status::Fail,
     );
     let real = podspawn::engine::http::engine_socket();
-    if real.exists() {
-        assert_status(
-            &doctor::check_docker(&real, &podspawn::engine::http::get(&real, "/_ping")),
-            Status::Pass,
-        );
-    }
+    assert!(
+        real.exists(),
+        "this test needs a running Docker engine at {} (systemctl start docker)",
+        real.display()
+    );
+    assert_status(
+        &doctor::check_docker(&real, &podspawn::engine::http::get(&real, "/_ping")),
+        Status::Pass,
+    );
 }
 
 /// A fake engine on a unix socket: answers one request with `response`.
@@ -470,7 +450,7 @@ fn fake_engine(path: &Path, response: &'static [u8]) -> std::thread::JoinHandle<
 
 #[test]
 fn docker_over_a_fake_engine() {
-    let t = TempDir::new("fake");
+    let t = TempDir::new("doctor-fake");
     let sock = t.path("e.sock");
     let h = fake_engine(
         &sock,
@@ -655,7 +635,7 @@ fn config_file_check() {
         "this test needs root: run the tests as root (see README)"
     );
     let g = podspawn_gid();
-    let t = TempDir::new("config");
+    let t = TempDir::new("doctor-config");
     let p = t.path("config.yaml");
     assert_status(&doctor::check_config_file(&p, Some(g)), Status::Warn);
     std::fs::write(&p, podspawn::core::config::default_config_yaml()).unwrap();
@@ -699,7 +679,7 @@ fn key_dir_and_files_checks() {
         "this test needs root: run the tests as root (see README)"
     );
     let g = podspawn_gid();
-    let t = TempDir::new("keys");
+    let t = TempDir::new("doctor-keys");
     let dir = t.path("keys");
     let c = doctor::check_key_dir(&dir, Some(g));
     assert_status(&c, Status::Fail);
@@ -886,7 +866,7 @@ fn state_db_and_lock_dir_checks() {
         is_root(),
         "this test needs root: run the tests as root (see README)"
     );
-    let t = TempDir::new("state");
+    let t = TempDir::new("doctor-state");
     let dir = t.path("lib");
     std::fs::create_dir(&dir).unwrap();
     chmod(&dir, 0o700);
@@ -993,7 +973,7 @@ fn broker_check() {
     assert!(c.fix.unwrap().contains("restart podspawn.socket"));
 
     // Real socket metadata.
-    let t = TempDir::new("broker");
+    let t = TempDir::new("doctor-broker");
     let p = t.path("b.sock");
     let _l = std::os::unix::net::UnixListener::bind(&p).unwrap();
     chmod(&p, 0o660);
@@ -1076,7 +1056,7 @@ fn output_formats_and_exit_status() {
 #[test]
 #[allow(clippy::field_reassign_with_default)]
 fn gather_against_a_temp_config() {
-    let t = TempDir::new("gather");
+    let t = TempDir::new("doctor-gather");
     let mut cfg = podspawn::core::config::Config::default();
     cfg.path = t.path("config.yaml");
     cfg.auth.key_dir = t.path("keys");
@@ -1134,7 +1114,7 @@ fn sshd_reloaded_against_a_real_sshd() {
         is_root(),
         "this test needs root: run the tests as root (see README)"
     );
-    let t = TempDir::new("listener");
+    let t = TempDir::new("doctor-listener");
     let key = t.path("hostkey");
     assert!(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", ""])

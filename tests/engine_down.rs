@@ -9,8 +9,8 @@
 
 mod common;
 
-use common::{run, Env, Opts};
-use std::path::{Path, PathBuf};
+use common::{run, Env, Opts, TempDir};
+use std::path::Path;
 use std::process::Command;
 
 fn text(b: &[u8]) -> String {
@@ -18,20 +18,8 @@ fn text(b: &[u8]) -> String {
 }
 
 /// A directory for the engine symlink, named like the harness's so `make clean-test` removes it.
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-fn engine_dir(tag: &str) -> Dir {
-    let d = PathBuf::from(format!(
-        "/var/tmp/podspawn-test-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    Dir(d)
+fn engine_dir(tag: &str) -> TempDir {
+    TempDir::under(Path::new("/var/tmp"), &format!("podspawn-test-{tag}"))
 }
 
 /// Points `link` at `target`, atomically (a new symlink renamed over the old one).
@@ -74,8 +62,8 @@ fn engine_down_one_line_doctor_fix_and_recovery_without_restart() {
         real.display()
     );
     let dir = engine_dir("engine");
-    let link = dir.0.join("engine.sock");
-    point(&link, &dir.0.join("nothing.sock"));
+    let link = dir.join("engine.sock");
+    point(&link, &dir.join("nothing.sock"));
     let host = format!("unix://{}", link.display());
     // The broker starts (Env waits for its socket) although the engine cannot be reached.
     let mut env = Env::with(Opts {

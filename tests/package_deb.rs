@@ -487,8 +487,12 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     assert!(o.status.success(), "dpkg -r\n{}", out(&o));
     c.ok(&format!("test -f {DROPIN} && ! test -e /usr/bin/podspawn"));
     assert_sshd_valid(&c, "after dpkg -r");
-    c.ok("kill -HUP $(cat /run/sshd.pid)");
-    std::thread::sleep(Duration::from_millis(500));
+    // sshd re-executes itself on SIGHUP (same pid) and writes its pid file again once it has read
+    // the configuration and bound its listeners: wait for that, not for a fixed time.
+    c.ok("p=$(cat /run/sshd.pid) && rm /run/sshd.pid && kill -HUP \"$p\"");
+    wait_until("sshd to reload (its pid file written again)", 30, || {
+        c.sh("test -s /run/sshd.pid").status.success()
+    });
     let denied = ssh(&key, port, &user, "echo should-not-run");
     assert!(
         !denied.status.success() && !stdout(&denied).contains("should-not-run"),

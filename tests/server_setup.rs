@@ -2,6 +2,10 @@
 //! directories, with the real sshd (`sshd -t`, `sshd -T -C`), real accounts and groups. Never
 //! touches /etc/ssh or a running sshd (`--no-reload`, no units).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use common::TempDir;
 use podspawn::commands::server_setup::{self, ServerSetupArgs, SetupReport};
 use podspawn::core::config::Config;
 use podspawn::core::sshd_config;
@@ -21,16 +25,20 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn can_run() -> bool {
-    let ok = nix::unistd::geteuid().is_root()
-        && host_sshd::find_sshd().is_some()
-        && Path::new("/usr/sbin/useradd").exists();
-    // Required, not skipped: a test that passes without running proves nothing.
+/// Required, not skipped: a test that passes without running proves nothing.
+fn require_root_sshd_useradd() {
     assert!(
-        ok,
-        "these tests need root, sshd (openssh-server) and useradd (passwd)"
+        nix::unistd::geteuid().is_root(),
+        "these tests need root: run the tests as root (see README)"
     );
-    ok
+    assert!(
+        host_sshd::find_sshd().is_some(),
+        "these tests need sshd: apt-get install openssh-server"
+    );
+    assert!(
+        Path::new("/usr/sbin/useradd").exists(),
+        "these tests need /usr/sbin/useradd: apt-get install passwd"
+    );
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -99,25 +107,14 @@ impl Drop for Member {
 /// A temp "/etc/ssh" with a main config (Include paths rewritten to it, a private host key) and
 /// a temp podspawn tree.
 struct Env {
-    dir: PathBuf,
+    dir: TempDir,
     config: PathBuf,
     cfg: Config,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[allow(clippy::field_reassign_with_default)]
 fn env(main_fixture: &str, dropins: &[(&str, &str)]) -> Env {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "server-setup-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new("server-setup");
     std::fs::create_dir_all(dir.join("ssh")).unwrap();
     let ssh = dir.join("ssh");
     let key = ssh.join("ssh_host_ed25519_key");
@@ -267,9 +264,7 @@ fn assert_idempotent(e: &Env, a: &ServerSetupArgs) {
 
 #[test]
 fn debian_gets_a_dropin() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env("debian12.sshd_config", &[]);
     let m = Member::new();
     let main_before = std::fs::read(&e.config).unwrap();
@@ -316,9 +311,7 @@ fn debian_gets_a_dropin() {
 
 #[test]
 fn fedora_gets_a_dropin_before_its_own() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env(
         "fedora.sshd_config",
         &[("50-redhat.conf", "fedora-50-redhat.conf")],
@@ -347,9 +340,7 @@ fn fedora_gets_a_dropin_before_its_own() {
 
 #[test]
 fn without_include_a_block_goes_before_the_first_match() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env("no-include.sshd_config", &[]);
     let m = Member::new();
     let original = std::fs::read_to_string(&e.config).unwrap();
@@ -372,18 +363,19 @@ fn without_include_a_block_goes_before_the_first_match() {
     host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
     // The trailing Match block still applies to its user, and nothing of ours leaks into it.
-    if podspawn::host::accounts::lookup("backup").is_some() {
-        let b = effective(&e, "backup");
-        assert_eq!(b["forcecommand"], vec!["internal-sftp"]);
-        assert_eq!(b["authorizedkeyscommand"], vec!["none"]);
-        assert_eq!(b["authorizedkeysfile"], vec![".ssh/authorized_keys"]);
-    }
+    assert!(
+        podspawn::host::accounts::lookup("backup").is_some(),
+        "this test needs the account `backup` (Debian's base-passwd) for the fixture's `Match User \
+         backup`: `sshd -T -C user=backup` needs an existing account"
+    );
+    let b = effective(&e, "backup");
+    assert_eq!(b["forcecommand"], vec!["internal-sftp"]);
+    assert_eq!(b["authorizedkeyscommand"], vec!["none"]);
+    assert_eq!(b["authorizedkeysfile"], vec![".ssh/authorized_keys"]);
     assert_idempotent(&e, &a);
 
     // A changed binary replaces the block in place (still one block, still before the Match).
-    let other = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bin-{}", std::process::id()));
-    std::fs::create_dir_all(&other).unwrap();
-    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let other = TempDir::new("bin");
     let other_bin = other.join("podspawn");
     std::fs::copy(env!("CARGO_BIN_EXE_podspawn"), &other_bin).unwrap();
     let mut a2 = a.clone();
@@ -393,14 +385,11 @@ fn without_include_a_block_goes_before_the_first_match() {
     assert_eq!(text.matches(sshd_config::BLOCK_BEGIN).count(), 1);
     assert!(text.contains(&format!("{} auth-keys %u %t %k", other_bin.display())));
     assert!(text.find(sshd_config::BLOCK_END).unwrap() < text.find("Match User backup").unwrap());
-    let _ = std::fs::remove_dir_all(&other);
 }
 
 #[test]
 fn a_shadowing_match_block_is_reported_and_rolled_back() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     for probe in [true, false] {
         let e = env(
             "debian12.sshd_config",
@@ -428,9 +417,7 @@ fn a_shadowing_match_block_is_reported_and_rolled_back() {
 
 #[test]
 fn an_invalid_config_aborts_before_anything() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     // A global AuthorizedKeysCommand without its user: `sshd -t` already fails.
     let e = env(
         "debian12.sshd_config",
@@ -454,9 +441,7 @@ fn an_invalid_config_aborts_before_anything() {
 
 #[test]
 fn a_global_keys_command_does_not_shadow() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env(
         "debian12.sshd_config",
         &[("05-cloud.conf", "05-cloud-global-with-user.conf")],
@@ -481,9 +466,7 @@ fn a_global_keys_command_does_not_shadow() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env("no-include.sshd_config", &[]);
     let before = snapshot(&e.dir);
     // Our own member: other tests add and remove group members concurrently.
@@ -525,9 +508,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn an_unsafe_binary_is_refused() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env("debian12.sshd_config", &[]);
     let d = e.dir.join("gw");
     std::fs::create_dir_all(&d).unwrap();
@@ -555,9 +536,7 @@ fn an_unsafe_binary_is_refused() {
 
 #[test]
 fn existing_files_get_the_right_owner_and_mode() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env("debian12.sshd_config", &[]);
     let keys = &e.cfg.auth.key_dir;
     std::fs::create_dir_all(keys).unwrap();
@@ -635,9 +614,7 @@ fn existing_files_get_the_right_owner_and_mode() {
 
 #[test]
 fn an_old_block_moves_to_the_dropin_when_an_include_appears() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env("debian12.sshd_config", &[]);
     let m = Member::new();
     // As if an older setup had written a block (before the Include existed).
@@ -663,9 +640,7 @@ fn an_old_block_moves_to_the_dropin_when_an_include_appears() {
 
 #[test]
 fn refuses_to_run_with_a_probe_user_outside_the_group() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     let e = env("debian12.sshd_config", &[]);
     let mut a = args(&e, None);
     a.probe_user = Some("root".into());
@@ -682,9 +657,7 @@ fn refuses_to_run_with_a_probe_user_outside_the_group() {
 /// After server-setup, doctor's sshd, binary and file checks pass for the same configuration.
 #[test]
 fn doctor_agrees_after_setup() {
-    if !can_run() {
-        return;
-    }
+    require_root_sshd_useradd();
     use podspawn::commands::doctor::{self, Status};
     let e = env("no-include.sshd_config", &[]);
     let m = Member::new();

@@ -734,8 +734,7 @@ fn broker_restart_keeps_a_live_session() {
 
 #[test]
 fn config_errors_name_file_line_and_key() {
-    let env_dir = std::env::temp_dir().join(format!("podspawn-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&env_dir).unwrap();
+    let env_dir = common::TempDir::under(&std::env::temp_dir(), "podspawn-cfg");
     let f = env_dir.join("bad.yaml");
     std::fs::write(&f, "defaults:\n  image: x\nsession:\n  grace_period: 60\n").unwrap();
     let o = run(Command::new(common::bin())
@@ -761,7 +760,6 @@ fn config_errors_name_file_line_and_key() {
         .args(["config", "validate"])
         .arg(&f));
     assert!(o.status.success(), "{}", stderr(&o));
-    let _ = std::fs::remove_dir_all(&env_dir);
 }
 
 #[test]

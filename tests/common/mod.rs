@@ -43,6 +43,53 @@ fn rand_hex(n: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<String>()[..n].to_string()
 }
 
+/// A fresh scratch directory (mode 0755), removed when dropped, also when the test panics.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Under target/tmp: a root-owned, not group/world-writable chain when the tests run as root,
+    /// so sshd's path rules accept what is put there.
+    pub fn new(tag: &str) -> TempDir {
+        TempDir::under(Path::new(env!("CARGO_TARGET_TMPDIR")), tag)
+    }
+
+    /// Under `base`, named `<tag>-<pid>-<n>`.
+    pub fn under(base: &Path, tag: &str) -> TempDir {
+        let d = base.join(format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(d)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))

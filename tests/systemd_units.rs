@@ -2,6 +2,10 @@
 //! `systemd/`: `systemd-analyze verify` (no output at all), `systemd-analyze security
 //! --offline=yes` exposure thresholds, and the settings the design depends on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use common::TempDir;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -48,11 +52,8 @@ fn have(tool: &str) -> bool {
 }
 
 /// Copies of the units with ExecStart pointing at the built binary, in a fresh directory.
-fn unit_copies(tag: &str) -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("units-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+fn unit_copies(tag: &str) -> TempDir {
+    let dir = TempDir::new(&format!("units-{tag}"));
     for u in UNITS {
         let text = read(u).replace("/usr/bin/podspawn", env!("CARGO_BIN_EXE_podspawn"));
         if u.ends_with(".service") {
@@ -132,7 +133,6 @@ fn every_unit_passes_systemd_analyze_verify_silently() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -155,7 +155,6 @@ fn verify_notices_a_missing_binary() {
         .unwrap();
     assert!(!out.status.success() || !out.stderr.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/podspawn"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn exposure(output: &str) -> Option<f64> {
@@ -191,7 +190,6 @@ fn services_are_sandboxed() {
         scores.insert(*u, score);
     }
     println!("exposure: {scores:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -453,9 +451,7 @@ fn sysusers_and_tmpfiles_apply() {
         nix::unistd::geteuid().is_root() && have("systemd-sysusers") && have("systemd-tmpfiles"),
         "this test needs root and systemd-sysusers/systemd-tmpfiles: apt-get install systemd"
     );
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("tmpfiles-root-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("tmpfiles-root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     let out = Command::new("systemd-sysusers")
         .arg(format!("--root={}", root.display()))
@@ -526,7 +522,6 @@ fn sysusers_and_tmpfiles_apply() {
     );
     let m = std::fs::metadata(&kf).unwrap();
     assert_eq!((m.mode() & 0o7777, m.gid()), (0o640, gid("podspawn")));
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
