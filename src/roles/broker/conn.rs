@@ -1,6 +1,16 @@
 //! A broker connection: newline-delimited JSON on a non-blocking socket, with fd passing.
 use super::*;
 
+/// A message longer than [`protocol::MAX_LINE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LineTooLong;
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("message too long")
+    }
+}
+
 /// A broker connection: line reads and writes on a non-blocking socket, with fd passing.
 pub(super) struct Conn {
     pub(super) stream: UnixStream,
@@ -8,7 +18,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) async fn read_line(&mut self) -> Option<Result<Vec<u8>, String>> {
+    pub(super) async fn read_line(&mut self) -> Option<Result<Vec<u8>, LineTooLong>> {
         loop {
             if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
@@ -16,7 +26,7 @@ impl Conn {
                 return Some(Ok(line));
             }
             if self.buf.len() > protocol::MAX_LINE {
-                return Some(Err("message too long".into()));
+                return Some(Err(LineTooLong));
             }
             if self.stream.readable().await.is_err() {
                 return None;

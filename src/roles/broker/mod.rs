@@ -271,23 +271,45 @@ pub fn check_resume(
     exec: Option<&engine::ExecStatus>,
     session_container: &str,
     already_held: bool,
-) -> Result<(), String> {
+) -> Result<(), ResumeRefused> {
     if !valid_exec_id(exec_id) {
-        return Err("invalid exec id".into());
+        return Err(ResumeRefused::InvalidId);
     }
     let Some(st) = exec else {
-        return Err("that exec no longer exists".into());
+        return Err(ResumeRefused::Gone);
     };
     if st.container_id.as_deref() != Some(session_container) {
-        return Err("that exec does not belong to your session".into());
+        return Err(ResumeRefused::NotYours);
     }
     if !st.running {
-        return Err("that session's command has ended".into());
+        return Err(ResumeRefused::Ended);
     }
     if already_held {
-        return Err("that session is already attached".into());
+        return Err(ResumeRefused::AlreadyHeld);
     }
     Ok(())
+}
+
+/// Why a Resume was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefused {
+    InvalidId,
+    Gone,
+    NotYours,
+    Ended,
+    AlreadyHeld,
+}
+
+impl std::fmt::Display for ResumeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResumeRefused::InvalidId => "invalid exec id",
+            ResumeRefused::Gone => "that exec no longer exists",
+            ResumeRefused::NotYours => "that exec does not belong to your session",
+            ResumeRefused::Ended => "that session's command has ended",
+            ResumeRefused::AlreadyHeld => "that session is already attached",
+        })
+    }
 }
 
 /// An internal error (the engine, the state database, ...) as a reply.
@@ -385,7 +407,7 @@ impl<R: ContainerRuntime> Broker<R> {
 
     /// After a (re)start nobody holds a lease yet: sessions that were live get a window in which
     /// their spawn processes resume them.
-    fn open_resume_window(&self) -> Result<(), String> {
+    fn open_resume_window(&self) -> Result<(), crate::store::state::Error> {
         let db = self.lc.db();
         let t = now();
         for row in db.list(None)? {
@@ -429,7 +451,7 @@ impl<R: ContainerRuntime> Broker<R> {
         let first = match tokio::time::timeout(wait, conn.read_line()).await {
             Ok(Some(Ok(l))) => l,
             Ok(Some(Err(e))) => {
-                conn.send(&err(e)).await;
+                conn.send(&fail(ErrorKind::Invalid, e.to_string())).await;
                 return;
             }
             Ok(None) => return,

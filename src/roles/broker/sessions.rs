@@ -30,8 +30,9 @@ impl<R: ContainerRuntime> Broker<R> {
         let (exec_id, stream) = match started {
             Ok(v) => v,
             Err(e) => {
-                tracing::error!(podspawn_user = %account.name, podspawn_container = %container, "exec failed: {e}");
-                conn.send(&err(e)).await;
+                tracing::error!(podspawn_user = %account.name, podspawn_container = %container,
+                    "exec failed: {}", e.message);
+                conn.send(&e.reply()).await;
                 self.release(&key, &container, None).await;
                 self.remove_if_dead(&key).await;
                 return;
@@ -117,9 +118,9 @@ impl<R: ContainerRuntime> Broker<R> {
                 &row.container_id,
                 live.contains(&exec_id),
             )
-            .map_err(|message| Refusal {
+            .map_err(|why| Refusal {
                 kind: ErrorKind::Forbidden,
-                message,
+                message: why.to_string(),
             })?;
             live.insert(exec_id.clone());
             drop(live);
@@ -167,7 +168,10 @@ impl<R: ContainerRuntime> Broker<R> {
             tokio::select! {
                 line = conn.read_line() => {
                     let Some(line) = line else { break };
-                    let resp = match line.and_then(|l| protocol::decode::<Request>(&l)) {
+                    let resp = match line
+                        .map_err(|e| e.to_string())
+                        .and_then(|l| protocol::decode::<Request>(&l))
+                    {
                         Ok(Request::Resize { rows, cols }) => match self.lc.docker.resize_exec(exec_id, rows, cols).await {
                             Ok(()) => Response::Ok,
                             Err(e) => err(e),
@@ -326,7 +330,7 @@ impl<R: ContainerRuntime> Broker<R> {
         req: &OpenRequest,
         container_id: &str,
         container: &str,
-    ) -> Result<(String, std::os::unix::net::UnixStream), String> {
+    ) -> Result<(String, std::os::unix::net::UnixStream), Refusal> {
         let ov =
             UserOverrides::load(&self.cfg().users_dir, &account.name).map_err(|e| e.to_string())?;
         let shell = ov
@@ -383,12 +387,12 @@ impl<R: ContainerRuntime> Broker<R> {
                         .flatten()
                         .map(|r| r.image)
                         .unwrap_or_default();
-                    return Err(format!(
+                    return Err(Refusal::from(format!(
                         "the container {container} (image {image}) stopped while setting up {}: {}; \
                          check the image with: podspawn verify-image {image}",
                         account.name,
                         if logs.is_empty() { e.to_string() } else { logs.replace('\n', " ") }
-                    ));
+                    )));
                 }
                 return Err(e.into());
             }

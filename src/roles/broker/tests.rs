@@ -36,13 +36,26 @@ fn exec(container: &str, running: bool) -> engine::ExecStatus {
 fn resume_needs_a_live_unheld_exec_of_the_session() {
     let id = "a".repeat(64);
     assert!(check_resume(&id, Some(&exec("c1", true)), "c1", false).is_ok());
-    let e = |r: Result<(), String>| r.unwrap_err();
-    assert!(e(check_resume("../x", Some(&exec("c1", true)), "c1", false)).contains("invalid"));
-    assert!(e(check_resume(&"A".repeat(64), None, "c1", false)).contains("invalid"));
-    assert!(e(check_resume(&id, None, "c1", false)).contains("no longer exists"));
-    assert!(e(check_resume(&id, Some(&exec("c2", true)), "c1", false)).contains("does not belong"));
-    assert!(e(check_resume(&id, Some(&exec("c1", false)), "c1", false)).contains("ended"));
-    assert!(e(check_resume(&id, Some(&exec("c1", true)), "c1", true)).contains("already attached"));
+    use ResumeRefused::*;
+    let e = |r: Result<(), ResumeRefused>| r.unwrap_err();
+    let live = exec("c1", true);
+    assert_eq!(e(check_resume("../x", Some(&live), "c1", false)), InvalidId);
+    assert_eq!(
+        e(check_resume(&"A".repeat(64), None, "c1", false)),
+        InvalidId
+    );
+    assert_eq!(e(check_resume(&id, None, "c1", false)), Gone);
+    assert_eq!(
+        e(check_resume(&id, Some(&exec("c2", true)), "c1", false)),
+        NotYours
+    );
+    assert_eq!(
+        e(check_resume(&id, Some(&exec("c1", false)), "c1", false)),
+        Ended
+    );
+    assert_eq!(e(check_resume(&id, Some(&live), "c1", true)), AlreadyHeld);
+    assert!(NotYours.to_string().contains("does not belong"));
+    assert!(AlreadyHeld.to_string().contains("already attached"));
 }
 
 // ---------------------------------------------------------------------------------------------
