@@ -51,10 +51,6 @@ pub enum Error {
         user: String,
         group: String,
     },
-    Lookup {
-        name: String,
-        source: nix::Error,
-    },
     /// Deleting an account with uid 0 is refused.
     Uid0(String),
 }
@@ -97,7 +93,6 @@ impl fmt::Display for Error {
                 f,
                 "{group} is {user}'s primary group: change it with `usermod -g GROUP {user}`"
             ),
-            Error::Lookup { name, source } => write!(f, "cannot look up {name}: {source}"),
             Error::Uid0(name) => write!(f, "{name} has uid 0: refusing to delete it"),
         }
     }
@@ -109,7 +104,6 @@ impl std::error::Error for Error {
             Error::Name(e) => Some(e),
             Error::Spawn { source, .. } | Error::Shadow(source) => Some(source),
             Error::Fs(e) => Some(e),
-            Error::Lookup { source, .. } => Some(source),
             Error::Reserved(_)
             | Error::ToolNotFound(_)
             | Error::ToolFailed { .. }
@@ -569,12 +563,8 @@ pub fn remove_from_group(user: &str, group: &str) -> Result<(), Error> {
 
 /// GECOS field of an account.
 fn gecos(name: &str) -> Result<Option<String>, Error> {
-    nix::unistd::User::from_name(name)
-        .map_err(|source| Error::Lookup {
-            name: name.to_string(),
-            source,
-        })
-        .map(|u| u.map(|u| u.gecos.to_string_lossy().into_owned()))
+    use uzers::os::unix::UserExt;
+    Ok(uzers::get_user_by_name(name).map(|u| u.gecos().to_string_lossy().into_owned()))
 }
 
 /// Deletes the host account with `userdel --remove`, but only if podspawn created it (its
