@@ -360,25 +360,10 @@ pub(super) fn suggestion<'a>(unknown: &str, valid: &[&'a str]) -> Option<&'a str
     let u = unknown.to_ascii_lowercase().replace('-', "_");
     valid
         .iter()
-        .map(|v| (edit_distance(&u, v), *v))
+        .map(|v| (crate::core::config::edit_distance(&u, v), *v))
         .filter(|(d, _)| *d <= u.len().div_ceil(3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 fn syntax_error(e: &serde_norway::Error, file: &str) -> PodfileError {
