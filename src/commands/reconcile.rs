@@ -89,16 +89,7 @@ pub fn reconcile(cfg: &Config, opts: Options, out: &mut dyn Write) -> Report {
 fn run(cfg: &Config, o: &mut Out) {
     let dry = o.opts.dry_run;
     if o.opts.identities {
-        let mut missing = Vec::new();
-        if accounts::group_gid(accounts::SYSTEM_USER).is_none() {
-            missing.push(format!("group {}", accounts::SYSTEM_USER));
-        }
-        if accounts::lookup(accounts::SYSTEM_USER).is_none() {
-            missing.push(format!("system user {}", accounts::SYSTEM_USER));
-        }
-        if accounts::group_gid(accounts::USERS_GROUP).is_none() {
-            missing.push(format!("group {}", accounts::USERS_GROUP));
-        }
+        let missing = accounts::missing_identities();
         if !missing.is_empty() {
             if !dry {
                 if let Err(e) = accounts::ensure_system_identities() {

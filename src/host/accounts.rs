@@ -561,6 +561,22 @@ pub fn remove_from_group(user: &str, group: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// podspawn's own identities that do not exist yet: "group podspawn", "system user podspawn",
+/// "group podspawn-users".
+pub fn missing_identities() -> Vec<String> {
+    let mut missing = Vec::new();
+    if group_gid(SYSTEM_USER).is_none() {
+        missing.push(format!("group {SYSTEM_USER}"));
+    }
+    if lookup(SYSTEM_USER).is_none() {
+        missing.push(format!("system user {SYSTEM_USER}"));
+    }
+    if group_gid(USERS_GROUP).is_none() {
+        missing.push(format!("group {USERS_GROUP}"));
+    }
+    missing
+}
+
 /// GECOS field of an account.
 fn gecos(name: &str) -> Result<Option<String>, Error> {
     use uzers::os::unix::UserExt;

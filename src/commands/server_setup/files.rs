@@ -193,16 +193,7 @@ fn fix_file_step(
 
 pub(super) fn filesystem_steps(cfg: &Config, log: &mut Log) -> Result<(), String> {
     // System identities.
-    let mut missing = Vec::new();
-    if accounts::group_gid(accounts::SYSTEM_USER).is_none() {
-        missing.push(format!("group {}", accounts::SYSTEM_USER));
-    }
-    if accounts::lookup(accounts::SYSTEM_USER).is_none() {
-        missing.push(format!("system user {}", accounts::SYSTEM_USER));
-    }
-    if accounts::group_gid(accounts::USERS_GROUP).is_none() {
-        missing.push(format!("group {}", accounts::USERS_GROUP));
-    }
+    let missing = accounts::missing_identities();
     if !log.dry {
         accounts::ensure_system_identities()?;
     }
