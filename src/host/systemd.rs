@@ -27,33 +27,27 @@ pub fn listen_fds() -> Vec<RawFd> {
 }
 
 pub fn notify_ready(status: &str) {
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(status),
-        ],
-    );
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
 }
 
 pub fn notify_status(status: &str) {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(status)]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(status)]);
 }
 
 pub fn notify_stopping() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 }
 
 pub fn notify_watchdog() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
 }
 
 /// How often to send WATCHDOG=1: half of WATCHDOG_USEC when the watchdog is on for this process.
 pub fn watchdog_interval() -> Option<std::time::Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(std::time::Duration::from_micros(usec / 2))
-    } else {
-        None
-    }
+    sd_notify::watchdog_enabled()
+        .filter(|d| !d.is_zero())
+        .map(|d| d / 2)
 }
