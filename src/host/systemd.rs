@@ -15,11 +15,15 @@ pub fn listen_fds() -> Vec<RawFd> {
         .and_then(|n| n.parse::<i32>().ok())
         .unwrap_or(0);
     let fds: Vec<RawFd> = (0..n.clamp(0, 64)).map(|i| 3 + i).collect();
-    for fd in &fds {
+    for &fd in &fds {
         // CLOEXEC instead of unsetting the environment (remove_var is unsound once threads
         // exist). At worst EBADF, ignored.
+        // SAFETY: fd is 3 or more (never -1), and systemd passed fds 3..3+LISTEN_FDS to this
+        // process (LISTEN_PID matched); nothing closes them while this borrow lives (it ends with
+        // the call). Should the environment lie, fcntl fails with EBADF.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let _ = nix::fcntl::fcntl(
-            *fd,
+            fd,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         );
     }
