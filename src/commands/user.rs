@@ -147,21 +147,31 @@ pub fn github_keys_url(base: &str, user: &str) -> String {
 pub fn fetch_github_keys(base: &str, user: &str) -> Result<KeyFile, String> {
     validate_github_user(user)?;
     let url = github_keys_url(base, user);
-    let agent = ureq::AgentBuilder::new().timeout(GITHUB_TIMEOUT).build();
+    // As ureq 2 behaved: no proxy taken from the environment, at most 5 redirects; the timeout
+    // covers the whole exchange, body included.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(GITHUB_TIMEOUT))
+        .proxy(None)
+        .max_redirects(5)
+        .build()
+        .into();
     let resp = match agent.get(&url).call() {
         Ok(r) => r,
-        Err(ureq::Error::Status(404, _)) => {
+        Err(ureq::Error::StatusCode(404)) => {
             return Err(format!(
                 "GitHub user {user} not found ({url} answered 404): check the spelling"
             ))
         }
-        Err(ureq::Error::Status(code, r)) => {
+        Err(ureq::Error::StatusCode(code)) => {
+            let reason = ureq::http::StatusCode::from_u16(code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
             return Err(format!(
-                "cannot fetch {url}: HTTP {code} {}; try again later or use --key/--key-file",
-                r.status_text()
-            ))
+                "cannot fetch {url}: HTTP {code} {reason}; try again later or use --key/--key-file"
+            ));
         }
-        Err(ureq::Error::Transport(t)) => {
+        Err(t) => {
             return Err(format!(
                 "cannot fetch {url}: {t}; check the network (or auth.github_url) or use \
                  --key/--key-file"
@@ -169,7 +179,8 @@ pub fn fetch_github_keys(base: &str, user: &str) -> Result<KeyFile, String> {
         }
     };
     let mut body = Vec::new();
-    resp.into_reader()
+    resp.into_body()
+        .into_reader()
         .take(crate::core::keys::MAX_FILE_LEN + 1)
         .read_to_end(&mut body)
         .map_err(|e| format!("cannot read the answer of {url}: {e}"))?;
@@ -643,12 +654,24 @@ mod tests {
         let (base, h) = serve_once("404 Not Found", "Not Found".into());
         let e = fetch_github_keys(&base, "nobody-here").unwrap_err();
         h.join().unwrap();
-        assert!(e.contains("not found"), "{e}");
+        assert_eq!(
+            e,
+            format!(
+                "GitHub user nobody-here not found ({base}/nobody-here.keys answered 404): check \
+                 the spelling"
+            )
+        );
 
         let (base, h) = serve_once("500 Internal Server Error", String::new());
         let e = fetch_github_keys(&base, "x").unwrap_err();
         h.join().unwrap();
-        assert!(e.contains("HTTP 500"), "{e}");
+        assert_eq!(
+            e,
+            format!(
+                "cannot fetch {base}/x.keys: HTTP 500 Internal Server Error; try again later or \
+                 use --key/--key-file"
+            )
+        );
 
         let (base, h) = serve_once("200 OK", String::new());
         let kf = fetch_github_keys(&base, "x").unwrap();
@@ -662,6 +685,7 @@ mod tests {
         };
         let e = fetch_github_keys(&format!("http://127.0.0.1:{port}"), "x").unwrap_err();
         assert!(e.contains("cannot fetch"), "{e}");
+        assert!(e.ends_with("; check the network (or auth.github_url) or use --key/--key-file"));
         assert!(fetch_github_keys(&base, "../etc/passwd").is_err());
     }
 

@@ -281,7 +281,7 @@ impl ContainerRuntime for Docker {
                     .map(|(src, dst)| bollard::models::Mount {
                         source: Some(src.to_string_lossy().into_owned()),
                         target: Some(dst.clone()),
-                        typ: Some(bollard::models::MountTypeEnum::BIND),
+                        typ: Some(bollard::models::MountType::BIND),
                         read_only: Some(false),
                         ..Default::default()
                     })

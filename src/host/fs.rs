@@ -450,11 +450,8 @@ fn open_file(path: &Path) -> Result<File, LogProblem> {
 
 fn clear_nonblock(file: &File) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(bits) = fcntl(std::os::fd::AsRawFd::as_raw_fd(file), FcntlArg::F_GETFL) {
+    if let Ok(bits) = fcntl(file, FcntlArg::F_GETFL) {
         let flags = OFlag::from_bits_truncate(bits) & !OFlag::O_NONBLOCK;
-        let _ = fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(file),
-            FcntlArg::F_SETFL(flags),
-        );
+        let _ = fcntl(file, FcntlArg::F_SETFL(flags));
     }
 }

@@ -15,11 +15,15 @@ pub fn listen_fds() -> Vec<RawFd> {
         .and_then(|n| n.parse::<i32>().ok())
         .unwrap_or(0);
     let fds: Vec<RawFd> = (0..n.clamp(0, 64)).map(|i| 3 + i).collect();
-    for fd in &fds {
+    for &fd in &fds {
         // CLOEXEC instead of unsetting the environment (remove_var is unsound once threads
         // exist). At worst EBADF, ignored.
+        // SAFETY: fd is 3 or more (never -1), and systemd passed fds 3..3+LISTEN_FDS to this
+        // process (LISTEN_PID matched); nothing closes them while this borrow lives (it ends with
+        // the call). Should the environment lie, fcntl fails with EBADF.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let _ = nix::fcntl::fcntl(
-            *fd,
+            fd,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         );
     }
@@ -27,33 +31,27 @@ pub fn listen_fds() -> Vec<RawFd> {
 }
 
 pub fn notify_ready(status: &str) {
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(status),
-        ],
-    );
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
 }
 
 pub fn notify_status(status: &str) {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(status)]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(status)]);
 }
 
 pub fn notify_stopping() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 }
 
 pub fn notify_watchdog() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
 }
 
 /// How often to send WATCHDOG=1: half of WATCHDOG_USEC when the watchdog is on for this process.
 pub fn watchdog_interval() -> Option<std::time::Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(std::time::Duration::from_micros(usec / 2))
-    } else {
-        None
-    }
+    sd_notify::watchdog_enabled()
+        .filter(|d| !d.is_zero())
+        .map(|d| d / 2)
 }

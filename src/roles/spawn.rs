@@ -535,7 +535,7 @@ impl Pump {
     }
 
     fn drain_signals(&mut self, sig: Option<&OwnedFd>) -> Option<u8> {
-        let fd = sig?.as_raw_fd();
+        let fd = sig?;
         let mut b = [0u8; 64];
         let mut ret = None;
         loop {
