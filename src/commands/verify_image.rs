@@ -134,7 +134,7 @@ async fn verify(image: &str, helper: Option<&Path>) -> Result<(Vec<String>, bool
     let name = format!("podspawn-verify-{suffix}");
     let mut labels = std::collections::HashMap::new();
     labels.insert("podspawn-verify".to_string(), "1".to_string());
-    let spec = crate::engine::ContainerSpec {
+    let mut spec = crate::engine::ContainerSpec {
         name: name.clone(),
         image: image.to_string(),
         hostname: "verify".into(),
@@ -163,7 +163,18 @@ async fn verify(image: &str, helper: Option<&Path>) -> Result<(Vec<String>, bool
         ],
         user: Some("0:0".into()),
     };
-    let id = match docker.create_and_start(&spec).await {
+    let mut made = docker.create_and_start(&spec).await;
+    if made.is_err() && !spec.binds.is_empty() {
+        // The helper's mount, not the image, may be what failed (an engine on another host
+        // does not have the file): judge the image without it.
+        tracing::warn!(
+            "verify-image: starting with podspawn-helper mounted failed; trying without"
+        );
+        let _ = docker.remove(&name).await;
+        spec.binds.clear();
+        made = docker.create_and_start(&spec).await;
+    }
+    let id = match made {
         Ok(id) => id,
         Err(e) => {
             // Without a working /bin/sh the container cannot even start: that is the answer.
