@@ -8,6 +8,8 @@
 # maintainer scripts debian/{postinst,prerm,postrm}, conffiles debian/conffiles. The .rpm is built by
 # rpmbuild from rpm/podspawn.spec over the same staged tree. Both use:
 #   - target/release/podspawn (cargo build --release --locked),
+#   - podspawn-helper, static (scripts/build-helper.sh), installed as
+#     /usr/lib/podspawn/podspawn-helper (helper.path's default) and mounted into every container,
 #   - `podspawn gen-assets` for man pages and shell completions,
 #   - systemd/ for the units, sysusers.d, tmpfiles.d and the sshd drop-in,
 #   - the default configuration: `podspawn config default` (also what `podspawn add-user`
@@ -46,6 +48,13 @@ if [ "${SKIP_CARGO_BUILD:-}" != 1 ]; then
 fi
 BIN=$TARGET/release/podspawn
 [ -x "$BIN" ] || { echo "build-packages: $BIN missing" >&2; exit 1; }
+# The static in-container helper (build-helper.sh checks it is static and NSS-free). With
+# SKIP_CARGO_BUILD=1 an existing one is used as is.
+HELPER=$TARGET/x86_64-unknown-linux-gnu/helper/podspawn-helper
+if [ "${SKIP_CARGO_BUILD:-}" != 1 ] || [ ! -x "$HELPER" ]; then
+	HELPER=$(CARGO="$CARGO" CARGO_TARGET_DIR="$TARGET" bash scripts/build-helper.sh | tail -n 1)
+fi
+[ -x "$HELPER" ] || { echo "build-packages: $HELPER missing" >&2; exit 1; }
 
 rm -rf "$WORK" "$OUT"
 mkdir -p "$WORK" "$OUT"
@@ -62,6 +71,7 @@ fi
 # 3. The tree both packages install (owner root everywhere).
 T=$WORK/tree
 install -D -m 0755 "$BIN" "$T/usr/bin/podspawn"
+install -D -m 0755 "$HELPER" "$T/usr/lib/podspawn/podspawn-helper"
 for u in systemd/*.service systemd/*.socket systemd/*.timer; do
 	install -D -m 0644 "$u" "$T/usr/lib/systemd/system/$(basename "$u")"
 done

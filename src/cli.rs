@@ -210,7 +210,10 @@ pub fn main() -> ExitCode {
         },
         Command::VerifyImage { image } => {
             crate::host::logging::init_terminal();
-            crate::commands::verify_image::run(&image)
+            match config_or_default(&cli.config) {
+                Ok(cfg) => crate::commands::verify_image::run(&image, cfg.helper.path.as_deref()),
+                Err(code) => code,
+            }
         }
         Command::MetricsHttp { listen } => match load_config(&cli.config) {
             Ok(cfg) => crate::roles::metrics_http::run(&cfg, listen),
@@ -315,19 +318,24 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// The config at `path`, or the defaults when there is no file yet.
+fn config_or_default(path: &Path) -> Result<Config, ExitCode> {
+    if path.exists() {
+        load_config(path)
+    } else {
+        Ok(Config {
+            path: path.to_path_buf(),
+            ..Config::default()
+        })
+    }
+}
+
 /// Admin commands print to the terminal. `add-user` may run before any config exists.
 fn admin(path: &Path, f: impl FnOnce(&Config) -> Result<(), String>) -> ExitCode {
     crate::host::logging::init_terminal();
-    let cfg = if path.exists() {
-        match load_config(path) {
-            Ok(c) => c,
-            Err(code) => return code,
-        }
-    } else {
-        Config {
-            path: path.to_path_buf(),
-            ..Config::default()
-        }
+    let cfg = match config_or_default(path) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     match f(&cfg) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,10 @@
 //! `podspawn verify-image IMAGE`: checks what a container needs for full SSH feature support, in a
 //! short-lived container of that image (labelled, removed afterwards).
 
+use crate::core::config::HELPER_CONTAINER_PATH;
 use crate::engine::ContainerRuntime;
 use crate::engine::Docker;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// One check: a shell test run in the container, what it means, and how to fix a failure.
@@ -71,13 +73,16 @@ pub const CHECKS: &[Check] = &[
     },
 ];
 
-/// Pure: the report lines and whether every required check passed. `results[i]` is CHECKS[i].
-pub fn report(results: &[bool]) -> (Vec<String>, bool) {
+/// Pure: the report lines and whether every required check passed. `results[i]` is CHECKS[i];
+/// `helper` says whether podspawn-helper ran in the image (it then provides SFTP).
+pub fn report(results: &[bool], helper: bool) -> (Vec<String>, bool) {
     let mut lines = Vec::new();
     let mut ok = true;
     for (c, &passed) in CHECKS.iter().zip(results) {
         if passed {
             lines.push(format!(" ✓ {} found", c.what));
+        } else if helper && c.what == "sftp-server" {
+            lines.push(" ✓ sftp provided by podspawn (podspawn-helper)".to_string());
         } else {
             lines.push(format!(" ✗ {} not found: {}", c.what, c.fix));
             if c.required {
@@ -88,7 +93,8 @@ pub fn report(results: &[bool]) -> (Vec<String>, bool) {
     (lines, ok)
 }
 
-pub fn run(image: &str) -> ExitCode {
+/// `helper`: the host's podspawn-helper (config `helper.path`), mounted as sessions get it.
+pub fn run(image: &str, helper: Option<&Path>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,7 +105,7 @@ pub fn run(image: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(verify(image)) {
+    match rt.block_on(verify(image, helper)) {
         Ok((lines, ok)) => {
             for l in lines {
                 println!("{l}");
@@ -118,7 +124,7 @@ pub fn run(image: &str) -> ExitCode {
     }
 }
 
-async fn verify(image: &str) -> Result<(Vec<String>, bool), String> {
+async fn verify(image: &str, helper: Option<&Path>) -> Result<(Vec<String>, bool), String> {
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("invalid image reference {image:?}"));
     }
@@ -128,7 +134,7 @@ async fn verify(image: &str) -> Result<(Vec<String>, bool), String> {
     let name = format!("podspawn-verify-{suffix}");
     let mut labels = std::collections::HashMap::new();
     labels.insert("podspawn-verify".to_string(), "1".to_string());
-    let spec = crate::engine::ContainerSpec {
+    let mut spec = crate::engine::ContainerSpec {
         name: name.clone(),
         image: image.to_string(),
         hostname: "verify".into(),
@@ -142,7 +148,12 @@ async fn verify(image: &str) -> Result<(Vec<String>, bool), String> {
         readonly_rootfs: false,
         tmpfs: Default::default(),
         runtime: None,
-        binds: vec![],
+        // The same read-only mount sessions get, so the check below sees what they would.
+        binds: helper
+            .filter(|p| p.is_file())
+            .map(|p| crate::engine::Bind::read_only(p.to_path_buf(), HELPER_CONTAINER_PATH))
+            .into_iter()
+            .collect(),
         network: Some("none".into()),
         // Keeps running without depending on the image's own sleep.
         cmd: vec![
@@ -152,11 +163,22 @@ async fn verify(image: &str) -> Result<(Vec<String>, bool), String> {
         ],
         user: Some("0:0".into()),
     };
-    let id = match docker.create_and_start(&spec).await {
+    let mut made = docker.create_and_start(&spec).await;
+    if made.is_err() && !spec.binds.is_empty() {
+        // The helper's mount, not the image, may be what failed (an engine on another host
+        // does not have the file): judge the image without it.
+        tracing::warn!(
+            "verify-image: starting with podspawn-helper mounted failed; trying without"
+        );
+        let _ = docker.remove(&name).await;
+        spec.binds.clear();
+        made = docker.create_and_start(&spec).await;
+    }
+    let id = match made {
         Ok(id) => id,
         Err(e) => {
             // Without a working /bin/sh the container cannot even start: that is the answer.
-            let (lines, _) = report(&vec![false; CHECKS.len()]);
+            let (lines, _) = report(&vec![false; CHECKS.len()], false);
             return Ok((
                 std::iter::once(format!(" ✗ the image does not start a shell: {e}"))
                     .chain(lines)
@@ -170,8 +192,16 @@ async fn verify(image: &str) -> Result<(Vec<String>, bool), String> {
         let r = docker.run_check(&id, c.script).await.unwrap_or(false);
         results.push(r);
     }
+    let helper_ok = !spec.binds.is_empty()
+        && docker
+            .run_check(
+                &id,
+                &format!("{HELPER_CONTAINER_PATH} --version >/dev/null"),
+            )
+            .await
+            .unwrap_or(false);
     let _ = docker.remove(&id).await;
-    Ok(report(&results))
+    Ok(report(&results, helper_ok))
 }
 
 #[cfg(test)]
@@ -181,17 +211,22 @@ mod tests {
     #[test]
     fn report_fails_only_on_required_checks() {
         let all = vec![true; CHECKS.len()];
-        let (lines, ok) = report(&all);
+        let (lines, ok) = report(&all, false);
         assert!(ok);
         assert_eq!(lines.len(), CHECKS.len());
         let mut no_sftp = all.clone();
         let i = CHECKS.iter().position(|c| c.what == "sftp-server").unwrap();
         no_sftp[i] = false;
-        let (lines, ok) = report(&no_sftp);
+        let (lines, ok) = report(&no_sftp, false);
         assert!(ok, "sftp-server is optional");
         assert!(lines[i].contains("not found") && lines[i].contains("openssh-sftp-server"));
+        let (lines, ok) = report(&no_sftp, true);
+        assert!(ok);
+        assert_eq!(lines[i], " ✓ sftp provided by podspawn (podspawn-helper)");
+        // The image's own server is still reported as found when the helper is there too.
+        assert!(report(&all, true).0[i].contains("sftp-server found"));
         let mut no_sh = all;
         no_sh[0] = false;
-        assert!(!report(&no_sh).1);
+        assert!(!report(&no_sh, true).1);
     }
 }

@@ -1,7 +1,7 @@
 //! Session lifecycle decisions as pure functions: no Docker, no database, no clock reads.
 //! The broker (and later the cleanup pass) gathers the facts and acts on what these return.
 
-use crate::core::config::SessionMode;
+use crate::core::config::{SessionMode, HELPER_CONTAINER_PATH};
 
 /// What Docker says about a session's container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,10 +288,32 @@ pub fn route(original: Option<&str>) -> Route {
     Route::Command(cmd.to_string())
 }
 
-const SFTP_SCRIPT: &str = "for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server \
-/usr/lib/ssh/sftp-server /usr/libexec/sftp-server /usr/lib/sftp-server /usr/sbin/sftp-server; \
-do [ -x \"$p\" ] && exec \"$p\"; done; \
-echo 'podspawn: this image has no sftp-server; install openssh-sftp-server in it (podspawn verify-image tells)' >&2; exit 127";
+/// Where images keep OpenSSH's sftp-server, tried in this order (Debian/Ubuntu, Fedora/RHEL,
+/// Arch, Alpine and others).
+pub const SFTP_SERVER_PATHS: [&str; 6] = [
+    "/usr/lib/openssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/lib/ssh/sftp-server",
+    "/usr/libexec/sftp-server",
+    "/usr/lib/sftp-server",
+    "/usr/sbin/sftp-server",
+];
+
+/// The `sh -c` script of the SFTP route: the image's own sftp-server first (it knows the image
+/// best), else podspawn-helper mounted at `helper`, else one line on stderr and exit 127.
+/// The paths are podspawn's own constants (single quotes suffice).
+pub fn sftp_script(servers: &[&str], helper: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|p| format!("'{p}'")).collect();
+    format!(
+        "for p in {}; do [ -x \"$p\" ] && exec \"$p\"; done; \
+         [ -x '{helper}' ] && exec '{helper}' sftp-server; \
+         echo 'podspawn: this image has no sftp-server and podspawn-helper is not mounted at \
+         {helper}: install openssh-sftp-server in the image, or the helper on the host \
+         (config helper.path); podspawn verify-image <image> tells what an image lacks' >&2; \
+         exit 127",
+        list.join(" ")
+    )
+}
 
 const SHELL_SCRIPT: &str = "if [ -x \"$1\" ]; then exec \"$1\" -l; fi; exec /bin/sh -l";
 
@@ -306,7 +328,11 @@ pub fn exec_argv(route: &Route, shell: &str) -> Vec<String> {
             "podspawn-shell".into(),
             shell.into(),
         ],
-        Route::Sftp => vec!["/bin/sh".into(), "-c".into(), SFTP_SCRIPT.into()],
+        Route::Sftp => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            sftp_script(&SFTP_SERVER_PATHS, HELPER_CONTAINER_PATH),
+        ],
         Route::Command(c) => vec!["/bin/sh".into(), "-c".into(), c.clone()],
     }
 }
@@ -606,5 +632,54 @@ mod tests {
         assert_eq!(argv, vec!["/bin/sh", "-c", "a'b\"c\nd"]);
         let sh = exec_argv(&Route::Shell, "/bin/zsh");
         assert_eq!(sh.last().map(String::as_str), Some("/bin/zsh"));
+    }
+
+    /// Runs the SFTP script with fake server and helper paths under a temporary root; returns
+    /// (exit code, stdout, stderr).
+    fn run_sftp_script(root: &std::path::Path, present: &[&str]) -> (i32, String, String) {
+        use std::os::unix::fs::PermissionsExt;
+        for name in present {
+            let p = root.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\necho {name} \"$@\"\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let s = |n: &str| root.join(n).to_string_lossy().into_owned();
+        let servers = [s("server-a"), s("server-b")];
+        let servers: Vec<&str> = servers.iter().map(String::as_str).collect();
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(sftp_script(&servers, &s("helper")))
+            .output()
+            .unwrap();
+        for name in present {
+            std::fs::remove_file(root.join(name)).unwrap();
+        }
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn sftp_prefers_the_image_server_then_the_helper() {
+        let dir = crate::test_support::TempDir::new("sftp-script");
+        let root = dir.path();
+        let (code, out, _) = run_sftp_script(root, &["server-b", "helper"]);
+        assert_eq!((code, out.as_str()), (0, "server-b\n"));
+        let (code, out, _) = run_sftp_script(root, &["server-a", "server-b", "helper"]);
+        assert_eq!((code, out.as_str()), (0, "server-a\n"));
+        let (code, out, _) = run_sftp_script(root, &["helper"]);
+        assert_eq!((code, out.as_str()), (0, "helper sftp-server\n"));
+        let (code, out, err) = run_sftp_script(root, &[]);
+        assert_eq!((code, out.as_str()), (127, ""));
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("podspawn verify-image"), "{err}");
+        // The real route uses the fixed mount point and every usual server path.
+        let argv = exec_argv(&Route::Sftp, "/bin/bash");
+        assert!(argv[2].contains("exec '/.podspawn/podspawn-helper' sftp-server"));
+        for p in SFTP_SERVER_PATHS {
+            assert!(argv[2].contains(p), "{p}");
+        }
     }
 }

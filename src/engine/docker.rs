@@ -278,11 +278,11 @@ impl ContainerRuntime for Docker {
             mounts: (!spec.binds.is_empty()).then(|| {
                 spec.binds
                     .iter()
-                    .map(|(src, dst)| bollard::models::Mount {
-                        source: Some(src.to_string_lossy().into_owned()),
-                        target: Some(dst.clone()),
+                    .map(|b| bollard::models::Mount {
+                        source: Some(b.source.to_string_lossy().into_owned()),
+                        target: Some(b.target.clone()),
                         typ: Some(bollard::models::MountType::BIND),
-                        read_only: Some(false),
+                        read_only: Some(b.read_only),
                         ..Default::default()
                     })
                     .collect()

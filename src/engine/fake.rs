@@ -16,7 +16,7 @@ pub struct FakeContainer {
     pub labels: Labels,
     pub running: bool,
     pub network: Option<String>,
-    pub binds: Vec<(std::path::PathBuf, String)>,
+    pub binds: Vec<Bind>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

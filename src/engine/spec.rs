@@ -66,14 +66,40 @@ pub struct ContainerSpec {
     pub readonly_rootfs: bool,
     pub tmpfs: HashMap<String, String>,
     pub runtime: Option<String>,
-    /// Bind mounts (host path, container path), given to the engine as structured mounts so
-    /// that no character of a path can change their meaning.
-    pub binds: Vec<(PathBuf, String)>,
+    /// Bind mounts, given to the engine as structured mounts so that no character of a path can
+    /// change their meaning.
+    pub binds: Vec<Bind>,
     /// Network to attach to (created by the caller); None = Docker's default bridge.
     pub network: Option<String>,
     /// The start command and the user it runs as.
     pub cmd: Vec<String>,
     pub user: Option<String>,
+}
+
+/// One bind mount of a host path into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: String,
+    /// Mounted read-only (the container cannot write through it, even as its root).
+    pub read_only: bool,
+}
+
+impl Bind {
+    pub fn read_write(source: PathBuf, target: impl Into<String>) -> Bind {
+        Bind {
+            source,
+            target: target.into(),
+            read_only: false,
+        }
+    }
+    pub fn read_only(source: PathBuf, target: impl Into<String>) -> Bind {
+        Bind {
+            source,
+            target: target.into(),
+            read_only: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! sessions and reconciling orphans. Both processes take the same per-user locks, so a cleanup pass
 //! never removes a container that a login is reattaching to.
 
-use crate::core::config::{Config, NetworkMode, SessionMode, UserOverrides};
+use crate::core::config::{Config, NetworkMode, SessionMode, UserOverrides, HELPER_CONTAINER_PATH};
 use crate::core::metrics::Snapshot;
 use crate::core::session::{self, CleanupAction, ContainerState, EndReason};
 use crate::engine::{self, ContainerRuntime, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
@@ -247,6 +247,34 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         Ok(name)
     }
 
+    /// The read-only mount of `helper.path` at [`HELPER_CONTAINER_PATH`] (it serves SFTP on images
+    /// without an sftp-server), or None when it is off or the file is missing: then one warning
+    /// per process, and images with their own sftp-server still work.
+    fn helper_bind(&self) -> Option<engine::Bind> {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let path = self.cfg.helper.path.as_ref()?;
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {
+                Some(engine::Bind::read_only(path.clone(), HELPER_CONTAINER_PATH))
+            }
+            other => {
+                let why = match other {
+                    Ok(_) => "not a regular file".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "helper.path {}: {why}; containers get no podspawn-helper, so SFTP \
+                         works only on images with their own sftp-server (install the package's \
+                         helper or set helper.path; podspawn verify-image tells what an image lacks)",
+                        path.display()
+                    )
+                });
+                None
+            }
+        }
+    }
+
     /// Creates the container `name` (from [`Lifecycle::allocate_name`]) for (user, project) and its
     /// state row. The caller holds the user's lock and has checked `resources.max_per_user`.
     pub async fn create(
@@ -264,7 +292,10 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
             let dir = self.prepare_home(account)?;
-            spec.binds.push((dir, home.clone()));
+            spec.binds.push(engine::Bind::read_write(dir, home.clone()));
+        }
+        if let Some(helper) = self.helper_bind() {
+            spec.binds.push(helper);
         }
         self.docker.ensure_image(&spec.image).await?;
         let labels = engine::labels(&self.instance, user, project);
@@ -699,6 +730,8 @@ pub(crate) mod tests {
         cfg.defaults.image = IMAGE.into();
         cfg.session.mode = mode;
         cfg.log.audit_log = None;
+        // Absent unless a test writes it, whatever the host has installed.
+        cfg.helper.path = Some(p("helper/podspawn-helper"));
         for u in ["alice", "bob", "alice-dev"] {
             dir.write(&format!("keys/{u}"), "ssh-ed25519 AAAA x\n");
         }
@@ -743,6 +776,34 @@ pub(crate) mod tests {
         assert_eq!(lc.db().get("alice", "").unwrap().unwrap(), row);
         assert_eq!(row.expires_at, Some(100 + 8 * 3600));
         assert_eq!(row.status, Status::Running);
+    }
+
+    #[test]
+    fn the_helper_is_mounted_read_only_when_it_exists() {
+        let dir = TempDir::new("lc-helper");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        // Missing: no mount, and the session is still created.
+        let row = rt
+            .block_on(lc.create(&account("alice", 2001), "", "podspawn-alice", 1))
+            .unwrap();
+        assert!(lc
+            .docker
+            .container(&row.container_id)
+            .unwrap()
+            .binds
+            .is_empty());
+        dir.write("helper/podspawn-helper", "#!/bin/true\n");
+        let row = rt
+            .block_on(lc.create(&account("bob", 2002), "", "podspawn-bob", 1))
+            .unwrap();
+        assert_eq!(
+            lc.docker.container(&row.container_id).unwrap().binds,
+            vec![engine::Bind::read_only(
+                dir.path().join("helper/podspawn-helper"),
+                "/.podspawn/podspawn-helper"
+            )]
+        );
     }
 
     #[test]
@@ -867,7 +928,10 @@ pub(crate) mod tests {
         assert_eq!(row.expires_at, None);
         let c = lc.docker.container(&row.container_id).unwrap();
         let home = dir.path().join("state/homes/alice");
-        assert_eq!(c.binds, vec![(home.clone(), "/home/alice".to_string())]);
+        assert_eq!(
+            c.binds,
+            vec![engine::Bind::read_write(home.clone(), "/home/alice")]
+        );
         use std::os::unix::fs::MetadataExt;
         assert_eq!(std::fs::metadata(&home).unwrap().uid(), 2001);
         assert!(lc.purge_home("alice").unwrap());

@@ -318,6 +318,8 @@ pub fn unpack_rootfs(dir: &Path) {
 /// The files a package must install (both formats): (path, mode).
 pub const COMMON_FILES: &[(&str, u32)] = &[
     ("/usr/bin/podspawn", 0o755),
+    // The static in-container helper, at helper.path's default.
+    ("/usr/lib/podspawn/podspawn-helper", 0o755),
     ("/usr/lib/systemd/system/podspawn.socket", 0o644),
     ("/usr/lib/systemd/system/podspawn.service", 0o644),
     ("/usr/lib/systemd/system/podspawn-cleanup.service", 0o644),

@@ -66,7 +66,21 @@ pub struct Config {
     pub projects_file: PathBuf,
     pub users_dir: PathBuf,
     pub broker: BrokerConfig,
+    pub helper: HelperConfig,
 }
+
+/// The static in-container helper (`podspawn-helper`), bind-mounted read-only into every
+/// container so that SFTP works on images without an sftp-server of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelperConfig {
+    /// Host path of the helper binary; None (`""`) = do not mount it.
+    pub path: Option<PathBuf>,
+}
+
+/// Default of `helper.path` (where the packages install the helper).
+pub const DEFAULT_HELPER_PATH: &str = "/usr/lib/podspawn/podspawn-helper";
+/// Where the helper appears inside every container.
+pub const HELPER_CONTAINER_PATH: &str = "/.podspawn/podspawn-helper";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
@@ -219,6 +233,9 @@ impl Default for Config {
                 max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
                 first_message_timeout: DEFAULT_FIRST_MESSAGE_TIMEOUT,
             },
+            helper: HelperConfig {
+                path: Some(DEFAULT_HELPER_PATH.into()),
+            },
         }
     }
 }
@@ -310,6 +327,9 @@ impl Config {
                 socket: raw.broker.socket,
                 max_connections_per_user: raw.broker.max_connections_per_user,
                 first_message_timeout: raw.broker.first_message_timeout,
+            },
+            helper: HelperConfig {
+                path: raw.helper.path,
             },
         })
     }
@@ -470,6 +490,12 @@ broker:
   max_connections_per_user: 64
   # A connection that sends nothing for this long is closed.
   first_message_timeout: 10s
+
+helper:
+  # The static podspawn-helper binary (installed by the packages). When the file exists it is
+  # bind-mounted read-only into every container at /.podspawn/podspawn-helper and serves SFTP
+  # on images without an sftp-server of their own ("" = do not mount it).
+  path: /usr/lib/podspawn/podspawn-helper
 "#;
 
 // ---------------------------------------------------------------------------------------------

@@ -99,6 +99,7 @@ text_fields! {
     de_users_dir -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/etc/podspawn/users");
     de_socket -> PathBuf, EXP_PATH, parse_socket;
     de_max_connections -> u32, "a whole number such as 64", parse_max_connections;
+    de_helper_path -> Option<PathBuf>, EXP_PATH, |s| parse_opt_abs_path(s, DEFAULT_HELPER_PATH);
 }
 
 pub(super) fn de_opt_image<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -257,7 +258,7 @@ pub(super) fn duplicate_message(key: &str) -> String {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping of settings (auth, defaults, session, state, log, security, resources, projects_file, users_dir, broker)"
+    expecting = "a mapping of settings (auth, defaults, session, state, log, security, resources, projects_file, users_dir, broker, helper)"
 )]
 pub(super) struct RawConfig {
     pub(super) auth: RawAuth,
@@ -272,6 +273,7 @@ pub(super) struct RawConfig {
     #[serde(deserialize_with = "de_users_dir")]
     pub(super) users_dir: PathBuf,
     pub(super) broker: RawBroker,
+    pub(super) helper: RawHelper,
 }
 
 impl Default for RawConfig {
@@ -324,6 +326,9 @@ impl Default for RawConfig {
                 max_connections_per_user: d.broker.max_connections_per_user,
                 first_message_timeout: d.broker.first_message_timeout,
             },
+            helper: RawHelper {
+                path: d.helper.path,
+            },
         }
     }
 }
@@ -349,6 +354,7 @@ raw_section_default! {
     RawSecurity => security,
     RawResources => resources,
     RawBroker => broker,
+    RawHelper => helper,
 }
 
 #[derive(Deserialize)]
@@ -477,6 +483,17 @@ pub(super) struct RawBroker {
     pub(super) max_connections_per_user: u32,
     #[serde(deserialize_with = "de_positive_duration")]
     pub(super) first_message_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "a mapping with the key path"
+)]
+pub(super) struct RawHelper {
+    #[serde(deserialize_with = "de_helper_path")]
+    pub(super) path: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

@@ -54,6 +54,10 @@ fn defaults_have_documented_values() {
     assert_eq!(c.security.runtime, None);
     assert_eq!(c.resources.max_per_user, 3);
     assert_eq!(c.broker.socket, Path::new(DEFAULT_SOCKET));
+    assert_eq!(
+        c.helper.path.as_deref(),
+        Some(Path::new(DEFAULT_HELPER_PATH))
+    );
 }
 
 #[test]
@@ -130,6 +134,7 @@ resources: {max_per_user: 0}
 projects_file: /srv/projects.yaml
 users_dir: /srv/users
 broker: {socket: /run/p.sock}
+helper: {path: /opt/podspawn/helper}
 "#,
     )
     .unwrap();
@@ -166,6 +171,15 @@ broker: {socket: /run/p.sock}
     assert_eq!(c.projects_file, Path::new("/srv/projects.yaml"));
     assert_eq!(c.users_dir, Path::new("/srv/users"));
     assert_eq!(c.broker.socket, Path::new("/run/p.sock"));
+    assert_eq!(
+        c.helper.path.as_deref(),
+        Some(Path::new("/opt/podspawn/helper"))
+    );
+}
+
+#[test]
+fn empty_helper_path_turns_the_mount_off() {
+    assert_eq!(parse("helper:\n  path: \"\"\n").unwrap().helper.path, None);
 }
 
 #[test]
@@ -608,6 +622,7 @@ fn relative_paths_are_rejected() {
         ("log:\n  file: p.log\n", "log.file"),
         ("log:\n  audit_log: a.log\n", "log.audit_log"),
         ("broker:\n  socket: p.sock\n", "broker.socket"),
+        ("helper:\n  path: podspawn-helper\n", "helper.path"),
         ("\nprojects_file: projects.yaml\n", "projects_file"),
         ("\nusers_dir: users\n", "users_dir"),
         ("defaults:\n  shell: bash\n", "defaults.shell"),
