@@ -33,6 +33,18 @@ fn command_output_and_exit_code() {
     // Nothing but the command's own output: no log lines, no banners.
     assert_eq!(stdout(&o), "hello\n");
     assert_eq!(stderr(&o), "oops\n");
+    // The connection facts of a normal SSH session reach the container.
+    let o = env.ssh(&u, r#"echo "$SSH_CONNECTION|$SSH_CLIENT""#);
+    let out = stdout(&o);
+    let (conn, client) = out.trim().split_once('|').unwrap();
+    assert!(
+        conn.starts_with("127.0.0.1 ") && conn.ends_with(&format!(" 127.0.0.1 {}", env.port)),
+        "SSH_CONNECTION={conn:?}"
+    );
+    assert!(
+        client.starts_with("127.0.0.1 ") && client.ends_with(&format!(" {}", env.port)),
+        "SSH_CLIENT={client:?}"
+    );
     // Runs as the host account's uid/gid, in its home, with quoting intact and no host shell involved.
     let o = env.ssh(&u, r#"id -u; id -g; pwd; printf '%s|' "a b" 'c"d' '$(x)'"#);
     let (uid, gid) = {

@@ -126,8 +126,21 @@ pub struct SessionInfo {
     pub expires_at: Option<i64>,
 }
 
+/// The connection facts sshd sets for the session (`client-ip client-port server-ip server-port`
+/// and `client-ip client-port server-port`), passed on so the container sees them as in a normal
+/// SSH session.
+pub const CONNECTION_VARS: [&str; 2] = ["SSH_CONNECTION", "SSH_CLIENT"];
+
+fn valid_connection_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b' ' | b'%'))
+}
+
 fn valid_env_name(n: &str) -> bool {
-    n == "LANG"
+    CONNECTION_VARS.contains(&n)
+        || n == "LANG"
         || n == "LANGUAGE"
         || (n.starts_with("LC_")
             && n.len() > 3
@@ -167,8 +180,12 @@ impl OpenRequest {
         for (k, v) in &self.env {
             if !valid_env_name(k) {
                 return Err(format!(
-                    "environment variable {k:?} is not accepted (only LANG and LC_*)"
+                    "environment variable {k:?} is not accepted (only LANG, LC_*, \
+                     SSH_CONNECTION and SSH_CLIENT)"
                 ));
+            }
+            if CONNECTION_VARS.contains(&k.as_str()) && !valid_connection_value(v) {
+                return Err(format!("environment variable {k} has an invalid value"));
             }
             if v.len() > 256 || v.bytes().any(|b| b.is_ascii_control()) {
                 return Err(format!("environment variable {k} has an invalid value"));
@@ -412,6 +429,19 @@ mod tests {
         let mut o = open();
         o.env = vec![("LC_ALL".into(), "en_US.UTF-8".into())];
         assert!(o.validate().is_ok());
+        // sshd's connection facts pass, but only as addresses and ports.
+        let mut o = open();
+        o.env = vec![
+            (
+                "SSH_CONNECTION".into(),
+                "127.0.0.1 50022 127.0.0.1 22".into(),
+            ),
+            ("SSH_CLIENT".into(), "fe80::1%eth0 50022 22".into()),
+        ];
+        assert!(o.validate().is_ok());
+        let mut o = open();
+        o.env = vec![("SSH_CONNECTION".into(), "$(reboot)".into())];
+        assert!(o.validate().unwrap_err().contains("SSH_CONNECTION"));
     }
 
     #[test]

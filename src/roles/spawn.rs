@@ -86,12 +86,16 @@ pub fn project_from(flag: Option<String>, env: Option<String>) -> Result<String,
     Ok(p.to_string())
 }
 
-/// LANG, LANGUAGE and LC_* from the environment sshd passed (AcceptEnv).
+/// LANG, LANGUAGE and LC_* from the environment sshd passed (AcceptEnv), and the connection
+/// facts sshd sets (SSH_CONNECTION, SSH_CLIENT).
 fn locale_env() -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, val)| Some((k.into_string().ok()?, val.into_string().ok()?)))
         .filter(|(k, val)| {
-            (k == "LANG" || k == "LANGUAGE" || k.starts_with("LC_"))
+            (k == "LANG"
+                || k == "LANGUAGE"
+                || k.starts_with("LC_")
+                || crate::core::protocol::CONNECTION_VARS.contains(&k.as_str()))
                 && val.len() <= 256
                 && !val.bytes().any(|b| b.is_ascii_control())
         })
