@@ -59,7 +59,13 @@ fn derr(what: &str, e: bollard::errors::Error) -> Error {
             status_code,
             message,
         } => {
-            if status_code == 404 {
+            const NO_BIND_SOURCE: &str = "bind source path does not exist: ";
+            if let Some(i) = message.find(NO_BIND_SOURCE) {
+                Error::BindSourceMissing {
+                    path: message[i + NO_BIND_SOURCE.len()..].trim().to_string(),
+                    message: format!("docker: {what}: {message}"),
+                }
+            } else if status_code == 404 {
                 Error::NotFound {
                     what: what.to_string(),
                 }
@@ -650,6 +656,41 @@ mod tests {
 
     /// No socket file, and a socket nobody listens on: both are "the engine is not running",
     /// the one line a user gets, and neither is remembered as a connection.
+    #[test]
+    fn engine_answers_are_typed() {
+        let e = |code: u16, msg: &str| {
+            derr(
+                "create container x",
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: code,
+                    message: msg.into(),
+                },
+            )
+        };
+        assert_eq!(
+            e(
+                400,
+                "invalid mount config for type \"bind\": bind source path does not exist: /usr/lib/p/h"
+            ),
+            Error::BindSourceMissing {
+                path: "/usr/lib/p/h".into(),
+                message: "docker: create container x: invalid mount config for type \"bind\": \
+                          bind source path does not exist: /usr/lib/p/h"
+                    .into()
+            }
+        );
+        assert!(matches!(e(404, "no such image"), Error::NotFound { .. }));
+        assert!(matches!(e(409, "name in use"), Error::Conflict { .. }));
+        assert!(matches!(
+            e(
+                500,
+                "could not find an available, non-overlapping IPv4 address pool"
+            ),
+            Error::AddressPoolExhausted { .. }
+        ));
+        assert!(matches!(e(500, "boom"), Error::Api { status: 500, .. }));
+    }
+
     #[test]
     fn an_unreachable_engine_is_one_clear_line() {
         let dir = std::env::temp_dir().join(format!("podspawn-rt-{}", std::process::id()));

@@ -51,6 +51,8 @@ pub struct Fake {
     pub broken_start: AtomicBool,
     /// `ensure_network` finds no address space.
     pub pool_exhausted: AtomicBool,
+    /// The engine runs elsewhere: no bind source exists for it.
+    pub remote: AtomicBool,
 }
 
 impl Fake {
@@ -199,6 +201,18 @@ impl ContainerRuntime for Fake {
             return Err(Error::NotFound {
                 what: format!("image {}", spec.image),
             });
+        }
+        if self.remote.load(Ordering::SeqCst) {
+            if let Some(b) = spec.binds.first() {
+                return Err(Error::BindSourceMissing {
+                    path: b.source.display().to_string(),
+                    message: format!(
+                        "docker: create container {}: bind source path does not exist: {}",
+                        spec.name,
+                        b.source.display()
+                    ),
+                });
+            }
         }
         let id = self.id("c");
         let running = !self.broken_start.load(Ordering::SeqCst);

@@ -34,6 +34,9 @@ pub enum Error {
     AddressPoolExhausted { message: String },
     /// The image is neither on the host nor pullable.
     ImageMissing { image: String, detail: String },
+    /// A bind mount's source does not exist where the engine runs (an engine on another host, or
+    /// a file removed since).
+    BindSourceMissing { path: String, message: String },
     /// A new container's start command exited (a broken image) or did not finish in time.
     StartFailed { output: String },
     /// Any other answer of the engine's API.
@@ -59,6 +62,7 @@ impl std::fmt::Display for Error {
             ),
             Error::ImageMissing { image, .. } => f.write_str(&image_missing(image)),
             Error::StartFailed { output } => f.write_str(output),
+            Error::BindSourceMissing { message, .. } => f.write_str(message),
             Error::Api { what, message, .. } | Error::Io { what, message } => {
                 write!(f, "docker: {what}: {message}")
             }

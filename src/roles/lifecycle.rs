@@ -319,7 +319,23 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         spec.cmd = engine::init_argv(user, account.uid, account.gid, &home, &shell);
         spec.user = Some("0:0".into());
         let started = std::time::Instant::now();
-        let id = match self.docker.create_and_start(&spec).await {
+        let mut created = self.docker.create_and_start(&spec).await;
+        if let Err(engine::Error::BindSourceMissing { path, .. }) = &created {
+            // The engine does not see podspawn-helper at helper.path (it runs on another host, or
+            // in another mount namespace): the session goes on without it; images with their own
+            // sftp-server still serve SFTP.
+            let helper = std::path::Path::new(path);
+            if spec.binds.iter().any(|b| b.source == helper) {
+                tracing::warn!(
+                    path = %helper.display(),
+                    "the container engine cannot see podspawn-helper at helper.path; creating \
+                     the container without it"
+                );
+                spec.binds.retain(|b| b.source != helper);
+                created = self.docker.create_and_start(&spec).await;
+            }
+        }
+        let id = match created {
             Ok(id) => id,
             Err(e) => {
                 if let Some(n) = &spec.network {
@@ -804,6 +820,18 @@ pub(crate) mod tests {
                 "/.podspawn/podspawn-helper"
             )]
         );
+        // An engine that cannot see the file (it runs on another host, or the broker runs in a
+        // container of its own): the session is created without the helper.
+        lc.docker.remote.store(true, Ordering::SeqCst);
+        let row = rt
+            .block_on(lc.create(&account("carol", 2003), "", "podspawn-carol", 1))
+            .unwrap();
+        assert!(lc
+            .docker
+            .container(&row.container_id)
+            .unwrap()
+            .binds
+            .is_empty());
     }
 
     #[test]
