@@ -49,7 +49,7 @@ fn need_python() {
 fn per_user_connection_limit_and_silent_clients() {
     need_python();
     let mut env = Env::with(Opts {
-        extra: "  max_connections_per_user: 3\n  first_message_timeout: 6s\n".into(),
+        extra: "  max_connections_per_user: 3\n  first_message_timeout: 12s\n".into(),
         ..Opts::default()
     });
     let u = env.add_user();
@@ -83,7 +83,7 @@ fn per_user_connection_limit_and_silent_clients() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        t.elapsed() < Duration::from_secs(6),
+        t.elapsed() < Duration::from_secs(12),
         "the other user's login took {:?}: was it held up?",
         t.elapsed()
     );
