@@ -1086,6 +1086,7 @@ fn gather_against_a_temp_config() {
         doctor::RUNC_CHECK,
         doctor::KEY_FILES_CHECK,
         doctor::USERS_CHECK,
+        doctor::MAXSTARTUPS_CHECK,
         doctor::STATE_CHECK,
         doctor::CLEANUP_CHECK,
         doctor::ORPHAN_CHECK,

@@ -2,10 +2,10 @@
 use super::{
     available_bytes, check_binary, check_broker, check_cleanup, check_config_file,
     check_default_image, check_disk, check_docker, check_key_dir, check_key_files, check_lock_dir,
-    check_orphans, check_runc, check_sshd, check_sshd_reloaded, check_state_db, check_users,
-    is_cleanup_daemon, parse_btime, parse_containers, parse_stat_ppid, parse_stat_starttime,
-    socket_facts, with_disabled_dropin, Check, DoctorArgs, Listener, UserFacts, SSHD_CHECK,
-    USERS_CHECK,
+    check_max_startups, check_orphans, check_runc, check_sshd, check_sshd_reloaded, check_state_db,
+    check_users, is_cleanup_daemon, parse_btime, parse_containers, parse_stat_ppid,
+    parse_stat_starttime, socket_facts, with_disabled_dropin, Check, DoctorArgs, Listener,
+    UserFacts, SSHD_CHECK, USERS_CHECK,
 };
 use crate::core::config::Config;
 use crate::core::sshd_config;
@@ -150,6 +150,7 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
     let mut akc_binary: Option<String> = None;
     let mut files: Vec<(PathBuf, i64)> = Vec::new();
     let mut pidfile = None;
+    let mut max_startups = None;
     match sshd::find_sshd() {
         None => checks.push(Check::fail(
             SSHD_CHECK,
@@ -171,11 +172,17 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
             let report = sshd_config::analyze(&flat.directives, &managed);
             let member = args.probe_user.clone().or_else(sshd::podspawn_member);
             let dump = sshd::sshd_dump(&sshd, config, member.as_deref()).map_err(String::from);
-            pidfile = sshd::sshd_dump(&sshd, config, None).ok().and_then(|t| {
-                sshd_config::parse_sshd_t(&t)
-                    .get("pidfile")
+            let global = sshd::sshd_dump(&sshd, config, None)
+                .ok()
+                .map(|t| sshd_config::parse_sshd_t(&t));
+            let first = |k: &str| {
+                global
+                    .as_ref()
+                    .and_then(|m| m.get(k))
                     .and_then(|v| v.first().cloned())
-            });
+            };
+            pidfile = first("pidfile");
+            max_startups = first("maxstartups");
             let check = match (&dump, root) {
                 (Err(e), false) => Check::warn(
                     SSHD_CHECK,
@@ -237,6 +244,7 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
                     name: n,
                 })
                 .collect();
+            checks.push(check_max_startups(max_startups.as_deref(), facts.len()));
             checks.push(check_users(&facts, accounts::uid_min()));
         }
         Err(e) => checks.push(Check::warn(USERS_CHECK, format!("skipped: {e}"), None)),

@@ -27,8 +27,8 @@ pub use files::{
 pub use gather::{find_listener, gather};
 pub use services::{check_broker, check_cleanup, is_cleanup_daemon, socket_facts, SocketFacts};
 pub use sshd::{
-    check_binary, check_sshd, check_sshd_reloaded, parse_btime, parse_stat_ppid,
-    parse_stat_starttime, with_disabled_dropin, Listener,
+    check_binary, check_max_startups, check_sshd, check_sshd_reloaded, parse_btime,
+    parse_stat_ppid, parse_stat_starttime, with_disabled_dropin, Listener,
 };
 pub use users::{check_users, UserFacts};
 
@@ -122,6 +122,7 @@ pub const BROKER_CHECK: &str = "broker socket";
 pub const CLEANUP_CHECK: &str = "cleanup daemon";
 pub const RELOAD_CHECK: &str = "sshd running configuration";
 pub const ORPHAN_CHECK: &str = "orphaned containers";
+pub const MAXSTARTUPS_CHECK: &str = "sshd MaxStartups";
 
 fn mode_of(m: u32) -> String {
     format!("{:04o}", m & 0o7777)

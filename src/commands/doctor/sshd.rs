@@ -1,6 +1,6 @@
 //! The sshd checks: the effective configuration for podspawn users, the AuthorizedKeysCommand
 //! binary, and whether the running sshd has read the files on disk.
-use super::{Check, Status, BINARY_CHECK, RELOAD_CHECK, SSHD_CHECK};
+use super::{Check, Status, BINARY_CHECK, MAXSTARTUPS_CHECK, RELOAD_CHECK, SSHD_CHECK};
 use crate::core::sshd_config::{self, ShadowReport};
 use crate::host::fs_policy::{self, ChainProblem, PathEntry};
 use std::path::{Path, PathBuf};
@@ -124,6 +124,48 @@ pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &Shado
             "podspawn's AuthorizedKeysCommand, user podspawn and AuthorizedKeysFile none are \
              effective for podspawn users (checked as {member})"
         ),
+    )
+}
+
+/// sshd drops connections that are still authenticating beyond `MaxStartups` (start:rate:full,
+/// at random from `start`): with more registered users than `start`, a burst of logins (everyone
+/// at 9:00, a CI fan-out) loses some. `value` is the effective `maxstartups` of `sshd -T`.
+pub fn check_max_startups(value: Option<&str>, users: usize) -> Check {
+    let Some(v) = value else {
+        return Check::warn(
+            MAXSTARTUPS_CHECK,
+            "could not read sshd's effective MaxStartups (`sshd -T` needs root)",
+            Some("sudo podspawn doctor".into()),
+        );
+    };
+    let start = v
+        .split(':')
+        .next()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    let Some(start) = start else {
+        return Check::warn(
+            MAXSTARTUPS_CHECK,
+            format!("unexpected MaxStartups value {v:?}"),
+            None,
+        );
+    };
+    if users <= start {
+        return Check::pass(
+            MAXSTARTUPS_CHECK,
+            format!("{v}: room for {start} logins at once ({users} registered users)"),
+        );
+    }
+    let want = users.next_power_of_two().max(start * 2);
+    Check::warn(
+        MAXSTARTUPS_CHECK,
+        format!(
+            "MaxStartups is {v} and {users} users are registered: when more than {start} of them \
+             log in at the same moment, sshd drops some of the connections at random"
+        ),
+        Some(format!(
+            "set `MaxStartups {want}:30:{}` in /etc/ssh/sshd_config, then: sudo systemctl reload ssh",
+            want * 2
+        )),
     )
 }
 
@@ -268,5 +310,32 @@ mod proc_tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_btime("cpu 1\n"), None);
+    }
+}
+
+#[cfg(test)]
+mod max_startups_tests {
+    use super::*;
+
+    #[test]
+    fn max_startups_against_the_registered_users() {
+        // sshd's default 10:30:100 with 20 users: 4 of 20 simultaneous logins were dropped.
+        let c = check_max_startups(Some("10:30:100"), 20);
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.detail.contains("MaxStartups is 10:30:100 and 20 users"),
+            "{c:?}"
+        );
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("set `MaxStartups 32:30:64` in /etc/ssh/sshd_config, then: sudo systemctl reload ssh")
+        );
+        assert_eq!(
+            check_max_startups(Some("10:30:100"), 10).status,
+            Status::Pass
+        );
+        assert_eq!(check_max_startups(Some("100"), 20).status, Status::Pass);
+        assert_eq!(check_max_startups(Some("x:y"), 20).status, Status::Warn);
+        assert_eq!(check_max_startups(None, 20).status, Status::Warn);
     }
 }
