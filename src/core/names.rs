@@ -125,22 +125,29 @@ pub enum Holder {
     Other,
 }
 
+/// FNV-1a 64 of `bytes`: a stable, dependency-free hash for names and ids (not for secrets).
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// The names a session of (user, project) in `instance` may use, in order of preference: the
 /// seed page's `podspawn-<user>[-<project>]`, then a deterministic alternative for when another
 /// owner holds it (`alice` in project `dev` and user `alice-dev` both map to `podspawn-alice-dev`).
 pub fn name_candidates(user: &str, project: &str, instance: &str) -> [String; 2] {
     let base = container_name(user, project);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in instance
-        .bytes()
-        .chain([0])
-        .chain(user.bytes())
-        .chain([0])
-        .chain(project.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a64(
+        instance
+            .bytes()
+            .chain([0])
+            .chain(user.bytes())
+            .chain([0])
+            .chain(project.bytes()),
+    );
     let alt = format!("{base}-{:08x}", h >> 32);
     [base, alt]
 }

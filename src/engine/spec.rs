@@ -14,21 +14,22 @@ pub const LABEL_PROJECT: &str = "podspawn-project";
 /// objects of its own instance, so two installations (or test runs) on one engine leave each other alone.
 pub const LABEL_INSTANCE: &str = "podspawn-instance";
 
-/// A new installation's instance id: 16 random hex digits (kept in state.db).
-pub fn new_instance_id() -> io::Result<String> {
+/// 16 random hex digits from the kernel's generator.
+fn random_hex16() -> io::Result<String> {
     let mut b = [0u8; 8];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// A new installation's instance id: 16 random hex digits (kept in state.db).
+pub fn new_instance_id() -> io::Result<String> {
+    random_hex16()
+}
+
 /// The instance id that installations before state.db kept one used: FNV-1a 64 of the state
 /// database path, in hex. Databases created before then keep it, so their containers stay theirs.
 pub fn instance_id(db_path: &Path) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in db_path.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::core::names::fnv1a64(db_path.as_os_str().as_encoded_bytes().iter().copied());
     format!("{h:016x}")
 }
 
@@ -246,9 +247,7 @@ pub const SESSION_TAG_ENV: &str = "PODSPAWN_SESSION";
 
 /// A fresh random session tag (16 hex digits).
 pub fn new_session_tag() -> io::Result<String> {
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    random_hex16()
 }
 
 pub(crate) fn valid_tag(tag: &str) -> bool {
@@ -319,6 +318,22 @@ pub fn init_argv(user: &str, uid: u32, gid: u32, home: &str, shell: &str) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Containers of installations from before state.db kept the id carry this label value: it
+    /// must never change.
+    #[test]
+    fn the_legacy_instance_id_is_stable() {
+        assert_eq!(
+            instance_id(Path::new("/var/lib/podspawn/state.db")),
+            "53b9c9eb857d0818"
+        );
+        let a = new_instance_id().unwrap();
+        assert!(
+            a.len() == 16 && a.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{a}"
+        );
+        assert_ne!(a, new_instance_id().unwrap());
+    }
 
     #[test]
     fn spec_from_config_and_overrides() {
