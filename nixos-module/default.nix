@@ -37,7 +37,7 @@ let
         AllowTcpForwarding no
         X11Forwarding no
         PermitTunnel no
-        AcceptEnv PODSPAWN_PROJECT LANG LC_*
+        AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*
   '';
 
   # --- systemd/ files -> NixOS options -------------------------------------------------------

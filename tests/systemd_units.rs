@@ -552,7 +552,7 @@ fn sshd_dropin() {
             "AllowTcpForwarding no",
             "X11Forwarding no",
             "PermitTunnel no",
-            "AcceptEnv PODSPAWN_PROJECT LANG LC_*",
+            "AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*",
         ]
     );
     // The header explains the prefix.

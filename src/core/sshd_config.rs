@@ -286,6 +286,34 @@ pub fn render_dropin_with(binary: &str, socket: Option<&str>) -> String {
         )
 }
 
+/// The template's `AcceptEnv` line (for the default `session.accept_env`).
+const TEMPLATE_ACCEPT_ENV: &str = "AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*";
+
+/// `dropin` (or block) with its `AcceptEnv` line listing `accept` (`session.accept_env`, already
+/// validated as plain names or prefixes) after PODSPAWN_PROJECT.
+pub fn with_accept_env(dropin: &str, accept: &[String]) -> String {
+    let mut line = String::from("AcceptEnv PODSPAWN_PROJECT");
+    for a in accept {
+        line.push(' ');
+        line.push_str(a);
+    }
+    dropin.replace(TEMPLATE_ACCEPT_ENV, &line)
+}
+
+/// The `session.accept_env` entries that sshd's effective `AcceptEnv` (from `sshd -T`) lacks:
+/// clients' values for them never reach the container.
+pub fn accept_env_missing(t: &BTreeMap<String, Vec<String>>, accept: &[String]) -> Vec<String> {
+    let have: Vec<&str> = t
+        .get("acceptenv")
+        .map(|v| v.iter().flat_map(|l| l.split_whitespace()).collect())
+        .unwrap_or_default();
+    accept
+        .iter()
+        .filter(|a| !have.contains(&a.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// The `--socket` value for the forced command: `None` for the default socket.
 pub fn socket_arg(cfg: &Config) -> Result<Option<String>, Error> {
     if cfg.broker.socket == Path::new(crate::core::config::DEFAULT_SOCKET) {
@@ -995,7 +1023,7 @@ mod tests {
             "AllowTcpForwarding no",
             "X11Forwarding no",
             "PermitTunnel no",
-            "AcceptEnv PODSPAWN_PROJECT LANG LC_*",
+            "AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*",
         ] {
             assert!(d.lines().any(|l| l.trim() == line), "{line}");
         }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 pub const LABEL_MANAGED: &str = "managed-by";
 pub const LABEL_USER: &str = "podspawn-user";
+/// On containers created with the user's agent directory mounted: the mount point.
+pub const LABEL_AGENT: &str = "podspawn-agent";
 pub const LABEL_PROJECT: &str = "podspawn-project";
 /// Which podspawn installation (state database) owns an object; reconciliation only ever touches
 /// objects of its own instance, so two installations (or test runs) on one engine leave each other alone.

@@ -1,6 +1,7 @@
 //! The host system: accounts, logging, systemd integration.
 
 pub mod accounts;
+pub mod agent;
 pub mod fs;
 pub mod fs_policy;
 pub mod logging;

@@ -3,7 +3,9 @@
 //! sessions and reconciling orphans. Both processes take the same per-user locks, so a cleanup pass
 //! never removes a container that a login is reattaching to.
 
-use crate::core::config::{Config, NetworkMode, SessionMode, UserOverrides, HELPER_CONTAINER_PATH};
+use crate::core::config::{
+    Config, NetworkMode, SessionMode, UserOverrides, AGENT_CONTAINER_DIR, HELPER_CONTAINER_PATH,
+};
 use crate::core::metrics::Snapshot;
 use crate::core::session::{self, CleanupAction, ContainerState, EndReason};
 use crate::engine::{self, ContainerRuntime, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
@@ -275,6 +277,43 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
     }
 
+    /// The user's agent directory (created or repaired), or None when `broker.agent_dir` is off.
+    pub fn agent_dir(
+        &self,
+        account: &Account,
+    ) -> Result<Option<PathBuf>, crate::host::agent::Error> {
+        match &self.cfg.broker.agent_dir {
+            None => Ok(None),
+            Some(base) => crate::host::agent::ensure_user_dir(base, account).map(Some),
+        }
+    }
+
+    /// The read-write mount of the user's agent directory at [`AGENT_CONTAINER_DIR`], or None when
+    /// agent forwarding is off or the directory cannot be made (then one warning: the session
+    /// goes on without agent forwarding).
+    fn agent_bind(&self, account: &Account) -> Option<engine::Bind> {
+        match self.agent_dir(account) {
+            Ok(Some(dir)) => Some(engine::Bind::read_write(dir, AGENT_CONTAINER_DIR)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(podspawn_user = %account.name,
+                    "{e}; the container gets no agent forwarding");
+                None
+            }
+        }
+    }
+
+    /// Starts a stopped container again. Its agent directory must exist first, or the engine
+    /// refuses the bind mount (after a host reboot, /run is empty).
+    pub async fn restart(&self, row: &SessionRow) -> Result<(), engine::Error> {
+        if self.cfg.broker.agent_dir.is_some() {
+            if let Some(a) = crate::host::accounts::lookup(&row.user) {
+                let _ = self.agent_bind(&a);
+            }
+        }
+        self.docker.start(&row.container_id).await
+    }
+
     /// Creates the container `name` (from [`Lifecycle::allocate_name`]) for (user, project) and its
     /// state row. The caller holds the user's lock and has checked `resources.max_per_user`.
     pub async fn create(
@@ -296,6 +335,11 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
         if let Some(helper) = self.helper_bind() {
             spec.binds.push(helper);
+        }
+        if let Some(agent) = self.agent_bind(account) {
+            spec.binds.push(agent);
+            spec.labels
+                .insert(engine::LABEL_AGENT.into(), AGENT_CONTAINER_DIR.into());
         }
         self.docker.ensure_image(&spec.image).await?;
         let labels = engine::labels(&self.instance, user, project);
@@ -522,7 +566,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                     Ok(()) => report.removed.push((cur.container_name.clone(), reason)),
                     Err(e) => report.errors.push(e.to_string()),
                 },
-                CleanupAction::Restart => match self.docker.start(&cur.container_id).await {
+                CleanupAction::Restart => match self.restart(&cur).await {
                     Ok(()) => {
                         tracing::info!(podspawn_user = %cur.user, podspawn_container = %cur.container_name,
                             "restarted a container stopped by a Docker or host restart");

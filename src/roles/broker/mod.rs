@@ -512,6 +512,25 @@ impl<R: ContainerRuntime> Broker<R> {
                 };
                 conn.send(&resp).await;
             }
+            Request::AgentDir {} => {
+                let Some(account) = self.session_caller(uid, caller, &mut conn).await else {
+                    return;
+                };
+                let resp = match self.lc.agent_dir(&account) {
+                    Ok(Some(dir)) => Response::AgentDir {
+                        path: dir.to_string_lossy().into_owned(),
+                    },
+                    Ok(None) => fail(
+                        ErrorKind::Invalid,
+                        "agent forwarding into containers is off on this host (broker.agent_dir)",
+                    ),
+                    Err(e) => {
+                        tracing::error!(podspawn_user = %account.name, "{e}");
+                        fail(ErrorKind::Internal, e.to_string())
+                    }
+                };
+                conn.send(&resp).await;
+            }
             Request::Resize { .. } | Request::Wait { .. } => {
                 conn.send(&fail(ErrorKind::Invalid, "open a session first"))
                     .await;

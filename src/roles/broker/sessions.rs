@@ -7,8 +7,18 @@ impl<R: ContainerRuntime> Broker<R> {
         self: Arc<Self>,
         account: Account,
         req: OpenRequest,
-        mut conn: Conn,
+        conn: Conn,
     ) {
+        let agent = req.agent.clone();
+        let user = account.name.clone();
+        self.clone().serve_open_inner(account, req, conn).await;
+        // The connection's agent relay goes with it (spawn removes it too, unless killed).
+        if let (Some(sock), Some(base)) = (agent, self.cfg().broker.agent_dir.as_ref()) {
+            crate::host::agent::remove_socket(base, &user, &sock);
+        }
+    }
+
+    async fn serve_open_inner(self: Arc<Self>, account: Account, req: OpenRequest, mut conn: Conn) {
         if let Err(e) = req.validate() {
             conn.send(&fail(ErrorKind::Invalid, e)).await;
             return;
@@ -263,7 +273,7 @@ impl<R: ContainerRuntime> Broker<R> {
                 (r.container_id.clone(), r.container_name.clone(), false)
             }
             (OpenDecision::StartAndReattach, Some(r)) => {
-                self.lc.docker.start(&r.container_id).await?;
+                self.lc.restart(r).await?;
                 self.lc
                     .db()
                     .set_status(user, project, Status::Running, None, t)?;
@@ -352,8 +362,23 @@ impl<R: ContainerRuntime> Broker<R> {
         for (k, v) in &ov.env {
             env.push(format!("{k}={v}"));
         }
+        let accept = &self.cfg().session.accept_env;
         for (k, v) in &req.env {
-            env.push(format!("{k}={v}"));
+            if protocol::CONNECTION_VARS.contains(&k.as_str()) || protocol::env_allowed(k, accept) {
+                env.push(format!("{k}={v}"));
+            } else {
+                tracing::debug!(podspawn_user = %account.name, "dropped {k}: not in session.accept_env");
+            }
+        }
+        if let Some(sock) = &req.agent {
+            match self.agent_mount(container_id).await {
+                Some(dir) => env.push(format!("SSH_AUTH_SOCK={dir}/{sock}")),
+                None => {
+                    tracing::info!(podspawn_user = %account.name, podspawn_container = %container,
+                    "agent forwarding requested, but the container has no agent directory \
+                     (created before it was enabled); it applies to the next new container")
+                }
+            }
         }
         let tty = req.tty && route != Route::Sftp;
         let tag =
@@ -409,6 +434,13 @@ impl<R: ContainerRuntime> Broker<R> {
                 .await;
         }
         Ok((exec_id, stream))
+    }
+
+    /// Where the container sees the user's agent directory, if it was created with it.
+    async fn agent_mount(&self, container_id: &str) -> Option<String> {
+        self.cfg().broker.agent_dir.as_ref()?;
+        let labels = self.lc.docker.container_labels(container_id).await.ok()??;
+        labels.get(engine::LABEL_AGENT).cloned()
     }
 
     /// Ends a lease. If the command is still running (the client went away), it is ended too.

@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+mod agent;
+
 /// Exit status used when podspawn itself fails before the command ran.
 const FAIL: u8 = 1;
 /// How long spawn tries to resume its lease with a restarted broker.
@@ -86,22 +88,25 @@ pub fn project_from(flag: Option<String>, env: Option<String>) -> Result<String,
     Ok(p.to_string())
 }
 
-/// LANG, LANGUAGE and LC_* from the environment sshd passed (AcceptEnv), and the connection
-/// facts sshd sets (SSH_CONNECTION, SSH_CLIENT).
-fn locale_env() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = std::env::vars_os()
+/// The variables sshd passed that a client may have set (SendEnv/SetEnv through AcceptEnv), and
+/// the connection facts (SSH_CONNECTION, SSH_CLIENT). What sshd and PAM set themselves is left
+/// out; the broker keeps only what `session.accept_env` allows.
+pub fn client_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, String)> {
+    use crate::core::protocol::{valid_env_name, MAX_ENV, MAX_ENV_VALUE};
+    let mut v: Vec<(String, String)> = vars
         .filter_map(|(k, val)| Some((k.into_string().ok()?, val.into_string().ok()?)))
         .filter(|(k, val)| {
-            (k == "LANG"
-                || k == "LANGUAGE"
-                || k.starts_with("LC_")
-                || crate::core::protocol::CONNECTION_VARS.contains(&k.as_str()))
-                && val.len() <= 256
+            valid_env_name(k)
+                && !k.starts_with("XDG_")
+                && k != "MOTD_SHOWN"
+                && val.len() <= MAX_ENV_VALUE
                 && !val.bytes().any(|b| b.is_ascii_control())
         })
         .collect();
     v.sort();
-    v.truncate(32);
+    v.truncate(MAX_ENV);
     v
 }
 
@@ -132,6 +137,7 @@ fn answer_deadline(timeout: Duration) -> std::sync::mpsc::Sender<()> {
                 );
                 let _ = writeln!(io::stderr(), "podspawn: {msg}");
                 tracing::error!("{msg}");
+                agent::remove_on_exit();
                 std::process::exit(i32::from(FAIL));
             }
         });
@@ -171,19 +177,26 @@ fn run_inner(
     } else {
         None
     };
-    let open = OpenRequest {
+    let mut open = OpenRequest {
         project: project.clone(),
         command,
         tty,
         term,
         rows,
         cols,
-        env: locale_env(),
+        env: client_env(std::env::vars_os()),
+        agent: None,
     };
     if let Err(e) = open.validate() {
         return fail(&e);
     }
     let deadline = answer_deadline(timeout);
+    // `ssh -A`: sshd made an agent socket for this connection; relay it into the container.
+    let _relay = match std::env::var_os("SSH_AUTH_SOCK") {
+        Some(upstream) if !upstream.is_empty() => agent::start(socket, PathBuf::from(upstream)),
+        _ => None,
+    };
+    open.agent = _relay.as_ref().map(|r| r.name.clone());
     let mut broker = match Client::connect(socket) {
         Ok(c) => c,
         Err(e) => {
@@ -687,6 +700,29 @@ mod tests {
         );
         let e = session_user(None, 4242, None).unwrap_err();
         assert!(e.contains("uid 4242 has no account"), "{e}");
+    }
+
+    #[test]
+    fn client_env_leaves_out_what_sshd_and_pam_set() {
+        let vars = [
+            ("LANG", "C.UTF-8"),
+            ("EDITOR", "vim"),
+            ("SSH_CONNECTION", "127.0.0.1 5 127.0.0.1 22"),
+            ("SSH_AUTH_SOCK", "/tmp/ssh-x/agent.1"),
+            ("SSH_ORIGINAL_COMMAND", "ls"),
+            ("HOME", "/home/a"),
+            ("PATH", "/usr/bin"),
+            ("XDG_SESSION_ID", "3"),
+            ("MOTD_SHOWN", "pam"),
+            ("PODSPAWN_PROJECT", "web"),
+            ("BAD", "a\x1bb"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let got = client_env(vars.into_iter());
+        let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["EDITOR", "LANG", "SSH_CONNECTION"]);
+        let many = (0..200).map(|i| (format!("V{i}").into(), "x".into()));
+        assert_eq!(client_env(many).len(), crate::core::protocol::MAX_ENV);
     }
 
     #[test]
