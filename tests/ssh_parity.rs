@@ -1,8 +1,10 @@
-//! Agent forwarding into the container (issue 11), through a real sshd and the real broker:
+//! What users expect from a normal ssh session (issue 11), through a real sshd and the real broker.
+//! Agent forwarding into the container:
 //! `ssh -A` gives the session an `SSH_AUTH_SOCK` that reaches the client's agent; `git push` over
 //! ssh from inside the container authenticates with a key that only the client's agent holds;
 //! the socket is the user's alone and gone when the connection ends; without `-A` there is none.
-//! Also the client's SendEnv/SetEnv variables, filtered by `session.accept_env`. Run as root.
+//! Also the client's SendEnv/SetEnv variables, filtered by `session.accept_env`, and `ssh -t` with
+//! a command (a terminal, the client's TERM, the command's exit code). Run as root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
@@ -346,4 +348,24 @@ fn client_variables_follow_accept_env() {
         "{}",
         text(&o)
     );
+}
+
+/// `ssh -t host cmd`: the command gets a terminal and the client's TERM; its exit code comes back.
+#[test]
+fn a_command_with_a_terminal() {
+    let mut env = Env::start();
+    let alice = env.add_user();
+    let mut c = env.ssh_cmd(&alice);
+    c.arg("-tt")
+        .arg(format!("{}@127.0.0.1", alice.name))
+        .arg("test -t 0 && test -t 1 && echo \"tty term=$TERM\"; exit 7")
+        .env("TERM", "screen-256color")
+        .stdin(Stdio::null());
+    let o = run(&mut c);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("tty term=screen-256color"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
 }
