@@ -25,7 +25,7 @@ let
         AuthorizedKeysCommand ${wrapper} auth-keys %u %t %k
         AuthorizedKeysCommandUser podspawn
         AuthorizedKeysFile none
-        ForceCommand ${wrapper} spawn
+        ForceCommand exec ${wrapper} spawn
         AuthenticationMethods publickey
         PubkeyAuthentication yes
         PasswordAuthentication no

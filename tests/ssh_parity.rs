@@ -119,8 +119,8 @@ fn set_image(env: &Env, user: &User) {
     .unwrap();
 }
 
-fn agent_dir_entries(env: &Env, user: &User) -> Vec<String> {
-    match std::fs::read_dir(env.root.join("run/agents").join(&user.name)) {
+fn session_dir_entries(env: &Env, user: &User) -> Vec<String> {
+    match std::fs::read_dir(env.root.join("run/sessions").join(&user.name)) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect(),
@@ -151,11 +151,11 @@ fn a_forwarded_agent_reaches_the_container_and_only_its_user() {
     );
     let out = text(&o);
     assert!(o.status.success(), "{out}\n{}", env.broker_log());
-    assert!(out.contains("sock=/.podspawn/agent/"), "{out}");
+    assert!(out.contains("sock=/.podspawn/session/"), "{out}");
     assert!(out.contains(&fp), "the agent's key should be listed: {out}");
 
     // The socket went with the connection, on the host and so in the container.
-    assert_eq!(agent_dir_entries(&env, &alice), Vec::<String>::new());
+    assert_eq!(session_dir_entries(&env, &alice), Vec::<String>::new());
 
     // Without -A: no SSH_AUTH_SOCK, and nothing in the directory.
     let o = ssh(
@@ -163,7 +163,7 @@ fn a_forwarded_agent_reaches_the_container_and_only_its_user() {
         &alice,
         &agent,
         false,
-        "echo \"sock=[$SSH_AUTH_SOCK]\"; ls -A /.podspawn/agent; ssh-add -l; echo rc=$?",
+        "echo \"sock=[$SSH_AUTH_SOCK]\"; ls -A /.podspawn/session; ssh-add -l; echo rc=$?",
     );
     let out = text(&o);
     assert!(out.contains("sock=[]"), "{out}");
@@ -174,7 +174,7 @@ fn a_forwarded_agent_reaches_the_container_and_only_its_user() {
     let mut c = env.ssh_cmd(&alice);
     c.args(["-o", "IdentitiesOnly=yes", "-A"])
         .arg(format!("{}@127.0.0.1", alice.name))
-        .arg("echo \"ready $SSH_AUTH_SOCK $(stat -c %a:%u /.podspawn/agent) $(id -u)\"; sleep 60")
+        .arg("echo \"ready $SSH_AUTH_SOCK $(stat -c %a:%u /.podspawn/session) $(id -u)\"; sleep 60")
         .env("SSH_AUTH_SOCK", &agent.sock)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -216,7 +216,7 @@ fn a_forwarded_agent_reaches_the_container_and_only_its_user() {
         &bob,
         &agent,
         false,
-        "ls -A /.podspawn/agent; echo done",
+        "ls -A /.podspawn/session; echo done",
     );
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -368,4 +368,78 @@ fn a_command_with_a_terminal() {
         text(&o)
     );
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+}
+
+/// Builds the static helper (scripts/build-helper.sh) and installs it under a root-owned
+/// directory; returns (its directory guard, its path).
+fn installed_helper() -> (common::TempDir, PathBuf) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = run(Command::new("bash")
+        .arg(repo.join("scripts/build-helper.sh"))
+        .current_dir(repo));
+    assert!(o.status.success(), "build-helper: {}", text(&o));
+    let built = repo.join(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    );
+    let dir = common::TempDir::under(Path::new("/var/tmp"), "pst-helper");
+    let helper = dir.join("podspawn-helper");
+    let o = run(Command::new("install")
+        .arg("-m")
+        .arg("0755")
+        .arg(&built)
+        .arg(&helper));
+    assert!(o.status.success(), "install: {}", text(&o));
+    (dir, helper)
+}
+
+/// A command killed by a signal ends the SSH session with that signal (sshd sends exit-signal,
+/// as for a command it ran itself); `exit 143` stays an exit status.
+#[test]
+fn a_killed_command_reports_its_signal() {
+    let (_dir, helper) = installed_helper();
+    let mut env = Env::with(common::Opts {
+        extra: format!("helper:\n  path: {}\n", helper.display()),
+        ..common::Opts::default()
+    });
+    let alice = env.add_user();
+    let ssh_v = |cmd: &str| {
+        let mut c = env.ssh_cmd(&alice);
+        c.arg("-v")
+            .arg(format!("{}@127.0.0.1", alice.name))
+            .arg(cmd)
+            .stdin(Stdio::null());
+        run(&mut c)
+    };
+    let o = ssh_v("echo before; kill -TERM $$; echo after");
+    let out = text(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "before\n", "{out}");
+    assert!(
+        !out.contains("Terminated"),
+        "nothing but the command's output: {out}"
+    );
+    assert!(
+        out.contains("rtype exit-signal"),
+        "sshd should report a signal: {out}\n{}",
+        env.broker_log()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "OpenSSH's ssh exits 255 on a signal"
+    );
+    let o = ssh_v("exit 143");
+    let out = text(&o);
+    assert!(
+        out.contains("rtype exit-status") && !out.contains("rtype exit-signal"),
+        "{out}"
+    );
+    assert_eq!(o.status.code(), Some(143));
+    // Nothing is left in the session directory.
+    let dir = env.root.join("run/sessions").join(&alice.name);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }

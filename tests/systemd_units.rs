@@ -540,7 +540,7 @@ fn sshd_dropin() {
             "AuthorizedKeysCommand /usr/bin/podspawn auth-keys %u %t %k",
             "AuthorizedKeysCommandUser podspawn",
             "AuthorizedKeysFile none",
-            "ForceCommand /usr/bin/podspawn spawn",
+            "ForceCommand exec /usr/bin/podspawn spawn",
             "AuthenticationMethods publickey",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",

@@ -106,7 +106,7 @@ Match Group podspawn-users
     AuthorizedKeysCommand $wrapper auth-keys %u %t %k
     AuthorizedKeysCommandUser podspawn
     AuthorizedKeysFile none
-    ForceCommand $wrapper spawn
+    ForceCommand exec $wrapper spawn
     AuthenticationMethods publickey
     PubkeyAuthentication yes
     PasswordAuthentication no

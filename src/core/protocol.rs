@@ -37,9 +37,9 @@ pub enum Request {
     },
     /// Aggregate numbers for `podspawn status` and the metrics endpoint (no names).
     Status {},
-    /// The caller's agent directory (created if needed), where spawn puts the socket that relays
-    /// a forwarded agent (`ssh -A`) before it sends `Open` with that socket's name.
-    AgentDir {},
+    /// The caller's session directory (created if needed), where spawn puts the socket that
+    /// relays a forwarded agent (`ssh -A`) before it sends `Open` with that socket's name.
+    SessionDir {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ pub struct OpenRequest {
     /// Variables the client passed (SendEnv/SetEnv, through sshd's AcceptEnv) and the connection
     /// facts (SSH_CONNECTION, SSH_CLIENT). The broker keeps those `session.accept_env` allows.
     pub env: Vec<(String, String)>,
-    /// The forwarded agent's relay socket in the caller's agent directory (from `AgentDir`), when
+    /// The forwarded agent's relay socket in the caller's agent directory (from `SessionDir`), when
     /// the client forwarded its agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
@@ -75,6 +75,10 @@ pub enum Response {
     Ok,
     Exited {
         code: i32,
+        /// The signal that killed the command, when the container could tell (see
+        /// `podspawn-helper run`); `code` is then 128 + signal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
     },
     Sessions {
         sessions: Vec<SessionInfo>,
@@ -88,8 +92,8 @@ pub enum Response {
     Status {
         snapshot: crate::core::metrics::Snapshot,
     },
-    /// The caller's agent directory on the host (answer to `AgentDir`).
-    AgentDir {
+    /// The caller's agent directory on the host (answer to `SessionDir`).
+    SessionDir {
         path: String,
     },
     /// Unprompted, on a session connection: one line for the user (e.g. an upcoming removal).

@@ -264,11 +264,14 @@ pub fn render_dropin(binary: &str) -> String {
     render_dropin_with(binary, None)
 }
 
-/// The spawn command sshd forces for members: `<binary> spawn [--socket <path>]`.
+/// The spawn command sshd forces for members: `exec <binary> spawn [--socket <path>]`. sshd runs
+/// it with the account's shell (`$SHELL -c`); `exec` makes spawn sshd's own child, so that when
+/// the session's command is killed by a signal, spawn ending the same way reaches sshd (which then
+/// reports `exit-signal`) instead of a shell that would print "Terminated" and exit 143.
 pub fn spawn_command(binary: &str, socket: Option<&str>) -> String {
     match socket {
-        Some(s) => format!("{binary} spawn --socket {s}"),
-        None => format!("{binary} spawn"),
+        Some(s) => format!("exec {binary} spawn --socket {s}"),
+        None => format!("exec {binary} spawn"),
     }
 }
 
@@ -281,7 +284,7 @@ pub fn render_dropin_with(binary: &str, socket: Option<&str>) -> String {
             &format!("AuthorizedKeysCommand {binary} auth-keys"),
         )
         .replace(
-            &format!("ForceCommand {TEMPLATE_BINARY} spawn"),
+            &format!("ForceCommand exec {TEMPLATE_BINARY} spawn"),
             &format!("ForceCommand {}", spawn_command(binary, socket)),
         )
 }
@@ -655,7 +658,11 @@ pub struct Mismatch {
 
 /// Is `cmd` a podspawn forced command (`<abs path>/podspawn* spawn [--socket <abs path>]`)?
 pub fn is_podspawn_spawn(cmd: &str) -> bool {
-    let a = split_args(cmd);
+    let mut a = split_args(cmd);
+    // `exec` first (what server-setup writes), or not (earlier versions).
+    if a.first().is_some_and(|w| w == "exec") {
+        a.remove(0);
+    }
     let named = |p: &str| {
         p.starts_with('/')
             && Path::new(p)
@@ -725,7 +732,7 @@ pub fn effective_mismatches(
     if !fc_ok {
         out.push(Mismatch {
             keyword: "forcecommand".into(),
-            expected: spawn.unwrap_or("/…/podspawn spawn").to_string(),
+            expected: spawn.unwrap_or("exec /…/podspawn spawn").to_string(),
             actual: fc,
             required: true,
         });
@@ -1002,12 +1009,13 @@ mod tests {
         );
         assert!(!d.contains("/usr/bin/podspawn"));
         assert_eq!(render_dropin(TEMPLATE_BINARY), DROPIN_TEMPLATE);
-        assert!(d.contains("\n    ForceCommand /usr/local/bin/podspawn spawn\n"));
+        assert!(d.contains("\n    ForceCommand exec /usr/local/bin/podspawn spawn\n"));
         let moved = render_dropin_with("/usr/local/bin/podspawn", Some("/run/x/b.sock"));
-        assert!(moved
-            .contains("\n    ForceCommand /usr/local/bin/podspawn spawn --socket /run/x/b.sock\n"));
+        assert!(moved.contains(
+            "\n    ForceCommand exec /usr/local/bin/podspawn spawn --socket /run/x/b.sock\n"
+        ));
         assert!(render_block_with("/b/podspawn", Some("/s"))
-            .contains("ForceCommand /b/podspawn spawn --socket /s\n"));
+            .contains("ForceCommand exec /b/podspawn spawn --socket /s\n"));
         for line in [
             "Match Group podspawn-users",
             "AuthenticationMethods publickey",
@@ -1107,6 +1115,8 @@ mod tests {
         let none = effective_mismatches(&parse_sshd_t("port 22\n"), None, None);
         assert_eq!(none.iter().filter(|m| m.required).count(), 14);
         assert!(is_podspawn_spawn("/usr/bin/podspawn spawn"));
+        assert!(is_podspawn_spawn("exec /usr/bin/podspawn spawn"));
+        assert!(!is_podspawn_spawn("exec exec /usr/bin/podspawn spawn"));
         assert!(is_podspawn_spawn(
             "/opt/x/podspawn spawn --socket /run/p.sock"
         ));

@@ -1,10 +1,10 @@
 //! The host system: accounts, logging, systemd integration.
 
 pub mod accounts;
-pub mod agent;
 pub mod fs;
 pub mod fs_policy;
 pub mod logging;
 pub mod nixos;
+pub mod session_dir;
 pub mod sshd;
 pub mod systemd;

@@ -4,7 +4,7 @@
 //! never removes a container that a login is reattaching to.
 
 use crate::core::config::{
-    Config, NetworkMode, SessionMode, UserOverrides, AGENT_CONTAINER_DIR, HELPER_CONTAINER_PATH,
+    Config, NetworkMode, SessionMode, UserOverrides, HELPER_CONTAINER_PATH, SESSION_CONTAINER_DIR,
 };
 use crate::core::metrics::Snapshot;
 use crate::core::session::{self, CleanupAction, ContainerState, EndReason};
@@ -277,38 +277,38 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
     }
 
-    /// The user's agent directory (created or repaired), or None when `broker.agent_dir` is off.
-    pub fn agent_dir(
+    /// The user's session directory (created or repaired), or None when `broker.session_dir` is off.
+    pub fn session_dir(
         &self,
         account: &Account,
-    ) -> Result<Option<PathBuf>, crate::host::agent::Error> {
-        match &self.cfg.broker.agent_dir {
+    ) -> Result<Option<PathBuf>, crate::host::session_dir::Error> {
+        match &self.cfg.broker.session_dir {
             None => Ok(None),
-            Some(base) => crate::host::agent::ensure_user_dir(base, account).map(Some),
+            Some(base) => crate::host::session_dir::ensure_user_dir(base, account).map(Some),
         }
     }
 
-    /// The read-write mount of the user's agent directory at [`AGENT_CONTAINER_DIR`], or None when
-    /// agent forwarding is off or the directory cannot be made (then one warning: the session
-    /// goes on without agent forwarding).
-    fn agent_bind(&self, account: &Account) -> Option<engine::Bind> {
-        match self.agent_dir(account) {
-            Ok(Some(dir)) => Some(engine::Bind::read_write(dir, AGENT_CONTAINER_DIR)),
+    /// The read-write mount of the user's session directory at [`SESSION_CONTAINER_DIR`], or None
+    /// when it is off or cannot be made (then one warning: the session goes on without agent
+    /// forwarding and reports exit codes instead of signals).
+    fn session_bind(&self, account: &Account) -> Option<engine::Bind> {
+        match self.session_dir(account) {
+            Ok(Some(dir)) => Some(engine::Bind::read_write(dir, SESSION_CONTAINER_DIR)),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(podspawn_user = %account.name,
-                    "{e}; the container gets no agent forwarding");
+                    "{e}; the container gets no session directory (no agent forwarding)");
                 None
             }
         }
     }
 
-    /// Starts a stopped container again. Its agent directory must exist first, or the engine
+    /// Starts a stopped container again. Its session directory must exist first, or the engine
     /// refuses the bind mount (after a host reboot, /run is empty).
     pub async fn restart(&self, row: &SessionRow) -> Result<(), engine::Error> {
-        if self.cfg.broker.agent_dir.is_some() {
+        if self.cfg.broker.session_dir.is_some() {
             if let Some(a) = crate::host::accounts::lookup(&row.user) {
-                let _ = self.agent_bind(&a);
+                let _ = self.session_bind(&a);
             }
         }
         self.docker.start(&row.container_id).await
@@ -335,11 +335,15 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
         if let Some(helper) = self.helper_bind() {
             spec.binds.push(helper);
-        }
-        if let Some(agent) = self.agent_bind(account) {
-            spec.binds.push(agent);
             spec.labels
-                .insert(engine::LABEL_AGENT.into(), AGENT_CONTAINER_DIR.into());
+                .insert(engine::LABEL_HELPER.into(), HELPER_CONTAINER_PATH.into());
+        }
+        if let Some(agent) = self.session_bind(account) {
+            spec.binds.push(agent);
+            spec.labels.insert(
+                engine::LABEL_SESSION_DIR.into(),
+                SESSION_CONTAINER_DIR.into(),
+            );
         }
         self.docker.ensure_image(&spec.image).await?;
         let labels = engine::labels(&self.instance, user, project);
@@ -376,6 +380,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                      the container without it"
                 );
                 spec.binds.retain(|b| b.source != helper);
+                spec.labels.remove(engine::LABEL_HELPER);
                 created = self.docker.create_and_start(&spec).await;
             }
         }
@@ -792,6 +797,8 @@ pub(crate) mod tests {
         cfg.log.audit_log = None;
         // Absent unless a test writes it, whatever the host has installed.
         cfg.helper.path = Some(p("helper/podspawn-helper"));
+        // Off unless a test turns it on (never the host's /run/podspawn).
+        cfg.broker.session_dir = None;
         for u in ["alice", "bob", "alice-dev"] {
             dir.write(&format!("keys/{u}"), "ssh-ed25519 AAAA x\n");
         }
@@ -986,6 +993,35 @@ pub(crate) mod tests {
         lc.docker.down.store(false, Ordering::SeqCst);
         assert!(lc.db().list(None).unwrap().is_empty());
         assert!(lc.docker.containers().is_empty() && lc.docker.networks().is_empty());
+    }
+
+    #[test]
+    fn the_session_directory_is_mounted_and_owned_by_the_user() {
+        crate::test_support::need_root("giving the session directory to the user");
+        let dir = TempDir::new("lc-session-dir");
+        let mut cfg = config(&dir, SessionMode::GracePeriod);
+        let base = dir.path().join("run/sessions");
+        cfg.broker.session_dir = Some(base.clone());
+        let lc = Lifecycle::with_runtime(cfg, Fake::with_images(&[IMAGE])).unwrap();
+        let rt = rt();
+        let row = rt
+            .block_on(lc.create(&account("alice", 2001), "", "podspawn-alice", 1))
+            .unwrap();
+        let c = lc.docker.container(&row.container_id).unwrap();
+        assert_eq!(
+            c.binds,
+            vec![engine::Bind::read_write(
+                base.join("alice"),
+                "/.podspawn/session"
+            )]
+        );
+        assert_eq!(
+            c.labels.get(engine::LABEL_SESSION_DIR).map(String::as_str),
+            Some("/.podspawn/session")
+        );
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(base.join("alice")).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (2001, 0o700));
     }
 
     #[test]

@@ -176,15 +176,16 @@ pub struct BrokerConfig {
     /// How long a new connection may take to send its first message before it is closed.
     pub first_message_timeout: Duration,
     /// Host directory under which each user gets a 0700 directory of their own, bind-mounted into
-    /// their containers at [`AGENT_CONTAINER_DIR`], where `spawn` puts the forwarded agent's
-    /// socket (`ssh -A`). None (`""`) = no agent forwarding into containers.
-    pub agent_dir: Option<PathBuf>,
+    /// their containers at [`SESSION_CONTAINER_DIR`]: per-connection files live there (the socket
+    /// of a forwarded agent, the exit status of a command killed by a signal). None (`""`) = no
+    /// agent forwarding and exit codes only.
+    pub session_dir: Option<PathBuf>,
 }
 
-/// Default of `broker.agent_dir`.
-pub const DEFAULT_AGENT_DIR: &str = "/run/podspawn/agents";
-/// Where a user's agent directory appears inside their containers.
-pub const AGENT_CONTAINER_DIR: &str = "/.podspawn/agent";
+/// Default of `broker.session_dir`.
+pub const DEFAULT_SESSION_DIR: &str = "/run/podspawn/sessions";
+/// Where a user's session directory appears inside their containers.
+pub const SESSION_CONTAINER_DIR: &str = "/.podspawn/session";
 
 /// Default of `broker.max_connections_per_user`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: u32 = 64;
@@ -249,7 +250,7 @@ impl Default for Config {
                 socket: DEFAULT_SOCKET.into(),
                 max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
                 first_message_timeout: DEFAULT_FIRST_MESSAGE_TIMEOUT,
-                agent_dir: Some(DEFAULT_AGENT_DIR.into()),
+                session_dir: Some(DEFAULT_SESSION_DIR.into()),
             },
             helper: HelperConfig {
                 path: Some(DEFAULT_HELPER_PATH.into()),
@@ -346,7 +347,7 @@ impl Config {
                 socket: raw.broker.socket,
                 max_connections_per_user: raw.broker.max_connections_per_user,
                 first_message_timeout: raw.broker.first_message_timeout,
-                agent_dir: raw.broker.agent_dir,
+                session_dir: raw.broker.session_dir,
             },
             helper: HelperConfig {
                 path: raw.helper.path,
@@ -514,9 +515,10 @@ broker:
   max_connections_per_user: 64
   # A connection that sends nothing for this long is closed.
   first_message_timeout: 10s
-  # Each user's forwarded agent (ssh -A) appears in their containers through a 0700 directory of
-  # their own under this one, mounted at /.podspawn/agent ("" = no agent forwarding).
-  agent_dir: /run/podspawn/agents
+  # Each user gets a 0700 directory under this one, mounted into their containers at
+  # /.podspawn/session: a forwarded agent (ssh -A) and a killed command's signal pass through it
+  # ("" = no agent forwarding, and exit codes instead of signals).
+  session_dir: /run/podspawn/sessions
 
 helper:
   # The static podspawn-helper binary (installed by the packages). When the file exists it is

@@ -100,7 +100,7 @@ text_fields! {
     de_socket -> PathBuf, EXP_PATH, parse_socket;
     de_max_connections -> u32, "a whole number such as 64", parse_max_connections;
     de_helper_path -> Option<PathBuf>, EXP_PATH, |s| parse_opt_abs_path(s, DEFAULT_HELPER_PATH);
-    de_agent_dir -> Option<PathBuf>, EXP_PATH, parse_agent_dir;
+    de_session_dir -> Option<PathBuf>, EXP_PATH, parse_session_dir;
 }
 
 /// One `session.accept_env` entry.
@@ -345,7 +345,7 @@ impl Default for RawConfig {
                 socket: d.broker.socket,
                 max_connections_per_user: d.broker.max_connections_per_user,
                 first_message_timeout: d.broker.first_message_timeout,
-                agent_dir: d.broker.agent_dir,
+                session_dir: d.broker.session_dir,
             },
             helper: RawHelper {
                 path: d.helper.path,
@@ -497,7 +497,7 @@ pub(super) struct RawResources {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the keys socket, max_connections_per_user, first_message_timeout, agent_dir"
+    expecting = "a mapping with the keys socket, max_connections_per_user, first_message_timeout, session_dir"
 )]
 pub(super) struct RawBroker {
     #[serde(deserialize_with = "de_socket")]
@@ -506,8 +506,8 @@ pub(super) struct RawBroker {
     pub(super) max_connections_per_user: u32,
     #[serde(deserialize_with = "de_positive_duration")]
     pub(super) first_message_timeout: Duration,
-    #[serde(deserialize_with = "de_agent_dir")]
-    pub(super) agent_dir: Option<PathBuf>,
+    #[serde(deserialize_with = "de_session_dir")]
+    pub(super) session_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]

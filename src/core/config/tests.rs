@@ -1085,17 +1085,18 @@ fn value_errors_are_typed_and_read_as_their_message() {
 }
 
 #[test]
-fn accept_env_and_agent_dir() {
+fn accept_env_and_session_dir() {
     let c = parse("").unwrap();
     assert_eq!(c.session.accept_env, ["LANG", "LANGUAGE", "LC_*"]);
     assert_eq!(
-        c.broker.agent_dir.as_deref(),
-        Some(Path::new(DEFAULT_AGENT_DIR))
+        c.broker.session_dir.as_deref(),
+        Some(Path::new(DEFAULT_SESSION_DIR))
     );
-    let c = parse("session: {accept_env: [LANG, EDITOR, \"GIT_*\"]}\nbroker: {agent_dir: \"\"}\n")
-        .unwrap();
+    let c =
+        parse("session: {accept_env: [LANG, EDITOR, \"GIT_*\"]}\nbroker: {session_dir: \"\"}\n")
+            .unwrap();
     assert_eq!(c.session.accept_env, ["LANG", "EDITOR", "GIT_*"]);
-    assert_eq!(c.broker.agent_dir, None);
+    assert_eq!(c.broker.session_dir, None);
     // podspawn's own variables, or prefixes that would cover them, are refused by name.
     for bad in [
         "PATH",
@@ -1120,8 +1121,8 @@ fn accept_env_and_agent_dir() {
     }
     // A name that merely starts like a reserved one is fine.
     assert!(parse("session: {accept_env: [SSHFS_OPTS, PATHEXT]}\n").is_ok());
-    let e = parse_err("broker: {agent_dir: relative/dir}\n");
-    assert_eq!(e.key.as_deref(), Some("broker.agent_dir"));
-    let e = parse_err(&format!("broker: {{agent_dir: /{}}}\n", "x".repeat(80)));
+    let e = parse_err("broker: {session_dir: relative/dir}\n");
+    assert_eq!(e.key.as_deref(), Some("broker.session_dir"));
+    let e = parse_err(&format!("broker: {{session_dir: /{}}}\n", "x".repeat(80)));
     assert!(e.message.contains("would not fit"), "{e}");
 }

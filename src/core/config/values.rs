@@ -412,23 +412,23 @@ pub(super) fn parse_socket(text: &str) -> Result<PathBuf, ValueError> {
     Ok(p)
 }
 
-/// `broker.agent_dir`: "" turns agent forwarding off; otherwise a plain absolute path (it becomes
+/// `broker.session_dir`: "" turns it off (no agent forwarding, no signals); otherwise a plain absolute path (it becomes
 /// the source of a bind mount and the parent of sockets, at most 107 bytes with the socket name).
-pub(super) fn parse_agent_dir(text: &str) -> Result<Option<PathBuf>, ValueError> {
-    let Some(p) = parse_opt_abs_path(text, DEFAULT_AGENT_DIR)? else {
+pub(super) fn parse_session_dir(text: &str) -> Result<Option<PathBuf>, ValueError> {
+    let Some(p) = parse_opt_abs_path(text, DEFAULT_SESSION_DIR)? else {
         return Ok(None);
     };
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid!(
-            "agent directory {text:?} contains a space or control character; use a plain path \
-             such as {DEFAULT_AGENT_DIR}"
+            "session directory {text:?} contains a space or control character; use a plain path \
+             such as {DEFAULT_SESSION_DIR}"
         ));
     }
     // <dir>/<user (≤ 32)>/<16 hex>.sock must fit a unix socket address (107 bytes).
     if text.len() > 107 - 1 - 32 - 1 - 21 {
         return Err(invalid!(
-            "agent directory {text:?} is {} bytes long; sockets under it would not fit a unix \
-             socket address: use a shorter one such as {DEFAULT_AGENT_DIR}",
+            "session directory {text:?} is {} bytes long; sockets under it would not fit a unix \
+             socket address: use a shorter one such as {DEFAULT_SESSION_DIR}",
             text.len()
         ));
     }

@@ -13,8 +13,8 @@ impl<R: ContainerRuntime> Broker<R> {
         let user = account.name.clone();
         self.clone().serve_open_inner(account, req, conn).await;
         // The connection's agent relay goes with it (spawn removes it too, unless killed).
-        if let (Some(sock), Some(base)) = (agent, self.cfg().broker.agent_dir.as_ref()) {
-            crate::host::agent::remove_socket(base, &user, &sock);
+        if let (Some(sock), Some(base)) = (agent, self.cfg().broker.session_dir.as_ref()) {
+            crate::host::session_dir::remove_socket(base, &user, &sock);
         }
     }
 
@@ -187,8 +187,8 @@ impl<R: ContainerRuntime> Broker<R> {
                             Err(e) => err(e),
                         },
                         Ok(Request::Wait { .. }) => {
-                            let r = self.wait_exec(exec_id).await;
-                            if let (Response::Exited { code }, Some(c)) = (&r, command) {
+                            let r = self.wait_exec(&key.0, exec_id).await;
+                            if let (Response::Exited { code, .. }, Some(c)) = (&r, command) {
                                 if !reported {
                                     self.lc.audit(Event::Command {
                                         user: key.0.clone(),
@@ -226,19 +226,32 @@ impl<R: ContainerRuntime> Broker<R> {
         reported
     }
 
-    pub(super) async fn wait_exec(&self, exec_id: &str) -> Response {
+    pub(super) async fn wait_exec(&self, user: &str, exec_id: &str) -> Response {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             match self.lc.docker.inspect_exec(exec_id).await {
                 Ok(st) if !st.running => {
-                    let code = st.exit_code.unwrap_or(255);
+                    let code = i32::try_from(st.exit_code.unwrap_or(255)).unwrap_or(255);
+                    // `podspawn-helper run` recorded the signal that killed the command.
+                    let signal = match (&self.cfg().broker.session_dir, &st.session_tag) {
+                        (Some(base), Some(tag)) => {
+                            crate::host::session_dir::take_status(base, user, tag)
+                        }
+                        _ => None,
+                    };
                     return Response::Exited {
-                        code: i32::try_from(code).unwrap_or(255),
+                        code: signal.map_or(code, |s| 128 + s),
+                        signal,
                     };
                 }
                 Ok(_) => {}
                 // The container is gone (stopped by an admin): the command did not finish normally.
-                Err(_) => return Response::Exited { code: 255 },
+                Err(_) => {
+                    return Response::Exited {
+                        code: 255,
+                        signal: None,
+                    }
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 return err("the command is still running after its output ended");
@@ -370,12 +383,17 @@ impl<R: ContainerRuntime> Broker<R> {
                 tracing::debug!(podspawn_user = %account.name, "dropped {k}: not in session.accept_env");
             }
         }
+        let labels = self.labels_of(container_id).await;
+        let session_dir = labels
+            .as_ref()
+            .and_then(|l| l.get(engine::LABEL_SESSION_DIR))
+            .filter(|_| self.cfg().broker.session_dir.is_some());
         if let Some(sock) = &req.agent {
-            match self.agent_mount(container_id).await {
+            match session_dir {
                 Some(dir) => env.push(format!("SSH_AUTH_SOCK={dir}/{sock}")),
                 None => {
                     tracing::info!(podspawn_user = %account.name, podspawn_container = %container,
-                    "agent forwarding requested, but the container has no agent directory \
+                    "agent forwarding requested, but the container has no session directory \
                      (created before it was enabled); it applies to the next new container")
                 }
             }
@@ -384,7 +402,11 @@ impl<R: ContainerRuntime> Broker<R> {
         let tag =
             engine::new_session_tag().map_err(|e| format!("cannot make a session tag: {e}"))?;
         env.push(format!("{}={tag}", engine::SESSION_TAG_ENV));
-        let argv = session::exec_argv(&route, &shell);
+        let mut argv = session::exec_argv(&route, &shell);
+        let helper = labels.as_ref().and_then(|l| l.get(engine::LABEL_HELPER));
+        if let (Some(h), Some(d), false) = (helper, session_dir, route == Route::Sftp) {
+            argv = session::with_status_file(argv, h, d, &tag);
+        }
         // The container's start command may still be creating the account and home (a login right
         // after another one created it, or after Docker restarted it): every exec waits for its
         // ready marker, then changes to the home directory. Once ready that costs one `test`.
@@ -436,11 +458,18 @@ impl<R: ContainerRuntime> Broker<R> {
         Ok((exec_id, stream))
     }
 
-    /// Where the container sees the user's agent directory, if it was created with it.
-    async fn agent_mount(&self, container_id: &str) -> Option<String> {
-        self.cfg().broker.agent_dir.as_ref()?;
-        let labels = self.lc.docker.container_labels(container_id).await.ok()??;
-        labels.get(engine::LABEL_AGENT).cloned()
+    /// A container's labels (which mounts it was created with), cached: they never change.
+    async fn labels_of(&self, container_id: &str) -> Option<engine::Labels> {
+        if let Some(l) = lock(&self.labels).get(container_id) {
+            return Some(l.clone());
+        }
+        let l = self.lc.docker.container_labels(container_id).await.ok()??;
+        let mut cache = lock(&self.labels);
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(container_id.to_string(), l.clone());
+        Some(l)
     }
 
     /// Ends a lease. If the command is still running (the client went away), it is ended too.

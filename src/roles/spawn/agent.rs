@@ -47,7 +47,7 @@ pub fn remove_on_exit() {
 /// Asks the broker for the agent directory and starts relaying to `upstream`; None (and a log
 /// line) when agent forwarding is off or anything goes wrong.
 pub fn start(broker: &Path, upstream: PathBuf) -> Option<Relay> {
-    let dir = match agent_dir(broker) {
+    let dir = match session_dir(broker) {
         Ok(d) => d,
         Err(e) => {
             tracing::info!("no agent forwarding into the container: {e}");
@@ -91,11 +91,11 @@ pub fn start(broker: &Path, upstream: PathBuf) -> Option<Relay> {
     Some(relay)
 }
 
-fn agent_dir(broker: &Path) -> Result<PathBuf, String> {
+fn session_dir(broker: &Path) -> Result<PathBuf, String> {
     let mut c = Client::connect(broker).map_err(|e| format!("broker: {e}"))?;
     let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-    match c.call(&Request::AgentDir {}) {
-        Ok(Response::AgentDir { path }) => Ok(PathBuf::from(path)),
+    match c.call(&Request::SessionDir {}) {
+        Ok(Response::SessionDir { path }) => Ok(PathBuf::from(path)),
         Ok(Response::Error { message, .. }) => Err(message),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         Err(e) => Err(format!("broker: {e}")),

@@ -192,11 +192,11 @@ fn run_inner(
     }
     let deadline = answer_deadline(timeout);
     // `ssh -A`: sshd made an agent socket for this connection; relay it into the container.
-    let _relay = match std::env::var_os("SSH_AUTH_SOCK") {
+    let relay = match std::env::var_os("SSH_AUTH_SOCK") {
         Some(upstream) if !upstream.is_empty() => agent::start(socket, PathBuf::from(upstream)),
         _ => None,
     };
-    open.agent = _relay.as_ref().map(|r| r.name.clone());
+    open.agent = relay.as_ref().map(|r| r.name.clone());
     let mut broker = match Client::connect(socket) {
         Ok(c) => c,
         Err(e) => {
@@ -233,8 +233,71 @@ fn run_inner(
         pending_resize: false,
         lost_at: None,
     };
-    let code = pump.run();
+    let (code, signal) = pump.run();
+    drop(pump);
+    drop(relay);
+    if let Some(sig) = signal {
+        // End the way the command did, so sshd reports the signal (exit-signal), as for a
+        // command it ran itself. Only when sshd runs spawn directly (`ForceCommand exec ...`):
+        // a shell in between would print "Terminated" into the session. Otherwise the exit code
+        // says 128+N, as a shell would.
+        if parent_is_sshd() {
+            die_by(sig);
+        }
+    }
     ExitCode::from(code)
+}
+
+/// Whether this process's parent is sshd (its command name, from /proc).
+fn parent_is_sshd() -> bool {
+    let ppid = nix::unistd::getppid().as_raw();
+    std::fs::read_to_string(format!("/proc/{ppid}/comm"))
+        .map(|c| is_sshd_comm(c.trim_end()))
+        .unwrap_or(false)
+}
+
+/// sshd's session process, as `comm` shows it (Debian: `sshd`; OpenSSH ≥ 9.8: `sshd-session`).
+fn is_sshd_comm(comm: &str) -> bool {
+    comm == "sshd" || comm == "sshd-session"
+}
+
+/// Terminates this process with `sig` (default action, no core file). Returns if `sig` would not
+/// terminate it (stop, continue and ignored-by-default signals are not re-raised).
+fn die_by(sig: i32) {
+    use nix::sys::signal::{raise, signal, SigHandler, SigSet, Signal};
+    let Ok(s) = Signal::try_from(sig) else {
+        return;
+    };
+    if matches!(
+        s,
+        Signal::SIGCHLD
+            | Signal::SIGCONT
+            | Signal::SIGURG
+            | Signal::SIGWINCH
+            | Signal::SIGSTOP
+            | Signal::SIGTSTP
+            | Signal::SIGTTIN
+            | Signal::SIGTTOU
+    ) {
+        return;
+    }
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass; a core file of spawn (in the user's host home)
+    // would help nobody. Resetting the handler to the default is sound: nothing of ours runs
+    // in a signal context from here on.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        let _ = signal(s, SigHandler::SigDfl);
+    }
+    let mut set = SigSet::empty();
+    set.add(s);
+    let _ = set.thread_unblock();
+    let _ = raise(s);
 }
 
 /// Restores the terminal mode on drop.
@@ -375,11 +438,12 @@ unsafe fn unsafe_file(fd: i32) -> std::fs::File {
 }
 
 impl Pump {
-    fn run(&mut self) -> u8 {
+    /// The session's exit code, and the signal that killed its command if the broker knows it.
+    fn run(&mut self) -> (u8, Option<i32>) {
         let _raw = RawMode::enter(self.tty);
         let sig = install_signals();
         if self.stream.set_nonblocking(true).is_err() {
-            return FAIL;
+            return (FAIL, None);
         }
         let mut demux = Demux::default();
         let mut to_stream: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -530,7 +594,7 @@ impl Pump {
         };
         if let Some(code) = hangup_code {
             // Closing the broker connection ends the lease; the broker hangs up the command.
-            return code;
+            return (code, None);
         }
         self.exit_code()
     }
@@ -631,7 +695,7 @@ impl Pump {
         }
     }
 
-    fn exit_code(&mut self) -> u8 {
+    fn exit_code(&mut self) -> (u8, Option<i32>) {
         let start = Instant::now();
         loop {
             if self.broker.is_none() {
@@ -639,17 +703,17 @@ impl Pump {
             }
             if let Some(b) = self.broker.as_mut() {
                 match b.call(&Request::Wait {}) {
-                    Ok(Response::Exited { code }) => return (code & 0xff) as u8,
+                    Ok(Response::Exited { code, signal }) => return ((code & 0xff) as u8, signal),
                     Ok(Response::Error { message, .. }) => {
                         tracing::warn!("exit status unavailable: {message}");
-                        return 255;
+                        return (255, None);
                     }
-                    Ok(_) => return 255,
+                    Ok(_) => return (255, None),
                     Err(_) => self.lost(),
                 }
             }
             if start.elapsed() > RESUME_PATIENCE {
-                return 255;
+                return (255, None);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -723,6 +787,14 @@ mod tests {
         assert_eq!(names, ["EDITOR", "LANG", "SSH_CONNECTION"]);
         let many = (0..200).map(|i| (format!("V{i}").into(), "x".into()));
         assert_eq!(client_env(many).len(), crate::core::protocol::MAX_ENV);
+    }
+
+    #[test]
+    fn only_sshd_itself_gets_the_signal() {
+        assert!(is_sshd_comm("sshd"));
+        assert!(is_sshd_comm("sshd-session"));
+        assert!(!is_sshd_comm("sh"));
+        assert!(!is_sshd_comm("bash"));
     }
 
     #[test]

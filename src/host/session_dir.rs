@@ -1,19 +1,23 @@
-//! The host side of agent forwarding (`ssh -A`): one directory per user under `broker.agent_dir`,
-//! owned by that user and mode 0700, bind-mounted into the user's containers at
-//! [`AGENT_CONTAINER_DIR`](crate::core::config::AGENT_CONTAINER_DIR). `spawn` (running as the user)
-//! puts a socket there that relays to the agent socket sshd made for the connection, so inside the
-//! container `SSH_AUTH_SOCK` reaches the client's agent, and only that uid (and the container's
-//! root) can open it.
+//! The users' session directories: one per user under `broker.session_dir`, owned by that user
+//! and mode 0700, bind-mounted into the user's containers at
+//! [`SESSION_CONTAINER_DIR`](crate::core::config::SESSION_CONTAINER_DIR). Per-connection files
+//! pass through it:
+//! - `<16 hex>.sock`: `spawn` (running as the user) relays a forwarded agent (`ssh -A`) through
+//!   this socket to the one sshd made for the connection, so inside the container
+//!   `SSH_AUTH_SOCK` reaches the client's agent, and only that uid (and the container's root)
+//!   can open it;
+//! - `<session tag>.status`: `podspawn-helper run` writes `signal N` there when the session's
+//!   command was killed by a signal, so spawn can end the same way and sshd reports the signal.
 //!
-//! The broker (root) creates and repairs the directories and removes a session's socket when its
-//! lease ends; it never follows a symbolic link a user could have planted.
+//! The broker (root) creates and repairs the directories and removes a connection's files when
+//! its lease ends; it never follows a symbolic link a user could have planted.
 
 use crate::host::accounts::Account;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Problems with the agent directories, each naming the path and the fix.
+/// Problems with the session directories, each naming the path and the fix.
 #[derive(Debug)]
 pub struct Error {
     pub path: PathBuf,
@@ -24,7 +28,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "agent directory {}: {}",
+            "session directory {}: {}",
             self.path.display(),
             self.message
         )
@@ -139,6 +143,40 @@ pub fn remove_socket(base: &Path, user: &str, name: &str) {
     }
 }
 
+/// Most bytes of a status file the broker reads (`signal 64\n` is 10).
+const MAX_STATUS: u64 = 32;
+
+/// Reads and removes the status file of session `tag` of `user`: the signal that killed the
+/// session's command, if `podspawn-helper run` recorded one. The file is the user's: it is opened
+/// without following a link, and anything but `signal N` (1..=64) is ignored.
+pub fn take_status(base: &Path, user: &str, tag: &str) -> Option<i32> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !crate::engine::valid_tag(tag) || crate::core::names::validate_user(user).is_err() {
+        return None;
+    }
+    let path = base.join(user).join(format!("{tag}.status"));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .ok();
+    let _ = std::fs::remove_file(&path);
+    let f = f?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    f.take(MAX_STATUS).read_to_string(&mut text).ok()?;
+    parse_status(&text)
+}
+
+/// `signal N` → N, for N in 1..=64.
+pub fn parse_status(text: &str) -> Option<i32> {
+    let n: i32 = text.trim().strip_prefix("signal ")?.parse().ok()?;
+    (1..=64).contains(&n).then_some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,7 +207,7 @@ mod tests {
     #[test]
     fn creates_and_repairs_the_user_directory() {
         let t = TempDir::new("agent-dir");
-        let base = t.path().join("run/agents");
+        let base = t.path().join("run/sessions");
         let a = me();
         let dir = ensure_user_dir(&base, &a).unwrap();
         assert_eq!(dir, base.join("pstagent"));
@@ -200,6 +238,32 @@ mod tests {
         assert!(e.to_string().contains("symbolic link"), "{e}");
         // Nothing was done to the link's target.
         assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn status_files() {
+        assert_eq!(parse_status("signal 9\n"), Some(9));
+        assert_eq!(parse_status("signal 0"), None);
+        assert_eq!(parse_status("signal 65"), None);
+        assert_eq!(parse_status("exit 3"), None);
+        let t = TempDir::new("status");
+        let base = t.path().join("sessions");
+        let dir = ensure_user_dir(&base, &me()).unwrap();
+        let tag = "0123456789abcdef";
+        std::fs::write(dir.join(format!("{tag}.status")), "signal 15\n").unwrap();
+        assert_eq!(take_status(&base, "pstagent", tag), Some(15));
+        assert!(
+            !dir.join(format!("{tag}.status")).exists(),
+            "read once, then removed"
+        );
+        assert_eq!(take_status(&base, "pstagent", tag), None);
+        // A planted link is not followed (and is removed).
+        let secret = t.path().join("secret");
+        std::fs::write(&secret, "signal 9\n").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join(format!("{tag}.status"))).unwrap();
+        assert_eq!(take_status(&base, "pstagent", tag), None);
+        assert!(secret.exists());
+        assert_eq!(take_status(&base, "pstagent", "../../etc/x"), None);
     }
 
     #[test]
