@@ -443,3 +443,73 @@ fn a_killed_command_reports_its_signal() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A client that vanishes hangs up its command, also on an image without `tr` and `grep` (the
+/// mounted helper finds the session's processes).
+#[test]
+fn a_vanished_client_hangs_up_its_command_on_a_minimal_image() {
+    let (_dir, helper) = installed_helper();
+    common::ensure_image();
+    let image = format!("podspawn-test-notr-{}:latest", std::process::id());
+    let builder = format!("podspawn-notr-build-{}", std::process::id());
+    let o = run(Command::new("docker").args([
+        "run",
+        "--name",
+        &builder,
+        common::IMAGE,
+        "/bin/rm",
+        "-f",
+        "/usr/bin/tr",
+        "/usr/bin/grep",
+    ]));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(Command::new("docker").args(["commit", &builder, &image]));
+    let _ = run(Command::new("docker").args(["rm", "-f", &builder]));
+    assert!(o.status.success(), "{}", text(&o));
+    struct Rmi(String);
+    impl Drop for Rmi {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _rmi = Rmi(image.clone());
+    let mut env = Env::with(common::Opts {
+        extra: format!("helper:\n  path: {}\n", helper.display()),
+        ..common::Opts::default()
+    });
+    let u = env.add_user();
+    std::fs::create_dir_all(env.root.join("users")).unwrap();
+    std::fs::write(
+        env.root.join(format!("users/{}.yaml", u.name)),
+        format!("image: {image}\n"),
+    )
+    .unwrap();
+    let o = env.ssh(&u, "command -v tr grep; echo none");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "none",
+        "{}",
+        text(&o)
+    );
+    let mut c = env.ssh_cmd(&u);
+    c.arg(format!("{}@127.0.0.1", u.name))
+        .arg("echo started; sleep 302")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = Reaped(c.spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    let id = env.containers_of(&u.name).pop().unwrap();
+    let procs = || {
+        let o = run(Command::new("docker").args(["exec", &id, "ps", "-eo", "args"]));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(procs().contains("sleep 302"));
+    drop(child);
+    env.wait_for("the command to end after the client vanished", 30, || {
+        !procs().contains("sleep 302")
+    });
+}

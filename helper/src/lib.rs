@@ -7,4 +7,5 @@
 pub mod names;
 pub mod run;
 pub mod sftp;
+pub mod signal;
 pub mod wire;

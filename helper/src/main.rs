@@ -1,6 +1,7 @@
 //! `podspawn-helper SUBCOMMAND`: a small dispatcher. Subcommands:
 //!   sftp-server   SFTP v3 on stdin/stdout (OpenSSH extensions included), for images without one
 //!   run           runs a session's command and records the signal that killed it (see run.rs)
+//!   signal        hangs up the processes of one session (see signal.rs)
 #![deny(unsafe_code)]
 
 use podspawn_helper::names::Names;
@@ -11,13 +12,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: podspawn-helper sftp-server | run STATUS_FILE -- PROGRAM [ARGS...] | --version | --help";
+    "usage: podspawn-helper sftp-server | run STATUS_FILE -- PROGRAM [ARGS...] | signal TAG SIGNAL | --version | --help";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("sftp-server") => sftp_server(&args[1..]),
         Some("run") => podspawn_helper::run::run(&args[1..]),
+        Some("signal") => podspawn_helper::signal::run(&args[1..]),
         Some("--version" | "-V") => {
             println!("podspawn-helper {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -268,8 +268,10 @@ pub fn session_tag_of(args: &[String]) -> Option<String> {
 
 /// Signals every process of a session inside its container: those whose environment carries
 /// the session's tag, and their process groups. It runs inside the container (as the session's
-/// user), so it can never reach a host process, whatever PIDs were reused meanwhile.
+/// user), so it can never reach a host process, whatever PIDs were reused meanwhile. The mounted
+/// podspawn-helper does it when present (any image); the shell loop needs `tr` and `grep`.
 pub(crate) const SIGNAL_SESSION: &str = r#"t="$1"; s="$2"
+if [ -x /.podspawn/podspawn-helper ]; then exec /.podspawn/podspawn-helper signal "$t" "$s"; fi
 for d in /proc/[0-9]*; do
   if tr '\000' '\n' < "$d/environ" 2>/dev/null | grep -qx "PODSPAWN_SESSION=$t"; then
     p="${d#/proc/}"
