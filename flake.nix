@@ -13,6 +13,8 @@
       packages = forAllSystems (system: pkgs: {
         default = self.packages.${system}.podspawn;
         podspawn = pkgs.callPackage ./nixos-module/package.nix { };
+        # The in-container helper, static (musl): see nixos-module/helper.nix.
+        podspawn-helper = pkgs.pkgsStatic.callPackage ./nixos-module/helper.nix { };
       });
 
       # services.podspawn, with this flake's package as the default package.
@@ -24,6 +26,7 @@
 
       checks = forAllSystems (system: pkgs: {
         package = self.packages.${system}.default;
+        helper = self.packages.${system}.podspawn-helper;
         # A whole NixOS system with the README's example: option types, assertions, units.
         module = (lib.nixosSystem {
           inherit system;

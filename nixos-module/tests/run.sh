@@ -308,6 +308,27 @@ else
   bad "package.nix evaluates" "$pkgsrc"
 fi
 
+# --- helper.nix: the helper crate alone, static, no store references ------------------------------
+# buildRustPackage's arguments, as helper.nix passes them (with a rustPlatform that returns them).
+if helperargs=$(nix-instantiate --eval --strict --read-write-mode --json -E "
+    let
+      lib = import $libFile;
+      a = import $root/nixos-module/helper.nix { inherit lib; stdenv.cc.targetPrefix = \"\"; rustPlatform.buildRustPackage = a: a; };
+    in { inherit (a) pname buildType cargoBuildFlags allowedReferences doInstallCheck installCheckPhase; src = toString a.src; }" 2>&1); then
+  helpersrc=$(jq -r .src <<<"$helperargs")
+  check "helper.nix: the source is the workspace manifest, Cargo.lock and helper/ (not podspawn's src/)" \
+    sh -c "[ -f '$helpersrc/Cargo.toml' ] && [ -f '$helpersrc/Cargo.lock' ] && [ -f '$helpersrc/helper/Cargo.toml' ] && [ -f '$helpersrc/helper/src/main.rs' ] && [ ! -e '$helpersrc/src' ] && [ ! -e '$helpersrc/nixos-module' ]"
+  check "helper.nix: builds -p podspawn-helper with Cargo.toml's helper profile" \
+    jq -e '.pname == "podspawn-helper" and .buildType == "helper" and .cargoBuildFlags == ["-p", "podspawn-helper"]' <<<"$helperargs"
+  check "helper.nix: its output may reference no store path (allowedReferences = [ ])" \
+    jq -e '.allowedReferences == []' <<<"$helperargs"
+  check "helper.nix: the install check rejects an ELF interpreter or needed libraries" \
+    jq -e '.doInstallCheck and (.installCheckPhase | contains("INTERP") and contains("(NEEDED)"))' <<<"$helperargs"
+  check "helper.nix: profile.helper exists in Cargo.toml" grep -qx '\[profile.helper\]' Cargo.toml
+else
+  bad "helper.nix evaluates" "$helperargs"
+fi
+
 # --- the flake, with the stand-in nixpkgs -----------------------------------------------------------
 standin=$here/standin
 if [ -n "${NIXPKGS_LIB:-}" ]; then
@@ -338,9 +359,9 @@ fi
       bad "nix flake check fails on flake-${b%%:*} naming ${b#*:}" "$out"
     fi
   done
-  check "nix flake show lists the package, module, checks, devShell and formatter" \
+  check "nix flake show lists the packages (podspawn, podspawn-helper), module, checks, devShell and formatter" \
     sh -c "nix flake show --json --no-write-lock-file --override-input nixpkgs 'path:$standin' 'path:$src' 2>/dev/null |
-      jq -e '.packages[\"x86_64-linux\"].default and .nixosModules.default and (.checks[\"x86_64-linux\"] | has(\"package\") and has(\"module\") and has(\"vm\"))
+      jq -e '.packages[\"x86_64-linux\"].default and .packages[\"x86_64-linux\"][\"podspawn-helper\"] and .nixosModules.default and (.checks[\"x86_64-linux\"] | has(\"package\") and has(\"helper\") and has(\"module\") and has(\"vm\"))
         and .devShells[\"x86_64-linux\"].default and .formatter[\"x86_64-linux\"]' >/dev/null"
   check "flake.lock pins nixpkgs to a revision and hash" \
     jq -e '.nodes.nixpkgs.locked | .type == "github" and (.rev | length) == 40 and (.narHash | startswith("sha256-"))' flake.lock
