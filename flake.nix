@@ -17,10 +17,11 @@
         podspawn-helper = pkgs.pkgsStatic.callPackage ./nixos-module/helper.nix { };
       });
 
-      # services.podspawn, with this flake's package as the default package.
+      # services.podspawn, with this flake's packages as the default packages.
       nixosModules.default = { lib, pkgs, ... }: {
         imports = [ ./nixos-module ];
         services.podspawn.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+        services.podspawn.helperPackage = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.podspawn-helper;
       };
       nixosModules.podspawn = self.nixosModules.default;
 
