@@ -13,17 +13,21 @@
       packages = forAllSystems (system: pkgs: {
         default = self.packages.${system}.podspawn;
         podspawn = pkgs.callPackage ./nixos-module/package.nix { };
+        # The in-container helper, static (musl): see nixos-module/helper.nix.
+        podspawn-helper = pkgs.pkgsStatic.callPackage ./nixos-module/helper.nix { };
       });
 
-      # services.podspawn, with this flake's package as the default package.
+      # services.podspawn, with this flake's packages as the default packages.
       nixosModules.default = { lib, pkgs, ... }: {
         imports = [ ./nixos-module ];
         services.podspawn.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+        services.podspawn.helperPackage = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.podspawn-helper;
       };
       nixosModules.podspawn = self.nixosModules.default;
 
       checks = forAllSystems (system: pkgs: {
         package = self.packages.${system}.default;
+        helper = self.packages.${system}.podspawn-helper;
         # A whole NixOS system with the README's example: option types, assertions, units.
         module = (lib.nixosSystem {
           inherit system;

@@ -170,6 +170,20 @@ in
       description = "The podspawn package.";
     };
 
+    helperPackage = mkOption {
+      type = types.nullOr types.package;
+      default = pkgs.pkgsStatic.callPackage ./helper.nix { };
+      defaultText = lib.literalExpression "pkgs.pkgsStatic.callPackage ./helper.nix { } (built from this checkout)";
+      description = ''
+        The statically linked podspawn-helper (one file, no store references) that the broker
+        bind-mounts read-only into every container at /.podspawn/podspawn-helper: it serves SFTP
+        on images without an sftp-server and records the signal that ended a session's command.
+        settings.helper.path defaults to its bin/podspawn-helper; the Docker engine sees
+        /nix/store, so the store path works as the mount source. `null`: no helper
+        (helper.path = ""); SFTP then needs images with their own sftp-server.
+      '';
+    };
+
     settings = mkOption {
       inherit (settingsFormat) type;
       default = { };
@@ -184,7 +198,7 @@ in
         podspawn's configuration, written to /etc/podspawn/config.yaml (root:podspawn 0640) and
         checked at build time with `podspawn config validate`. `podspawn config default` prints
         every key with its default and meaning. auth.key_dir, users_dir and broker.socket are
-        fixed by this module.
+        fixed by this module; helper.path defaults to helperPackage's binary.
       '';
     };
 
@@ -295,6 +309,10 @@ in
           group = "podspawn";
         };
       };
+
+      # The helper the packages install at /usr/lib/podspawn/podspawn-helper, from the store.
+      services.podspawn.settings.helper.path = lib.mkDefault
+        (if cfg.helperPackage == null then "" else "${cfg.helperPackage}/bin/podspawn-helper");
 
       services.openssh.enable = lib.mkDefault true;
       # A Match block runs to the end of the file, so it must come after every other line;

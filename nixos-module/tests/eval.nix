@@ -1,17 +1,22 @@
 # Evaluates one test configuration (cases/<name>.nix) with the stand-in option tree and prints
 # what NixOS would write, as JSON for run.sh. `libFile`: the stand-in lib or nixpkgs' lib/.
 # `packageDir`: a directory with bin/podspawn, used as services.podspawn.package.
-{ libFile, packageDir, caseFile, withModule ? true }:
+# `helperDir`: a directory with bin/podspawn-helper, used as services.podspawn.helperPackage
+# (with mkDefault, so that cases can set it); "" keeps the module's default (helper.nix through
+# the stand-in pkgsStatic), which only evaluates: the stand-in cannot build it.
+{ libFile, packageDir, caseFile, withModule ? true, helperDir ? "" }:
 
 let
   lib = import (/. + libFile);
   system = builtins.currentSystem;
   podspawn = { type = "derivation"; name = "podspawn-test"; outPath = packageDir; };
+  helper = { type = "derivation"; name = "podspawn-helper-test"; outPath = helperDir; };
   pkgs = import ./standin/pkgs.nix { inherit lib system podspawn; };
   inherit (import ./standin/eval-config.nix {
     inherit lib pkgs;
     modules = [ (/. + caseFile) ]
       ++ lib.optionals withModule [ ../default.nix { services.podspawn.package = podspawn; } ]
+      ++ lib.optionals (withModule && helperDir != "") [{ services.podspawn.helperPackage = lib.mkDefault helper; }]
       ++ [ ./cases/late-sshd-line.nix ];
   }) config;
 in
@@ -37,4 +42,7 @@ in
   tmpfiles = config.systemd.tmpfiles.rules;
   packages = map toString config.environment.systemPackages;
   openssh = config.services.openssh.enable;
+  settings = config.services.podspawn.settings or { };
+  # The module's default helper package, for comparison with settings.helper.path.
+  defaultHelper = toString (pkgs.pkgsStatic.callPackage ../helper.nix { });
 }

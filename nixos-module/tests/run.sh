@@ -52,24 +52,28 @@ if [ ! -x "$bin" ]; then
 fi
 work=$root/target/nixos-module-test
 rm -rf "$work/tmp"
-mkdir -p "$work/pkg/bin" "$work/tmp"
+mkdir -p "$work/pkg/bin" "$work/helper/bin" "$work/tmp"
 ln -sfn "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")" "$work/pkg/bin/podspawn"
 pkg=$work/pkg
+# services.podspawn.helperPackage for the evaluations (config validate only reads the path).
+: >"$work/helper/bin/podspawn-helper"
+helperpkg=$work/helper
 tmp=$work/tmp
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/hostkey" >/dev/null
 export PODSPAWN_TEST_HOSTKEY=$tmp/hostkey
 
-# evaluate CASE [extra nix-instantiate args]: JSON of what NixOS would write, on stdout
+# evaluate CASE [extra nix-instantiate args]: JSON of what NixOS would write, on stdout.
+# EVAL_HELPER= (empty) keeps the module's default helperPackage instead of $helperpkg.
 evaluate() {
   local case=$1; shift
   nix-instantiate --eval --strict --json "$here/eval.nix" \
-    --argstr libFile "$libFile" --argstr packageDir "$pkg" \
+    --argstr libFile "$libFile" --argstr packageDir "$pkg" --argstr helperDir "${EVAL_HELPER-$helperpkg}" \
     --argstr caseFile "$here/cases/$case.nix" "$@"
 }
 # build_config CASE: builds the module's checked config.yaml; prints its path
 build_config() {
   nix-build --no-out-link "$here/eval.nix" -A configFile \
-    --argstr libFile "$libFile" --argstr packageDir "$pkg" \
+    --argstr libFile "$libFile" --argstr packageDir "$pkg" --argstr helperDir "$helperpkg" \
     --argstr caseFile "$here/cases/$1.nix"
 }
 
@@ -184,6 +188,8 @@ if out=$(build_config base 2>&1); then
   check "config: it carries the settings" \
     jq -e '.defaults.image == "ubuntu:24.04" and .session.grace_period == "5m" and .resources.max_per_user == 4' "$cfgfile"
   check "config: podspawn config validate accepts it" "$bin" config validate "$cfgfile"
+  check "config: helper.path is helperPackage's bin/podspawn-helper" \
+    jq -e --arg p "$helperpkg/bin/podspawn-helper" '.helper.path == $p' "$cfgfile"
 else
   bad "config: the checked config builds" "$out"
 fi
@@ -239,6 +245,45 @@ if evaluate timer-metrics >"$tmp/tm.json" 2>"$tmp/tm.err"; then
     sh -c "grep -qx 'OnUnitActiveSec=5m' '$tmp/units-tm/podspawn-cleanup.timer' && jq -e '.units[\"podspawn-cleanup.timer\"].wantedBy == [\"timers.target\"] and .units[\"podspawn-metrics.socket\"].wantedBy == [\"sockets.target\"]' '$tmp/tm.json'"
 else
   bad "cleanup.mode = timer with metrics.enable evaluates" "$(cat "$tmp/tm.err")"
+fi
+
+# --- podspawn-helper: helperPackage and helper.path ---------------------------------------------
+# The module's default: the static build of nixos-module/helper.nix (through pkgsStatic).
+if EVAL_HELPER='' evaluate base >"$tmp/helper-default.json" 2>"$tmp/helper-default.err"; then
+  check "helper: by default helper.path is the bin/podspawn-helper of pkgsStatic.callPackage ./helper.nix" \
+    jq -e '.defaultHelper | test("^/nix/store/[a-z0-9]{32}-podspawn-helper-[0-9.]+$")' "$tmp/helper-default.json"
+  check "helper: (and settings.helper.path is that package's binary)" \
+    jq -e '.settings.helper.path == .defaultHelper + "/bin/podspawn-helper"' "$tmp/helper-default.json"
+  # config.yaml names the helper with its store context: the system closure holds the helper.
+  if drv=$(nix-instantiate "$here/eval.nix" -A configFile --argstr libFile "$libFile" --argstr packageDir "$pkg" \
+    --argstr helperDir "" --argstr caseFile "$here/cases/base.nix" 2>"$tmp/helper-drv.err"); then
+    check "helper: the default helper is a dependency of config.yaml (in the system's closure)" \
+      sh -c "nix-store --query --requisites '$drv' | grep -q -- '-podspawn-helper-[0-9.]*\.drv\$'"
+  else
+    bad "helper: config.yaml with the default helper instantiates" "$(cat "$tmp/helper-drv.err")"
+  fi
+else
+  bad "helper: the example configuration evaluates with the default helperPackage" "$(cat "$tmp/helper-default.err")"
+fi
+check "helper: the evaluated settings carry helper.path = helperPackage's binary" \
+  j -e --arg p "$helperpkg/bin/podspawn-helper" '.settings.helper.path == $p'
+if evaluate no-helper >"$tmp/no-helper.json" 2>"$tmp/no-helper.err"; then
+  check "helper: helperPackage = null gives helper.path \"\" (no mount)" \
+    jq -e '.settings.helper.path == ""' "$tmp/no-helper.json"
+  if out=$(build_config no-helper 2>&1); then
+    check "helper: (and podspawn config validate accepts that config.yaml)" \
+      sh -c "jq -e '.helper.path == \"\"' '$(tail -n 1 <<<"$out")' >/dev/null && '$bin' config validate '$(tail -n 1 <<<"$out")'"
+  else
+    bad "helper: the config without a helper builds" "$out"
+  fi
+else
+  bad "helper: helperPackage = null evaluates" "$(cat "$tmp/no-helper.err")"
+fi
+if EVAL_HELPER='' evaluate helper-path >"$tmp/helper-path.json" 2>"$tmp/helper-path.err"; then
+  check "helper: a settings.helper.path of the user's own wins over helperPackage's" \
+    jq -e '.settings.helper.path == "/opt/podspawn/podspawn-helper"' "$tmp/helper-path.json"
+else
+  bad "helper: settings.helper.path = /opt/... evaluates" "$(cat "$tmp/helper-path.err")"
 fi
 
 # --- a disabled module adds nothing --------------------------------------------------------------
@@ -308,6 +353,27 @@ else
   bad "package.nix evaluates" "$pkgsrc"
 fi
 
+# --- helper.nix: the helper crate alone, static, no store references ------------------------------
+# buildRustPackage's arguments, as helper.nix passes them (with a rustPlatform that returns them).
+if helperargs=$(nix-instantiate --eval --strict --read-write-mode --json -E "
+    let
+      lib = import $libFile;
+      a = import $root/nixos-module/helper.nix { inherit lib; stdenv.cc.targetPrefix = \"\"; rustPlatform.buildRustPackage = a: a; };
+    in { inherit (a) pname buildType cargoBuildFlags allowedReferences doInstallCheck installCheckPhase; src = toString a.src; }" 2>&1); then
+  helpersrc=$(jq -r .src <<<"$helperargs")
+  check "helper.nix: the source is the workspace manifest, Cargo.lock and helper/ (not podspawn's src/)" \
+    sh -c "[ -f '$helpersrc/Cargo.toml' ] && [ -f '$helpersrc/Cargo.lock' ] && [ -f '$helpersrc/helper/Cargo.toml' ] && [ -f '$helpersrc/helper/src/main.rs' ] && [ ! -e '$helpersrc/src' ] && [ ! -e '$helpersrc/nixos-module' ]"
+  check "helper.nix: builds -p podspawn-helper with Cargo.toml's helper profile" \
+    jq -e '.pname == "podspawn-helper" and .buildType == "helper" and .cargoBuildFlags == ["-p", "podspawn-helper"]' <<<"$helperargs"
+  check "helper.nix: its output may reference no store path (allowedReferences = [ ])" \
+    jq -e '.allowedReferences == []' <<<"$helperargs"
+  check "helper.nix: the install check rejects an ELF interpreter or needed libraries" \
+    jq -e '.doInstallCheck and (.installCheckPhase | contains("INTERP") and contains("(NEEDED)"))' <<<"$helperargs"
+  check "helper.nix: profile.helper exists in Cargo.toml" grep -qx '\[profile.helper\]' Cargo.toml
+else
+  bad "helper.nix evaluates" "$helperargs"
+fi
+
 # --- the flake, with the stand-in nixpkgs -----------------------------------------------------------
 standin=$here/standin
 if [ -n "${NIXPKGS_LIB:-}" ]; then
@@ -338,9 +404,9 @@ fi
       bad "nix flake check fails on flake-${b%%:*} naming ${b#*:}" "$out"
     fi
   done
-  check "nix flake show lists the package, module, checks, devShell and formatter" \
+  check "nix flake show lists the packages (podspawn, podspawn-helper), module, checks, devShell and formatter" \
     sh -c "nix flake show --json --no-write-lock-file --override-input nixpkgs 'path:$standin' 'path:$src' 2>/dev/null |
-      jq -e '.packages[\"x86_64-linux\"].default and .nixosModules.default and (.checks[\"x86_64-linux\"] | has(\"package\") and has(\"module\") and has(\"vm\"))
+      jq -e '.packages[\"x86_64-linux\"].default and .packages[\"x86_64-linux\"][\"podspawn-helper\"] and .nixosModules.default and (.checks[\"x86_64-linux\"] | has(\"package\") and has(\"helper\") and has(\"module\") and has(\"vm\"))
         and .devShells[\"x86_64-linux\"].default and .formatter[\"x86_64-linux\"]' >/dev/null"
   check "flake.lock pins nixpkgs to a revision and hash" \
     jq -e '.nodes.nixpkgs.locked | .type == "github" and (.rev | length) == 40 and (.narHash | startswith("sha256-"))' flake.lock

@@ -18,6 +18,9 @@ let
   pkgs = {
     inherit lib system;
     stdenv.hostPlatform.system = system;
+    stdenv.cc.targetPrefix = "";
+    # nixpkgs' static package set (musl, static linking); the stand-in's packages are all fakes.
+    pkgsStatic = pkgs;
 
     callPackage = f: args:
       let fn = if builtins.isFunction f then f else import f;
