@@ -582,24 +582,26 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         if !scope.orphans && rows.is_empty() {
             return;
         }
-        let containers = match self.docker.list_instance(&self.instance).await {
+        // The two lists at once: a pass with nothing to do is these two requests.
+        let (containers, networks) =
+            tokio::join!(self.docker.list_instance(&self.instance), async {
+                if scope.orphans {
+                    self.docker.list_managed_networks(&self.instance).await
+                } else {
+                    Ok(Vec::new())
+                }
+            });
+        let containers = match containers {
             Ok(c) => c,
             Err(e) => {
                 report.errors.push(e.to_string());
                 return;
             }
         };
-        let networks = if scope.orphans {
-            match self.docker.list_managed_networks(&self.instance).await {
-                Ok(n) => n,
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    Vec::new()
-                }
-            }
-        } else {
+        let networks = networks.unwrap_or_else(|e| {
+            report.errors.push(e.to_string());
             Vec::new()
-        };
+        });
         let containers: Vec<pass::Listed> = containers
             .into_iter()
             .filter_map(|c| {
