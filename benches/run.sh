@@ -46,7 +46,9 @@ cleanup() {
   done
   rm -rf "$ROOT" "$BIN_DIR"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the run (the EXIT trap cleans up); a handler that only cleaned up would let it go on.
+trap 'exit 130' INT TERM
 
 cat > "$CFG" <<CFG
 auth:
