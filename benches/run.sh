@@ -7,13 +7,14 @@
 #   bash benches/run.sh                 # everything
 #   BENCH_ONLY="authkeys warm" bash benches/run.sh
 #   BENCH_CLEANUP_N=1000 BENCH_GIB=1 bash benches/run.sh
+#   BENCH_ONLY=load bash benches/run.sh  # 200 logins over 60 s from 20 users
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 for t in hyperfine jq sqlite3 curl ssh /usr/sbin/sshd docker; do
   command -v "$t" >/dev/null 2>&1 || { echo "missing $t (apt-get install hyperfine jq sqlite3 curl openssh-server)" >&2; exit 1; }
 done
-ONLY=${BENCH_ONLY:-"authkeys warm cold throughput concurrency cleanup broker"}
+ONLY=${BENCH_ONLY:-"authkeys warm cold throughput concurrency cleanup broker load"}
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 CLEANUP_N=${BENCH_CLEANUP_N:-1000}
 GIB=${BENCH_GIB:-1}
@@ -45,7 +46,9 @@ cleanup() {
   done
   rm -rf "$ROOT" "$BIN_DIR"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the run (the EXIT trap cleans up); a handler that only cleaned up would let it go on.
+trap 'exit 130' INT TERM
 
 cat > "$CFG" <<CFG
 auth:
@@ -263,27 +266,133 @@ if want broker; then
   row "peak RSS so far (VmHWM)" "$(broker_hwm) KiB" ""
 fi
 
+stop_broker() { kill "$BROKER" 2>/dev/null; wait "$BROKER" 2>/dev/null || true; BROKER=; }
+start_broker() {
+  rm -f "$ROOT/run/podspawn.sock"
+  PODSPAWN_LOG=warn "$BIN" --config "$CFG" serve --listen "$ROOT/run/podspawn.sock" 2>>"$ROOT/broker.log" &
+  BROKER=$!
+  for _ in $(seq 50); do [ -S "$ROOT/run/podspawn.sock" ] && break; sleep 0.1; done
+}
+
 if want cleanup; then
-  echo; echo "== cleanup pass over $CLEANUP_N sessions (rows and running containers) =="
-  INST=$(docker inspect -f '{{index .Config.Labels "podspawn-instance"}}' "$(CID)" 2>/dev/null || true)
-  if [ -z "$INST" ]; then start_container; INST=$(docker inspect -f '{{index .Config.Labels "podspawn-instance"}}' "$(CID)"); fi
-  NOW=$(date +%s)
-  : > "$ROOT/out/rows.sql"
-  for i in $(seq 1 "$CLEANUP_N"); do
-    id=$(docker run -d --init --network none --label managed-by=podspawn --label "podspawn-user=pbfake$i" \
-      --label podspawn-project= --label "podspawn-instance=$INST" --label "podspawn-bench=$ID" \
-      "$IMAGE" sleep infinity)
-    # Half are idle named sessions (kept), half grace periods that ended (removed).
-    if [ $((i % 2)) = 0 ]; then mode=named; st=idle; ge=NULL; else mode=grace-period; st=grace_period; ge=$((NOW - 10)); fi
-    echo "INSERT INTO sessions (user, project, container_id, container_name, image, mode, status, created_at, last_activity, grace_expiry, expires_at, uid) VALUES ('pbfake$i', '', '$id', 'podspawn-pbfake$i', '$IMAGE', '$mode', '$st', $NOW, $NOW, $ge, NULL, 1000);" >> "$ROOT/out/rows.sql"
+  # The same parallelism as podspawn's pass: CLEANUP_PARALLELISM in src/roles/lifecycle.rs.
+  PAR=8
+  echo; echo "== cleanup pass at scale: $CLEANUP_N sessions, removals $PAR at a time =="
+  INST=$(sqlite3 "$ROOT/state/state.db" "SELECT value FROM meta WHERE key='instance'")
+  # The broker's own 2-second sweep would share the work: measure the pass alone.
+  stop_broker
+  # mkset SET: CLEANUP_N running containers, made as sessions are (--init, sleep infinity), $PAR
+  # at a time, labelled as sessions of users pb<ID><SET><i> of this installation (or, for the
+  # floor's set, with the bench's labels only); prints "<full id> <user>" lines.
+  mkset() {
+    local set=$1 labels
+    if [ "$set" = f ]; then labels="--label podspawn-bench-set=f$ID"
+    else labels="--label managed-by=podspawn --label podspawn-user=pb$ID$set{} --label podspawn-project= --label podspawn-instance=$INST --label podspawn-bench-set=$set$ID"; fi
+    # shellcheck disable=SC2086
+    seq 1 "$CLEANUP_N" | xargs -P "$PAR" -I{} docker run -d --init --network none --name "podspawn-pb$ID$set{}" \
+      --label "podspawn-bench=$ID" $labels "$IMAGE" sleep infinity >/dev/null
+    docker ps -a --no-trunc --filter "label=podspawn-bench-set=$set$ID" --format '{{.ID}} {{.Label "podspawn-user"}}'
+  }
+  # rows SET MODE STATUS GRACE_EXPIRY: a state row and a key file (a registered user) per container.
+  rows() {
+    local now; now=$(date +%s)
+    mkset "$1" | while read -r id u; do
+      echo "$PUB" > "$ROOT/keys/$u"
+      echo "INSERT INTO sessions (user, project, container_id, container_name, image, mode, status, created_at, last_activity, grace_expiry, expires_at, uid) VALUES ('$u', '', '$id', 'podspawn-$u', '$IMAGE', '$2', '$3', $now, $now, $4, NULL, 1000);"
+    done > "$ROOT/out/rows-$1.sql"
+    chown root:podspawn "$ROOT"/keys/pb"$ID$1"*; chmod 0640 "$ROOT"/keys/pb"$ID$1"*
+    sqlite3 "$ROOT/state/state.db" < "$ROOT/out/rows-$1.sql"
+  }
+  ms() { echo $(( ($2 - $1) / 1000000 )); }
+  mkset f > "$ROOT/out/floor-ids"
+  s=$(date +%s%N)
+  cut -d' ' -f1 "$ROOT/out/floor-ids" | xargs -P "$PAR" -n 1 docker rm -f >/dev/null
+  e=$(date +%s%N); FLOOR=$(ms "$s" "$e")
+  # Expired grace periods of registered users: the pass removes every one.
+  rows e grace-period grace_period "$(( $(date +%s) - 10 ))"
+  s=$(date +%s%N); P cleanup > "$ROOT/out/cleanup.txt" 2>&1 || true; e=$(date +%s%N); PASS=$(ms "$s" "$e")
+  LEFT=$(docker ps -aq --filter "label=podspawn-bench-set=e$ID" | wc -l)
+  row "case" "value" ""
+  row "floor: docker rm -f of $CLEANUP_N containers (xargs -P $PAR)" "$FLOOR ms" ""
+  row "pass removing $CLEANUP_N expired sessions" "$PASS ms" "x$(ratio "$PASS" "$FLOOR") of floor"
+  row "  containers left (want 0)" "$LEFT" ""
+  echo "  $(tail -1 "$ROOT/out/cleanup.txt")"
+  # Live named sessions: the next passes have nothing to do.
+  rows l named idle NULL
+  hyperfine -N -w 2 -r 20 --export-json "$ROOT/out/idle.json" "$BIN --config $CFG cleanup" >/dev/null
+  row "pass with nothing to do over $CLEANUP_N live sessions" "$(med "$ROOT/out/idle.json" 0) ms" "p95 $(p95 "$ROOT/out/idle.json" 0) ms"
+  echo "  $(P cleanup 2>&1 | tail -1)"
+  # Remove the live set by hand, $PAR at a time (the trap would do it one by one).
+  docker ps -aq --filter "label=podspawn-bench-set=l$ID" | xargs -r -P "$PAR" -n 20 docker rm -f >/dev/null
+  sqlite3 "$ROOT/state/state.db" "DELETE FROM sessions WHERE user LIKE 'pb${ID}e%' OR user LIKE 'pb${ID}l%'"
+  rm -f "$ROOT"/keys/pb"$ID"[el]*
+  start_broker
+fi
+
+if want load; then
+  # 200 logins over 60 s from 20 users: ssh commands, pty shells (ssh -tt) and sftp batches,
+  # a new one every 0.3 s whatever the earlier ones are doing.
+  LOGINS=${BENCH_LOAD_LOGINS:-200}; LUSERS=${BENCH_LOAD_USERS:-20}; SPAN=${BENCH_LOAD_SECONDS:-60}
+  echo; echo "== load: $LOGINS logins over $SPAN s from $LUSERS users (commands, pty shells, sftp) =="
+  LOAD=()
+  for i in $(seq 1 "$LUSERS"); do u=pb${ID}u$i; USERS+=("$u"); LOAD+=("$u"); P add-user "$u" --key "$PUB" >/dev/null; done
+  mkdir -p "$ROOT/out/load"
+  head -c 262144 /dev/urandom > "$ROOT/out/load/payload"
+  SUM=$(sha256sum < "$ROOT/out/load/payload" | cut -d' ' -f1)
+  SFTP="sftp -q -i $ROOT/client/id -P $PORT -c $CIPHER -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=no"
+  # One login: k, user; writes "ok|fail KIND ms" and, on failure, what it saw.
+  login() {
+    local k=$1 u=$2 kind out s e ok=0 d=$ROOT/out/load
+    s=$(date +%s%N)
+    case $((k % 3)) in
+      0) kind=cmd
+         out=$($SSH "$u@127.0.0.1" "echo $((k + 1000000)); id -un; seq 1 1000 | wc -l" 2>&1 </dev/null) &&
+           [ "$out" = "$(printf '%s\n%s\n%s' $((k + 1000000)) "$u" 1000)" ] && ok=1 ;;
+      1) kind=pty
+         out=$(printf 'echo $((%d + 1000000))\nexit 0\n' "$k" | $SSH -tt "$u@127.0.0.1" 2>&1) &&
+           printf '%s' "$out" | grep -q "^$((k + 1000000))" && ok=1 ;;
+      2) kind=sftp
+         printf 'put %s f%d\nget f%d %s\nrm f%d\n' "$d/payload" "$k" "$k" "$d/got$k" "$k" > "$d/batch$k"
+         out=$($SFTP -b "$d/batch$k" "$u@127.0.0.1" 2>&1 </dev/null) &&
+           [ "$(sha256sum < "$d/got$k" | cut -d' ' -f1)" = "$SUM" ] && ok=1
+         rm -f "$d/got$k" "$d/batch$k" ;;
+    esac
+    e=$(date +%s%N)
+    if [ $ok = 1 ]; then echo "ok $kind $(( (e - s) / 1000000 ))"; else echo "fail $kind $(( (e - s) / 1000000 ))"; printf '%s\n' "--- login $k ($kind, $u): $out" >> "$d/failures"; fi
+  }
+  RSSMAX=0
+  HWM0=$(broker_hwm)
+  STEP=$(python3 -c "print($SPAN/$LOGINS)")
+  pids=()
+  T0=$(date +%s%N)
+  for k in $(seq 0 $((LOGINS - 1))); do
+    login "$k" "${LOAD[$((k % LUSERS))]}" >> "$ROOT/out/load/results" & pids+=($!)
+    r=$(broker_rss); [ "$r" -gt "$RSSMAX" ] && RSSMAX=$r
+    # Keep to the schedule: the k-th login starts k*STEP s after the first.
+    sleep "$(python3 -c "import time; print(max(0, $T0/1e9 + ($k + 1) * $STEP - time.time()))")"
   done
-  sqlite3 "$ROOT/state/state.db" < "$ROOT/out/rows.sql"
-  s=$(date +%s%N); P cleanup > "$ROOT/out/cleanup.txt" 2>&1 || true; e=$(date +%s%N)
-  row "one pass (removes $((CLEANUP_N / 2)), keeps $((CLEANUP_N / 2)))" "$(( (e - s) / 1000000 )) ms" ""
-  s=$(date +%s%N); P cleanup > "$ROOT/out/cleanup2.txt" 2>&1 || true; e=$(date +%s%N)
-  row "next pass (nothing to do)" "$(( (e - s) / 1000000 )) ms" ""
-  tail -1 "$ROOT/out/cleanup.txt"
-  sqlite3 "$ROOT/state/state.db" "DELETE FROM sessions WHERE user LIKE 'pbfake%'"
+  wait "${pids[@]}"
+  T1=$(date +%s%N)
+  r=$(broker_rss); [ "$r" -gt "$RSSMAX" ] && RSSMAX=$r
+  res=$ROOT/out/load/results
+  kindstat() { # KIND: "n ok, p50 ms, p95 ms"
+    grep " $1 " "$res" | awk '$1 == "ok" {print $3}' | sort -n |
+      awk -v n="$(grep -c " $1 " "$res")" '{a[NR]=$1} END {i=int(NR*0.95); if (i<1) i=1; printf "%d/%d ok, p50 %d ms, p95 %d ms", NR, n, a[int((NR+1)/2)], a[i]}'
+  }
+  row "logins started / finished in" "$LOGINS" "$(( (T1 - T0) / 1000000 )) ms"
+  row "  ssh user@host cmd" "$(kindstat cmd)" ""
+  row "  ssh -tt (pty shell)" "$(kindstat pty)" ""
+  row "  sftp -b (256 KiB put + get, checksum)" "$(kindstat sftp)" ""
+  row "  errors" "$(grep -c '^fail' "$res" || true)" ""
+  n=0; one=0
+  for u in "${LOAD[@]}"; do
+    c=$(docker ps -aq --filter "label=podspawn-user=$u" | wc -l); n=$((n + c)); [ "$c" = 1 ] && one=$((one + 1))
+  done
+  row "  containers (want $LUSERS, one per user)" "$n ($one users with exactly one)" ""
+  row "  broker RSS: max sampled VmRSS" "$RSSMAX KiB" ""
+  row "  broker VmHWM before / after" "$HWM0 / $(broker_hwm) KiB" ""
+  [ -s "$ROOT/out/load/failures" ] && head -40 "$ROOT/out/load/failures"
+  for u in "${LOAD[@]}"; do P stop "$u" >/dev/null 2>&1 || true; done
 fi
 echo
 echo "broker log warnings/errors: $(grep -ciE 'warn|error' "$ROOT/broker.log" || true)"

@@ -5,6 +5,7 @@ pub mod config;
 pub mod keys;
 pub mod metrics;
 pub mod names;
+pub mod pass;
 pub mod podfile;
 pub mod protocol;
 pub mod session;

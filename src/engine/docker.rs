@@ -99,6 +99,36 @@ fn derr(what: &str, e: bollard::errors::Error) -> Error {
     }
 }
 
+/// The label filter for the objects of installation `instance`.
+fn instance_filter(instance: &str) -> Vec<String> {
+    vec![
+        format!("{LABEL_MANAGED}=podspawn"),
+        format!("{LABEL_INSTANCE}={instance}"),
+    ]
+}
+
+/// One entry of the container list. Running means what `inspect`'s State.Running means: paused
+/// and restarting containers are running too.
+fn managed_container(c: bollard::models::ContainerSummary) -> ManagedContainer {
+    use bollard::models::ContainerSummaryStateEnum as S;
+    ManagedContainer {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .names
+            .and_then(|n| n.first().cloned())
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        running: matches!(c.state, Some(S::RUNNING | S::PAUSED | S::RESTARTING)),
+        labels: c.labels.unwrap_or_default(),
+        networks: c
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default(),
+    }
+}
+
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
@@ -164,6 +194,24 @@ impl Docker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The containers carrying every label of `labels` (the engine ANDs label filters), running
+    /// or not, in one request.
+    async fn list_labelled(&self, labels: Vec<String>) -> Result<Vec<ManagedContainer>> {
+        let mut filters = HashMap::new();
+        filters.insert("label", labels);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .ready()
+            .await?
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| derr("list containers", e))?;
+        Ok(list.into_iter().map(managed_container).collect())
     }
 
     /// Runs `sh -c script` as root in the container; true when it exits 0.
@@ -425,16 +473,10 @@ impl ContainerRuntime for Docker {
         }
     }
 
-    /// podspawn networks of this instance: (name, labels, number of attached containers).
-    async fn list_managed_networks(
-        &self,
-        instance: &str,
-    ) -> Result<Vec<(String, HashMap<String, String>, usize)>> {
+    /// podspawn networks of this instance, in one request.
+    async fn list_managed_networks(&self, instance: &str) -> Result<Vec<ManagedNetwork>> {
         let mut filters = HashMap::new();
-        filters.insert(
-            "label".to_string(),
-            vec![format!("{LABEL_INSTANCE}={instance}")],
-        );
+        filters.insert("label".to_string(), instance_filter(instance));
         let opts = bollard::query_parameters::ListNetworksOptions {
             filters: Some(filters),
         };
@@ -444,55 +486,51 @@ impl ContainerRuntime for Docker {
             .list_networks(Some(opts))
             .await
             .map_err(|e| derr("list networks", e))?;
-        let mut out = Vec::new();
-        for n in nets {
-            let Some(name) = n.name else { continue };
-            // The list endpoint does not report attached containers; inspect does.
-            let attached = match self
-                .ready()
-                .await?
-                .inspect_network(
-                    &name,
-                    None::<bollard::query_parameters::InspectNetworkOptions>,
-                )
-                .await
-            {
-                Ok(i) => i.containers.map(|c| c.len()).unwrap_or(0),
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(derr("inspect network", e)),
-            };
-            out.push((name, n.labels.unwrap_or_default(), attached));
+        Ok(nets
+            .into_iter()
+            .filter_map(|n| {
+                Some(ManagedNetwork {
+                    name: n.name?,
+                    labels: n.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// The list endpoint does not report attached containers; inspect does.
+    async fn network_endpoints(&self, name: &str) -> Result<Option<usize>> {
+        match self
+            .ready()
+            .await?
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(i) => Ok(Some(i.containers.map(|c| c.len()).unwrap_or(0))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(derr("inspect network", e)),
         }
-        Ok(out)
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>> {
-        let mut filters = HashMap::new();
-        filters.insert("label", vec![format!("{LABEL_MANAGED}=podspawn")]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
+        self.list_labelled(vec![format!("{LABEL_MANAGED}=podspawn")])
+            .await
+    }
+
+    async fn version(&self) -> Result<String> {
+        let v = self
             .ready()
             .await?
-            .list_containers(Some(opts))
+            .version()
             .await
-            .map_err(|e| derr("list containers", e))?;
-        Ok(list
-            .into_iter()
-            .map(|c| ManagedContainer {
-                id: c.id.unwrap_or_default(),
-                name: c
-                    .names
-                    .and_then(|n| n.first().cloned())
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
-                running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
-                labels: c.labels.unwrap_or_default(),
-            })
-            .collect())
+            .map_err(|e| derr("version", e))?;
+        Ok(v.version.unwrap_or_default())
+    }
+
+    async fn list_instance(&self, instance: &str) -> Result<Vec<ManagedContainer>> {
+        self.list_labelled(instance_filter(instance)).await
     }
 
     /// Sends `signal` (a name such as HUP or KILL) to the processes of the session tagged `tag`

@@ -53,6 +53,25 @@ pub struct Fake {
     pub pool_exhausted: AtomicBool,
     /// The engine runs elsewhere: no bind source exists for it.
     pub remote: AtomicBool,
+    /// How long each `remove` takes (zero: at once).
+    pub remove_delay: Mutex<Duration>,
+    /// How many removals overlapped (only counted when `remove_delay` is set).
+    pub overlap: Mutex<Overlap>,
+    /// What `version` answers ("" = a current engine, 26.1.4).
+    pub engine_version: Mutex<String>,
+}
+
+/// Removals in flight: now, at most, and at most for one user.
+#[derive(Debug, Default, Clone)]
+pub struct Overlap {
+    pub now: usize,
+    pub max: usize,
+    pub per_user: HashMap<String, usize>,
+    pub max_per_user: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Fake {
@@ -155,6 +174,22 @@ impl Fake {
         }
     }
 
+    /// The containers whose labels pass `keep`, as the engine lists them.
+    fn listed(&self, keep: impl Fn(&Labels) -> bool) -> Vec<ManagedContainer> {
+        self.st()
+            .containers
+            .iter()
+            .filter(|c| keep(&c.labels))
+            .map(|c| ManagedContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                running: c.running,
+                labels: c.labels.clone(),
+                networks: c.network.iter().cloned().collect(),
+            })
+            .collect()
+    }
+
     fn find_mut<'a>(st: &'a mut State, id_or_name: &str) -> Option<&'a mut FakeContainer> {
         st.containers
             .iter_mut()
@@ -244,8 +279,33 @@ impl ContainerRuntime for Fake {
 
     async fn remove(&self, id: &str) -> Result<()> {
         self.call(format!("remove {id}"))?;
-        let mut st = self.st();
-        st.containers.retain(|c| c.id != id && c.name != id);
+        let delay = *lock(&self.remove_delay);
+        if delay.is_zero() {
+            self.st().containers.retain(|c| c.id != id && c.name != id);
+            return Ok(());
+        }
+        // A removal that takes time, as the engine's does: count how many overlap, in all and
+        // per user, so tests can check the pass's bound and its one-user-at-a-time rule.
+        let user = self
+            .container(id)
+            .and_then(|c| c.labels.get(LABEL_USER).cloned())
+            .unwrap_or_default();
+        {
+            let mut o = lock(&self.overlap);
+            o.now += 1;
+            o.max = o.max.max(o.now);
+            let n = o.per_user.entry(user.clone()).or_default();
+            *n += 1;
+            let n = *n;
+            o.max_per_user = o.max_per_user.max(n);
+        }
+        tokio::time::sleep(delay).await;
+        self.st().containers.retain(|c| c.id != id && c.name != id);
+        let mut o = lock(&self.overlap);
+        o.now -= 1;
+        if let Some(n) = o.per_user.get_mut(&user) {
+            *n -= 1;
+        }
         Ok(())
     }
 
@@ -286,38 +346,51 @@ impl ContainerRuntime for Fake {
         Ok(())
     }
 
-    async fn list_managed_networks(&self, instance: &str) -> Result<Vec<(String, Labels, usize)>> {
+    async fn list_managed_networks(&self, instance: &str) -> Result<Vec<ManagedNetwork>> {
         self.call("list-networks".into())?;
-        let st = self.st();
-        Ok(st
+        Ok(self
+            .st()
             .networks
             .iter()
-            .filter(|(_, (_, l))| l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance))
-            .map(|(n, (_, l))| {
-                let attached = st
-                    .containers
-                    .iter()
-                    .filter(|c| c.network.as_deref() == Some(n.as_str()))
-                    .count();
-                (n.clone(), l.clone(), attached)
+            .filter(|(_, (_, l))| {
+                l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)
+                    && l.get(LABEL_MANAGED).map(String::as_str) == Some("podspawn")
+            })
+            .map(|(n, (_, l))| ManagedNetwork {
+                name: n.clone(),
+                labels: l.clone(),
             })
             .collect())
     }
 
+    async fn network_endpoints(&self, name: &str) -> Result<Option<usize>> {
+        self.call(format!("network-endpoints {name}"))?;
+        let st = self.st();
+        Ok(st.networks.contains_key(name).then(|| {
+            st.containers
+                .iter()
+                .filter(|c| c.network.as_deref() == Some(name))
+                .count()
+        }))
+    }
+
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>> {
         self.call("list".into())?;
-        Ok(self
-            .st()
-            .containers
-            .iter()
-            .filter(|c| c.labels.get(LABEL_MANAGED).map(String::as_str) == Some("podspawn"))
-            .map(|c| ManagedContainer {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                running: c.running,
-                labels: c.labels.clone(),
-            })
-            .collect())
+        Ok(self.listed(|l| l.get(LABEL_MANAGED).map(String::as_str) == Some("podspawn")))
+    }
+
+    async fn version(&self) -> Result<String> {
+        self.call("version".into())?;
+        let v = lock(&self.engine_version).clone();
+        Ok(if v.is_empty() { "26.1.4".into() } else { v })
+    }
+
+    async fn list_instance(&self, instance: &str) -> Result<Vec<ManagedContainer>> {
+        self.call("list-instance".into())?;
+        Ok(self.listed(|l| {
+            l.get(LABEL_MANAGED).map(String::as_str) == Some("podspawn")
+                && l.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)
+        }))
     }
 
     async fn signal_session(

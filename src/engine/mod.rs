@@ -108,13 +108,24 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn network_labels(&self, name: &str) -> impl Future<Output = Result<Option<Labels>>> + Send;
     /// Removes a network; a missing one is not an error.
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
-    /// The installation's networks: (name, labels, attached containers).
+    /// The installation's networks (managed-by=podspawn and its instance label), in one request.
     fn list_managed_networks(
         &self,
         instance: &str,
-    ) -> impl Future<Output = Result<Vec<(String, Labels, usize)>>> + Send;
+    ) -> impl Future<Output = Result<Vec<ManagedNetwork>>> + Send;
+    /// How many endpoints (containers) a network has (`None`: no such network).
+    fn network_endpoints(&self, name: &str) -> impl Future<Output = Result<Option<usize>>> + Send;
     /// Every container labelled managed-by=podspawn.
     fn list_managed(&self) -> impl Future<Output = Result<Vec<ManagedContainer>>> + Send;
+    /// The engine's version (e.g. `20.10.24+dfsg1`).
+    fn version(&self) -> impl Future<Output = Result<String>> + Send;
+    /// The containers of installation `instance` (managed-by=podspawn and its instance label),
+    /// running or not, with their state and networks, in one request: what a cleanup pass
+    /// decides from instead of an inspect per session.
+    fn list_instance(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<ManagedContainer>>> + Send;
     /// Signals a session's processes inside its container, as its user.
     fn signal_session(
         &self,

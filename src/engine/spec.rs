@@ -133,7 +133,18 @@ pub struct ExecStatus {
 pub struct ManagedContainer {
     pub id: String,
     pub name: String,
+    /// Running as `inspect` means it (also paused or restarting).
     pub running: bool,
+    pub labels: HashMap<String, String>,
+    /// The networks it is attached to, by name.
+    pub networks: Vec<String>,
+}
+
+/// A network as the engine lists it (the list does not say what is attached; see
+/// [`crate::engine::ContainerRuntime::network_endpoints`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedNetwork {
+    pub name: String,
     pub labels: HashMap<String, String>,
 }
 

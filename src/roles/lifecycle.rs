@@ -7,12 +7,14 @@ use crate::core::config::{
     Config, NetworkMode, SessionMode, UserOverrides, HELPER_CONTAINER_PATH, SESSION_CONTAINER_DIR,
 };
 use crate::core::metrics::Snapshot;
+use crate::core::pass;
 use crate::core::session::{self, CleanupAction, ContainerState, EndReason};
 use crate::engine::{self, ContainerRuntime, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
 use crate::host::accounts::Account;
 use crate::store::audit::{Audit, Event};
 use crate::store::locks::UserLock;
 use crate::store::state::{Db, SessionRow, Status};
+use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -134,6 +136,63 @@ pub struct Report {
     pub forgotten_rows: usize,
     pub removed_networks: Vec<String>,
     pub errors: Vec<String>,
+}
+
+impl Report {
+    fn merge(&mut self, other: Report) {
+        self.removed.extend(other.removed);
+        self.restarted.extend(other.restarted);
+        self.forgotten_rows += other.forgotten_rows;
+        self.removed_networks.extend(other.removed_networks);
+        self.errors.extend(other.errors);
+    }
+}
+
+/// How many users' work a cleanup pass does at once (each user's own work stays serial, under
+/// the user's lock). Removing a running container is mostly the engine waiting on the kernel and
+/// containerd (the kill, the task's teardown, unmounting its root file system, removing its
+/// cgroup), so a few removals in flight overlap those waits; past that the engine's own locks
+/// and CPU serialise them and more in flight gains nothing, while a pass after a reboot or a mass
+/// removal would crowd out the logins that need the engine at the same time. `benches/run.sh`
+/// measures the pass against `docker rm -f` at this same parallelism.
+pub const CLEANUP_PARALLELISM: usize = 8;
+
+/// Removals at once on an engine of `version`: one on Docker 20.10 before 20.10.27 (and older
+/// engines), whose libnetwork can deadlock under concurrent container removals (moby/moby#46661,
+/// fixed in 20.10.27 and 23.0; Debian 12 ships 20.10.24) — a wedged engine stops every login,
+/// which no speed-up is worth; [`CLEANUP_PARALLELISM`] otherwise. Pure.
+pub fn removal_parallelism(version: &str) -> usize {
+    let nums: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    match nums.as_slice() {
+        [major, ..] if *major < 20 => 1,
+        [20, minor, ..] if *minor < 10 => 1,
+        [20, 10, patch] if *patch < 27 => 1,
+        [] | [0, ..] => 1,
+        _ => CLEANUP_PARALLELISM,
+    }
+}
+
+/// The user and project of an object of installation `instance`, from its labels; `None` for
+/// objects podspawn does not manage, another installation's, and user labels that are not valid
+/// user names (never acted on).
+fn owner_of(labels: &engine::Labels, instance: &str) -> Option<(String, String)> {
+    if labels.get(LABEL_MANAGED).map(String::as_str) != Some("podspawn")
+        || labels.get(LABEL_INSTANCE).map(String::as_str) != Some(instance)
+    {
+        return None;
+    }
+    let user = labels
+        .get(LABEL_USER)
+        .filter(|u| crate::core::names::validate_user(u).is_ok())?;
+    let project = labels
+        .get(engine::LABEL_PROJECT)
+        .cloned()
+        .unwrap_or_default();
+    Some((user.clone(), project))
 }
 
 /// `R`: the container engine (Docker in production, [`engine::fake::Fake`] in tests).
@@ -533,188 +592,22 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         stop: &AtomicBool,
         report: &mut Report,
     ) {
-        let rows = match self.db().list(None) {
-            Ok(r) => r,
-            Err(e) => {
-                report.errors.push(e.to_string());
-                return;
-            }
+        let scope = pass::Scope {
+            sessions: true,
+            orphans: false,
         };
-        for r in rows {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let guard = match self.lock_user(&r.user).await {
-                Ok(g) => g,
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    continue;
-                }
-            };
-            // Re-read under the lock: a login may have reattached meanwhile.
-            let cur = match self.db().get(&r.user, &r.project) {
-                Ok(Some(c)) => c,
-                _ => continue,
-            };
-            let state = match self.container_state(&cur).await {
-                Ok(s) => s,
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    continue;
-                }
-            };
-            let is_leased = leased(&cur.user, &cur.project);
-            let registered = crate::store::keys::is_registered(&self.cfg.auth.key_dir, &cur.user);
-            match session::decide_cleanup(&cur, state, is_leased, registered, now()) {
-                CleanupAction::Keep => {}
-                CleanupAction::Destroy(reason) => match self.destroy(&cur, reason).await {
-                    Ok(()) => report.removed.push((cur.container_name.clone(), reason)),
-                    Err(e) => report.errors.push(e.to_string()),
-                },
-                CleanupAction::Restart => match self.restart(&cur).await {
-                    Ok(()) => {
-                        tracing::info!(podspawn_user = %cur.user, podspawn_container = %cur.container_name,
-                            "restarted a container stopped by a Docker or host restart");
-                        report.restarted.push(cur.container_name.clone());
-                    }
-                    Err(e) => report.errors.push(e.to_string()),
-                },
-                CleanupAction::ForgetRow => {
-                    let _ = engine::remove_owned_network(
-                        &self.docker,
-                        &engine::network_name(&cur.container_name),
-                        &self.owner(&cur.user, &cur.project),
-                    )
-                    .await;
-                    if self.db().delete(&cur.user, &cur.project).is_ok() {
-                        let _ = self.db().bump("removals.orphan");
-                        tracing::info!(podspawn_user = %cur.user, podspawn_container = %cur.container_name,
-                            "forgot a session whose container is gone");
-                        self.audit(Event::ContainerDestroy {
-                            user: cur.user.clone(),
-                            project: cur.project.clone(),
-                            container: cur.container_name.clone(),
-                            reason: EndReason::Orphan,
-                        });
-                        report.forgotten_rows += 1;
-                    }
-                }
-            }
-            drop(guard);
-        }
+        self.pass(scope, leased, stop, report).await;
     }
 
     /// Removes this instance's labelled containers that have no state row, and its networks that
     /// nothing uses. Containers of other instances and containers podspawn does not own are never
     /// touched.
     pub async fn reconcile(&self, stop: &AtomicBool, report: &mut Report) {
-        let containers = match self.docker.list_managed().await {
-            Ok(c) => c,
-            Err(e) => {
-                report.errors.push(e.to_string());
-                return;
-            }
+        let scope = pass::Scope {
+            sessions: false,
+            orphans: true,
         };
-        for c in containers {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if c.labels.get(LABEL_INSTANCE) != Some(&self.instance)
-                || c.labels.get(LABEL_MANAGED).map(String::as_str) != Some("podspawn")
-            {
-                continue;
-            }
-            let Some(user) = c
-                .labels
-                .get(LABEL_USER)
-                .filter(|u| crate::core::names::validate_user(u).is_ok())
-            else {
-                continue;
-            };
-            let guard = match self.lock_user(user).await {
-                Ok(g) => g,
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    continue;
-                }
-            };
-            let tracked = match self.db().list(Some(user)) {
-                Ok(rows) => rows.iter().any(|r| r.container_id == c.id),
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    continue;
-                }
-            };
-            if !tracked {
-                let reason = if crate::store::keys::is_registered(&self.cfg.auth.key_dir, user) {
-                    EndReason::Orphan
-                } else {
-                    EndReason::UserRemoved
-                };
-                match self.docker.remove(&c.id).await {
-                    Ok(()) => {
-                        let _ = engine::remove_owned_network(
-                            &self.docker,
-                            &engine::network_name(&c.name),
-                            &c.labels,
-                        )
-                        .await;
-                        let _ = self.db().bump(&format!("removals.{}", reason.as_str()));
-                        tracing::info!(podspawn_user = %user, podspawn_container = %c.name,
-                            reason = reason.as_str(), "container removed");
-                        self.audit(Event::ContainerDestroy {
-                            user: user.clone(),
-                            project: c
-                                .labels
-                                .get(engine::LABEL_PROJECT)
-                                .cloned()
-                                .unwrap_or_default(),
-                            container: c.name.clone(),
-                            reason,
-                        });
-                        report.removed.push((c.name.clone(), reason));
-                    }
-                    Err(e) => report.errors.push(e.to_string()),
-                }
-            }
-            drop(guard);
-        }
-        let networks = match self.docker.list_managed_networks(&self.instance).await {
-            Ok(n) => n,
-            Err(e) => {
-                report.errors.push(e.to_string());
-                return;
-            }
-        };
-        for (name, labels, attached) in networks {
-            if attached > 0 || labels.get(LABEL_MANAGED).map(String::as_str) != Some("podspawn") {
-                continue;
-            }
-            let Some(user) = labels
-                .get(LABEL_USER)
-                .filter(|u| crate::core::names::validate_user(u).is_ok())
-            else {
-                continue;
-            };
-            let Ok(guard) = self.lock_user(user).await else {
-                continue;
-            };
-            let in_use = self
-                .db()
-                .list(Some(user))
-                .map(|rows| {
-                    rows.iter()
-                        .any(|r| engine::network_name(&r.container_name) == name)
-                })
-                .unwrap_or(true);
-            if !in_use {
-                match self.docker.remove_network(&name).await {
-                    Ok(()) => report.removed_networks.push(name),
-                    Err(e) => report.errors.push(e.to_string()),
-                }
-            }
-            drop(guard);
-        }
+        self.pass(scope, &|_, _| false, stop, report).await;
     }
 
     /// One full cleanup pass: expire, restart or remove per mode, reconcile orphans; counted.
@@ -724,12 +617,289 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         stop: &AtomicBool,
     ) -> Report {
         let mut report = Report::default();
-        self.expire(leased, stop, &mut report).await;
+        let scope = pass::Scope {
+            sessions: true,
+            orphans: true,
+        };
+        self.pass(scope, leased, stop, &mut report).await;
         if !stop.load(Ordering::Relaxed) {
-            self.reconcile(stop, &mut report).await;
             let _ = self.db().bump("cleanup.passes");
         }
         report
+    }
+
+    /// A pass over `scope`: the rows, then one labelled list of this installation's containers
+    /// (and one of its networks), planned by [`pass::plan`] without locks or further engine calls
+    /// (a pass with nothing to do costs two or three requests, whatever the number of sessions);
+    /// then each user with work, under that user's lock, [`CLEANUP_PARALLELISM`] users at a time.
+    async fn pass(
+        &self,
+        scope: pass::Scope,
+        leased: &(dyn Fn(&str, &str) -> bool + Sync),
+        stop: &AtomicBool,
+        report: &mut Report,
+    ) {
+        // Rows before the list: see pass::plan.
+        let rows = match self.db().list(None) {
+            Ok(r) => r,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return;
+            }
+        };
+        if !scope.orphans && rows.is_empty() {
+            return;
+        }
+        // The two lists at once: a pass with nothing to do is these two requests.
+        let (containers, networks) =
+            tokio::join!(self.docker.list_instance(&self.instance), async {
+                if scope.orphans {
+                    self.docker.list_managed_networks(&self.instance).await
+                } else {
+                    Ok(Vec::new())
+                }
+            });
+        let containers = match containers {
+            Ok(c) => c,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return;
+            }
+        };
+        let networks = networks.unwrap_or_else(|e| {
+            report.errors.push(e.to_string());
+            Vec::new()
+        });
+        let containers: Vec<pass::Listed> = containers
+            .into_iter()
+            .filter_map(|c| {
+                let (user, project) = owner_of(&c.labels, &self.instance)?;
+                Some(pass::Listed {
+                    id: c.id,
+                    name: c.name,
+                    user,
+                    project,
+                    running: c.running,
+                    networks: c.networks,
+                })
+            })
+            .collect();
+        let networks: Vec<pass::ListedNetwork> = networks
+            .into_iter()
+            .filter_map(|n| {
+                let (user, _) = owner_of(&n.labels, &self.instance)?;
+                Some(pass::ListedNetwork { name: n.name, user })
+            })
+            .collect();
+        let work = {
+            let key_dir = &self.cfg.auth.key_dir;
+            let facts = pass::Facts {
+                leased,
+                registered: &|u| crate::store::keys::is_registered(key_dir, u),
+                network_of: &engine::network_name,
+                now: now(),
+            };
+            pass::plan(&rows, &containers, &networks, scope, &facts)
+        };
+        // Only a pass with removals for several users asks the engine's version (one request).
+        let busy = work.iter().filter(|(_, w)| !w.is_empty()).count();
+        let parallelism = if busy > 1 {
+            let v = self.docker.version().await.unwrap_or_default();
+            let n = removal_parallelism(&v);
+            if n == 1 {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::info!(engine = %v, "cleanup removes one container at a time: concurrent \
+                        removals can deadlock this Docker version (moby/moby#46661, fixed in 20.10.27)")
+                });
+            }
+            n
+        } else {
+            1
+        };
+        let done: Vec<Report> = futures_util::stream::iter(
+            work.into_iter()
+                .map(|(user, w)| self.work_on(user, w, leased, stop)),
+        )
+        .buffer_unordered(parallelism)
+        .collect()
+        .await;
+        for r in done {
+            report.merge(r);
+        }
+    }
+
+    /// One user's part of a pass, under the user's lock; every action is decided again there.
+    async fn work_on(
+        &self,
+        user: String,
+        work: pass::UserWork,
+        leased: &(dyn Fn(&str, &str) -> bool + Sync),
+        stop: &AtomicBool,
+    ) -> Report {
+        let mut report = Report::default();
+        if work.is_empty() || stop.load(Ordering::Relaxed) {
+            return report;
+        }
+        let guard = match self.lock_user(&user).await {
+            Ok(g) => g,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return report;
+            }
+        };
+        for (seen, state) in &work.rows {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.settle_row(seen, *state, leased, &mut report).await;
+        }
+        for c in &work.untracked {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.remove_untracked(c, &mut report).await;
+        }
+        for n in &work.networks {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.remove_unused_network(&user, n, &mut report).await;
+        }
+        drop(guard);
+        report
+    }
+
+    /// Decides a planned row again under its user's lock, on the row as it is now, and acts.
+    async fn settle_row(
+        &self,
+        seen: &SessionRow,
+        seen_state: ContainerState,
+        leased: &(dyn Fn(&str, &str) -> bool + Sync),
+        report: &mut Report,
+    ) {
+        // Re-read under the lock: a login may have reattached meanwhile.
+        let cur = match self.db().get(&seen.user, &seen.project) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return;
+            }
+        };
+        let state = match pass::trusted_state(seen, &cur, seen_state) {
+            Some(s) => s,
+            None => match self.container_state(&cur).await {
+                Ok(s) => s,
+                Err(e) => {
+                    report.errors.push(e.to_string());
+                    return;
+                }
+            },
+        };
+        let is_leased = leased(&cur.user, &cur.project);
+        let registered = crate::store::keys::is_registered(&self.cfg.auth.key_dir, &cur.user);
+        match session::decide_cleanup(&cur, state, is_leased, registered, now()) {
+            CleanupAction::Keep => {}
+            CleanupAction::Destroy(reason) => match self.destroy(&cur, reason).await {
+                Ok(()) => report.removed.push((cur.container_name.clone(), reason)),
+                Err(e) => report.errors.push(e.to_string()),
+            },
+            CleanupAction::Restart => match self.restart(&cur).await {
+                Ok(()) => {
+                    tracing::info!(podspawn_user = %cur.user, podspawn_container = %cur.container_name,
+                        "restarted a container stopped by a Docker or host restart");
+                    report.restarted.push(cur.container_name.clone());
+                }
+                Err(e) => report.errors.push(e.to_string()),
+            },
+            CleanupAction::ForgetRow => {
+                let _ = engine::remove_owned_network(
+                    &self.docker,
+                    &engine::network_name(&cur.container_name),
+                    &self.owner(&cur.user, &cur.project),
+                )
+                .await;
+                let forgot = self.db().delete(&cur.user, &cur.project).is_ok();
+                if forgot {
+                    let _ = self.db().bump("removals.orphan");
+                    tracing::info!(podspawn_user = %cur.user, podspawn_container = %cur.container_name,
+                        "forgot a session whose container is gone");
+                    self.audit(Event::ContainerDestroy {
+                        user: cur.user.clone(),
+                        project: cur.project.clone(),
+                        container: cur.container_name.clone(),
+                        reason: EndReason::Orphan,
+                    });
+                    report.forgotten_rows += 1;
+                }
+            }
+        }
+    }
+
+    /// Removes a listed container of this installation that no row names (checked again under
+    /// its user's lock: a login may have recorded it since the rows were read).
+    async fn remove_untracked(&self, c: &pass::Listed, report: &mut Report) {
+        let tracked = match self.db().list(Some(&c.user)) {
+            Ok(rows) => rows.iter().any(|r| r.container_id == c.id),
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return;
+            }
+        };
+        if tracked {
+            return;
+        }
+        let reason = if crate::store::keys::is_registered(&self.cfg.auth.key_dir, &c.user) {
+            EndReason::Orphan
+        } else {
+            EndReason::UserRemoved
+        };
+        match self.docker.remove(&c.id).await {
+            Ok(()) => {
+                let _ = engine::remove_owned_network(
+                    &self.docker,
+                    &engine::network_name(&c.name),
+                    &self.owner(&c.user, &c.project),
+                )
+                .await;
+                let _ = self.db().bump(&format!("removals.{}", reason.as_str()));
+                tracing::info!(podspawn_user = %c.user, podspawn_container = %c.name,
+                    reason = reason.as_str(), "container removed");
+                self.audit(Event::ContainerDestroy {
+                    user: c.user.clone(),
+                    project: c.project.clone(),
+                    container: c.name.clone(),
+                    reason,
+                });
+                report.removed.push((c.name.clone(), reason));
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+
+    /// Removes a listed network of this installation that no row names, if nothing is attached
+    /// to it now (under its user's lock).
+    async fn remove_unused_network(&self, user: &str, name: &str, report: &mut Report) {
+        let in_use = self
+            .db()
+            .list(Some(user))
+            .map(|rows| {
+                rows.iter()
+                    .any(|r| engine::network_name(&r.container_name) == name)
+            })
+            .unwrap_or(true);
+        if in_use {
+            return;
+        }
+        match self.docker.network_endpoints(name).await {
+            Ok(Some(0)) => match self.docker.remove_network(name).await {
+                Ok(()) => report.removed_networks.push(name.to_string()),
+                Err(e) => report.errors.push(e.to_string()),
+            },
+            Ok(_) => {}
+            Err(e) => report.errors.push(e.to_string()),
+        }
     }
 
     /// Numbers for `status` and the metrics endpoint.
@@ -996,6 +1166,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn removals_run_one_at_a_time_on_engines_that_deadlock() {
+        assert_eq!(removal_parallelism("20.10.24+dfsg1"), 1);
+        assert_eq!(removal_parallelism("20.10.26"), 1);
+        assert_eq!(removal_parallelism("19.03.15"), 1);
+        assert_eq!(removal_parallelism(""), 1);
+        assert_eq!(removal_parallelism("garbage"), 1);
+        assert_eq!(removal_parallelism("20.10.27"), CLEANUP_PARALLELISM);
+        assert_eq!(removal_parallelism("23.0.1"), CLEANUP_PARALLELISM);
+        assert_eq!(removal_parallelism("26.1.4"), CLEANUP_PARALLELISM);
+    }
+
+    #[test]
     fn the_session_directory_is_mounted_and_owned_by_the_user() {
         crate::test_support::need_root("giving the session directory to the user");
         let dir = TempDir::new("lc-session-dir");
@@ -1136,6 +1318,143 @@ pub(crate) mod tests {
         assert_eq!(
             report.removed,
             vec![(row.container_name.clone(), EndReason::Orphan)]
+        );
+    }
+
+    #[test]
+    fn a_pass_with_nothing_to_do_asks_the_engine_once_for_each_list() {
+        let dir = TempDir::new("lc-idle-pass");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        for u in ["alice", "bob", "alice-dev"] {
+            make(&lc, &rt, u, now());
+        }
+        let before = lc.docker.calls().len();
+        let stop = AtomicBool::new(false);
+        let report = rt.block_on(lc.cleanup_pass(&|_, _| false, &stop));
+        assert_eq!(report, Report::default());
+        assert_eq!(
+            lc.docker.calls()[before..].to_vec(),
+            vec!["list-instance".to_string(), "list-networks".to_string()]
+        );
+        // The broker's sweep (sessions only) needs just the container list, and nothing at all
+        // when there are no sessions.
+        let before = lc.docker.calls().len();
+        let mut report = Report::default();
+        rt.block_on(lc.expire(&|_, _| false, &stop, &mut report));
+        assert_eq!(
+            lc.docker.calls()[before..].to_vec(),
+            vec!["list-instance".to_string()]
+        );
+        let empty = TempDir::new("lc-idle-empty");
+        let lc = lifecycle(&empty, SessionMode::GracePeriod);
+        rt.block_on(lc.expire(&|_, _| false, &stop, &mut report));
+        assert!(lc.docker.calls().is_empty());
+    }
+
+    #[test]
+    fn an_engine_that_can_deadlock_gets_one_removal_at_a_time() {
+        let dir = TempDir::new("lc-serial");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let t = now();
+        for i in 0..6 {
+            let u = format!("u{i}");
+            dir.write(&format!("keys/{u}"), "ssh-ed25519 AAAA x\n");
+            let name = rt.block_on(lc.allocate_name(&u, "")).unwrap();
+            rt.block_on(lc.create(&account(&u, 3000), "", &name, t))
+                .unwrap();
+            lc.db()
+                .set_status(&u, "", Status::Grace, Some(t - 1), t)
+                .unwrap();
+        }
+        *lc.docker.engine_version.lock().unwrap() = "20.10.24+dfsg1".into();
+        *lc.docker.remove_delay.lock().unwrap() = std::time::Duration::from_millis(20);
+        let stop = AtomicBool::new(false);
+        let report = rt.block_on(lc.cleanup_pass(&|_, _| false, &stop));
+        assert_eq!(report.removed.len(), 6, "{report:?}");
+        assert_eq!(lc.docker.overlap.lock().unwrap().max, 1);
+    }
+
+    #[test]
+    fn removals_run_concurrently_bounded_and_one_user_at_a_time() {
+        let dir = TempDir::new("lc-parallel");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let t = now();
+        let users: Vec<String> = (0..20).map(|i| format!("u{i}")).collect();
+        for u in &users {
+            dir.write(&format!("keys/{u}"), "ssh-ed25519 AAAA x\n");
+            // Two sessions each: the same user's removals must not overlap.
+            for p in ["", "web"] {
+                let name = rt.block_on(lc.allocate_name(u, p)).unwrap();
+                rt.block_on(lc.create(&account(u, 3000), p, &name, t))
+                    .unwrap();
+                lc.db()
+                    .set_status(u, p, Status::Grace, Some(t - 1), t)
+                    .unwrap();
+            }
+        }
+        // One live session stays.
+        let keep = make(&lc, &rt, "alice", t);
+        *lc.docker.remove_delay.lock().unwrap() = std::time::Duration::from_millis(20);
+        let stop = AtomicBool::new(false);
+        let report = rt.block_on(lc.cleanup_pass(&|_, _| false, &stop));
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert_eq!(report.removed.len(), 40);
+        assert!(report
+            .removed
+            .iter()
+            .all(|(_, r)| *r == EndReason::GraceExpired));
+        let o = lc.docker.overlap.lock().unwrap().clone();
+        assert_eq!(o.max, CLEANUP_PARALLELISM, "{o:?}");
+        assert_eq!(o.max_per_user, 1, "{o:?}");
+        let left: Vec<String> = lc.docker.containers().into_iter().map(|c| c.id).collect();
+        assert_eq!(left, vec![keep.container_id.clone()]);
+        let nets: Vec<String> = lc.docker.networks().into_iter().map(|n| n.0).collect();
+        assert_eq!(nets, vec!["podspawn-alice-net".to_string()]);
+        assert_eq!(lc.db().list(None).unwrap(), vec![keep]);
+        assert!(lc
+            .db()
+            .counters()
+            .unwrap()
+            .contains(&("removals.grace-expired".to_string(), 40)));
+        // A stop request ends the pass between users: nothing more is started.
+        for u in &users[..3] {
+            make(&lc, &rt, u, t);
+            lc.db()
+                .set_status(u, "", Status::Grace, Some(t - 1), t)
+                .unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+        let report = rt.block_on(lc.cleanup_pass(&|_, _| false, &stop));
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert_eq!(lc.db().list(None).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_stopped_container_is_asked_about_again_under_the_lock() {
+        let dir = TempDir::new("lc-stale");
+        let lc = lifecycle(&dir, SessionMode::GracePeriod);
+        let rt = rt();
+        let row = make(&lc, &rt, "alice", now());
+        let other = make(&lc, &rt, "bob", now());
+        lc.docker.stop(&row.container_id);
+        let before = lc.docker.calls().len();
+        let stop = AtomicBool::new(false);
+        let report = rt.block_on(lc.cleanup_pass(&|_, _| false, &stop));
+        assert_eq!(
+            report.removed,
+            vec![(row.container_name.clone(), EndReason::Orphan)]
+        );
+        let calls = lc.docker.calls()[before..].to_vec();
+        assert!(
+            calls.contains(&format!("inspect {}", row.container_id)),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains(&other.container_id)),
+            "{calls:?}"
         );
     }
 
