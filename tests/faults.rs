@@ -422,6 +422,12 @@ fn kill_9_of_the_cleanup_daemon_in_the_middle_of_a_pass() {
         let o = env.ssh(u, "true");
         assert!(o.status.success(), "login: {}", text(&o.stderr));
     }
+    env.wait_for("three sessions in their grace period", 20, || {
+        let list = env.sessions();
+        users
+            .iter()
+            .all(|u| Env::session_of(&list, &u.name).is_some_and(|s| s["status"] == "grace_period"))
+    });
     // Only the cleanup daemon reaps from here on (the broker's sweeper would, too).
     env.stop_broker(false);
     let db = db_path(&env);
