@@ -357,17 +357,7 @@ fn kill_9_of_the_broker_while_creating_a_container() {
     // In the middle of creating: the container exists (with its network) and waits in its start
     // command; the broker waits for it with the user's lock held and no state row written.
     env.wait_for("the new container to hold in its start command", 60, || {
-        env.containers_of(&u.name).iter().any(|id| {
-            run(Command::new("docker").args([
-                "exec",
-                id,
-                "test",
-                "-e",
-                "/tmp/podspawn-fault-holding",
-            ]))
-            .status
-            .success()
-        })
+        env.containers_of(&u.name).iter().any(|id| holding(id))
     });
     assert!(
         rows(&db).iter().all(|(user, _)| *user != u.name),
@@ -406,12 +396,41 @@ fn kill_9_of_the_broker_while_creating_a_container() {
     assert!(rows(&db).is_empty(), "rows: {:?}", rows(&db));
     assert_integrity(&db);
 
-    // The next broker serves the user, with the regular image.
+    // Once more, and this time the restarted broker meets the half-made container itself (no
+    // pass in between): the user's next login replaces it and its network.
+    env.start_broker();
+    let login = ssh_bg(&env, &u, "echo never");
+    env.wait_for(
+        "the second container to hold in its start command",
+        60,
+        || env.containers_of(&u.name).iter().any(|id| holding(id)),
+    );
+    let half = env.containers_of(&u.name);
+    env.stop_broker(true);
+    let (o, _) = output_bounded(login, 30, "the second login whose broker was killed");
+    assert_eq!(
+        one_line(&o),
+        format!("podspawn: {}", podspawn::roles::spawn::SERVICE_GONE)
+    );
     std::fs::remove_file(&overrides).unwrap();
     env.start_broker();
     assert_login_works(&env, &u, "after kill -9 during create");
+    let now = env.containers_of(&u.name);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(
+        !half.contains(&now[0]),
+        "the half-made container was reused"
+    );
+    assert_eq!(env.networks_of(&u.name).len(), 1);
     assert_eq!(rows(&db).len(), 1);
     assert_integrity(&db);
+}
+
+/// Whether container `id` holds in the start command of [`SlowStartImage`].
+fn holding(id: &str) -> bool {
+    run(Command::new("docker").args(["exec", id, "test", "-e", "/tmp/podspawn-fault-holding"]))
+        .status
+        .success()
 }
 
 #[test]
