@@ -291,53 +291,63 @@ fn short_spawn_timeout(env: &Env, timeout: &str) {
 
 // ---------------------------------------------------------------------------------------------
 
-/// An image whose start command stops just before the account is finished (in `chown`) until
-/// `/tmp/podspawn-fault-go` exists, after marking `/tmp/podspawn-fault-holding`: the broker then
-/// waits for the ready line with the container created and no state row yet. Removed on drop.
-struct SlowStartImage(String);
+/// An image whose start command holds just before the account is finished (in `chown`), after
+/// marking `/tmp/podspawn-fault-holding`, until it is killed: the broker then waits for the ready
+/// line with the container created and no state row yet. Made with `docker commit` (no builder
+/// needed); the image and the container it is made from are removed on drop.
+struct SlowStartImage {
+    tag: String,
+    builder: String,
+}
 
 impl SlowStartImage {
     fn build(id: &str) -> SlowStartImage {
-        let tag = format!("podspawn-test-slowstart-{id}:latest");
+        let img = SlowStartImage {
+            tag: format!("podspawn-test-slowstart-{id}:latest"),
+            builder: format!("podspawn-test-slowstart-{id}-build"),
+        };
         let dir = TempDir::new("slowstart");
+        let wrapper = dir.path("chown");
         std::fs::write(
-            dir.path("chown"),
-            "#!/bin/sh\n: > /tmp/podspawn-fault-holding\n\
-             while [ ! -e /tmp/podspawn-fault-go ]; do sleep 0.1; done\n\
-             exec /usr/bin/chown.real \"$@\"\n",
+            &wrapper,
+            "#!/bin/sh\n: > /tmp/podspawn-fault-holding\nwhile :; do sleep 1; done\n",
         )
         .unwrap();
-        std::fs::write(
-            dir.path("Dockerfile"),
-            format!(
-                "FROM {}\nRUN mv /usr/bin/chown /usr/bin/chown.real\nCOPY chown /usr/bin/chown\n\
-                 RUN chmod 0755 /usr/bin/chown\nLABEL podspawn-test=1\n",
-                common::IMAGE
-            ),
-        )
-        .unwrap();
-        let img = SlowStartImage(tag);
-        let o = run(Command::new("docker")
-            .args(["build", "-q", "--force-rm", "-t", &img.0])
-            .arg(&*dir)
-            .env("DOCKER_BUILDKIT", "0"));
-        assert!(
-            o.status.success(),
-            "docker build {}: {}",
-            img.0,
-            text(&o.stderr)
-        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let docker = |args: &[&str]| {
+            let o = run(Command::new("docker").args(args));
+            assert!(o.status.success(), "docker {args:?}: {}", text(&o.stderr));
+        };
+        docker(&[
+            "create",
+            "--name",
+            &img.builder,
+            "--label",
+            "podspawn-test=1",
+            common::IMAGE,
+            "true",
+        ]);
+        docker(&[
+            "cp",
+            &wrapper.display().to_string(),
+            &format!("{}:/usr/bin/chown", img.builder),
+        ]);
+        docker(&["commit", &img.builder, &img.tag]);
+        docker(&["rm", "-f", &img.builder]);
         img
     }
 }
 
 impl Drop for SlowStartImage {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        for args in [["rm", "-f", &self.builder], ["rmi", "-f", &self.tag]] {
+            let _ = Command::new("docker")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -349,7 +359,7 @@ fn kill_9_of_the_broker_while_creating_a_container() {
     let users = env.root.join("users");
     std::fs::create_dir_all(&users).unwrap();
     let overrides = users.join(format!("{}.yaml", u.name));
-    std::fs::write(&overrides, format!("image: {}\n", img.0)).unwrap();
+    std::fs::write(&overrides, format!("image: {}\n", img.tag)).unwrap();
     let db = db_path(&env);
     let instance = instance_of(&db);
 
