@@ -571,7 +571,7 @@ fn a_stopped_broker_bounds_logins_and_recovers_after_sigcont() {
     for who in [&v, &u] {
         let (o, took) = output_bounded(
             ssh_bg(&env, who, "echo never"),
-            40,
+            60,
             "a login to a stopped broker",
         );
         let line = one_line(&o);
@@ -579,8 +579,10 @@ fn a_stopped_broker_bounds_logins_and_recovers_after_sigcont() {
             line.starts_with("podspawn: the podspawn service did not answer within 5s;"),
             "{line}"
         );
+        // Not before spawn's 5 s, and well before forever (the broker never wakes up by itself);
+        // the slack is for a loaded machine's ssh handshake.
         assert!(
-            took >= Duration::from_secs(5) && took < Duration::from_secs(20),
+            took >= Duration::from_secs(5) && took < Duration::from_secs(45),
             "took {took:?}"
         );
     }
@@ -641,11 +643,12 @@ fn the_engine_vanishes_under_a_running_broker() {
     for who in [&v, &u] {
         let (o, took) = output_bounded(
             ssh_bg(&env, who, "echo never"),
-            60,
+            100,
             "a login without engine",
         );
         assert_eq!(one_line(&o), want);
-        assert!(took < Duration::from_secs(30), "took {took:?}");
+        // Well before spawn's 120 s bounded wait: the broker answers, it does not hang.
+        assert!(took < Duration::from_secs(60), "took {took:?}");
     }
     // The live session runs on: its stream is the engine's upgraded connection, made before.
     live.echo("engine gone");
