@@ -688,21 +688,25 @@ fn the_engine_vanishes_under_a_running_broker() {
 /// The broker in a private mount namespace with a small tmpfs over the state directory.
 fn broker_on_small_state_dir(env: &Env, size: &str) -> Proc {
     let state = env.root.join("state");
-    let script = format!(
-        "mount -t tmpfs -o size={size},mode=0700 podspawn-test-state {st} && exec {bin} --config {cfg} serve --listen {sock}",
-        st = state.display(),
-        bin = env.bin.display(),
-        cfg = env.config.display(),
-        sock = env.socket.display(),
-    );
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(env.root.join("broker.log"))
         .unwrap();
     let p = Proc(Some(
+        // Slave propagation: the host's unmounts (Docker's container and network mounts)
+        // reach this namespace, so it never pins them; its own tmpfs stays private to it.
         Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .args(["--mount", "--propagation", "slave", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs -o size=\"$0\",mode=0700 podspawn-test-state \"$1\" && \
+                 exec \"$2\" --config \"$3\" serve --listen \"$4\"",
+            )
+            .arg(size)
+            .arg(&state)
+            .arg(&env.bin)
+            .arg(&env.config)
+            .arg(&env.socket)
             .env("PODSPAWN_LOG", "debug")
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
