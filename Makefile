@@ -44,4 +44,5 @@ clean-test:
 	-docker network ls --format '{{.Name}}' | grep '^podspawn-pst' | xargs -r docker network rm
 	-for u in $$(getent passwd | cut -d: -f1 | grep '^pst'); do userdel -r -f $$u; done
 	-docker ps -aq --filter label=podspawn-test=1 | xargs -r docker rm -f
+	-docker images --format '{{.Repository}}:{{.Tag}}' | grep '^podspawn-test-slowstart-' | xargs -r docker rmi -f
 	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-* /var/tmp/podspawn-try-pst* /usr/local/libexec/podspawn-try-pst*

@@ -59,8 +59,12 @@ pub fn run(cfg: Config, daemon: bool, interval: Duration) -> ExitCode {
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("podspawn cleanup: {e}");
+            // One line: on a terminal the log also goes to stderr, so it would say it twice.
+            if daemon {
+                tracing::error!("{e}");
+            } else {
+                eprintln!("podspawn cleanup: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -78,6 +78,11 @@ impl fmt::Display for Error {
                 write!(f, "cannot create {}: {source}", path.display())
             }
             Error::Open { path, source } => write!(f, "cannot open {}: {source}", path.display()),
+            Error::Sql(e) if is_disk_full(e) => write!(
+                f,
+                "the state database cannot be written: its file system is full ({e}); free \
+                 space there (state.db_path in the configuration, /var/lib/podspawn by default)"
+            ),
             Error::Sql(e) => write!(f, "state database: {e}"),
             Error::NewerSchema { found, known } => write!(
                 f,
@@ -87,6 +92,11 @@ impl fmt::Display for Error {
             Error::InstanceId(e) => write!(f, "cannot make an instance id: {e}"),
         }
     }
+}
+
+/// SQLITE_FULL: the file system holding state.db (or its -wal) has no space left.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 impl std::error::Error for Error {
@@ -344,6 +354,19 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_file_system_is_named_as_such() {
+        let full = Error::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        ));
+        let m = full.to_string();
+        assert!(m.contains("its file system is full"), "{m}");
+        assert!(m.contains("free space there"), "{m}");
+        let other = Error::Sql(rusqlite::Error::QueryReturnedNoRows);
+        assert!(other.to_string().starts_with("state database: "), "{other}");
+    }
 
     fn sample(user: &str, project: &str) -> SessionRow {
         SessionRow {

@@ -147,6 +147,19 @@ fn answer_deadline(timeout: Duration) -> std::sync::mpsc::Sender<()> {
     tx
 }
 
+/// What the user reads when the broker went away before answering (killed, crashed or restarted
+/// in the middle of a login).
+pub const SERVICE_GONE: &str = "the podspawn service stopped before your session was ready; try \
+     again in a moment, or ask the administrator to check podspawn.service (journalctl -u podspawn)";
+
+/// The line for a failure to read the broker's answer to Open.
+fn recv_failure(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => SERVICE_GONE.to_string(),
+        _ => format!("podspawn service: {e}"),
+    }
+}
+
 fn run_inner(
     user: Option<&str>,
     project: Option<String>,
@@ -211,7 +224,7 @@ fn run_inner(
     }
     let (resp, fd) = match broker.recv() {
         Ok(v) => v,
-        Err(e) => return fail(&format!("podspawn service: {e}")),
+        Err(e) => return fail(&recv_failure(&e)),
     };
     drop(deadline);
     let (exec_id, fd) = match (resp, fd) {
@@ -723,6 +736,17 @@ impl Pump {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_that_vanishes_mid_login_gets_a_clear_line() {
+        for kind in [io::ErrorKind::UnexpectedEof, io::ErrorKind::ConnectionReset] {
+            let line = recv_failure(&io::Error::new(kind, "broker closed the connection"));
+            assert_eq!(line, SERVICE_GONE);
+            assert!(!line.contains("broker"), "{line}");
+        }
+        let other = recv_failure(&io::Error::new(io::ErrorKind::InvalidData, "bad json"));
+        assert_eq!(other, "podspawn service: bad json");
+    }
 
     #[test]
     fn demux_splits_frames_across_reads() {
