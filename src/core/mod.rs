@@ -6,6 +6,7 @@ pub mod keys;
 pub mod metrics;
 pub mod names;
 pub mod podfile;
+pub mod projects;
 pub mod protocol;
 pub mod session;
 pub mod sshd_config;

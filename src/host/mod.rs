@@ -5,5 +5,6 @@ pub mod fs;
 pub mod fs_policy;
 pub mod logging;
 pub mod nixos;
+pub mod repo;
 pub mod sshd;
 pub mod systemd;
