@@ -47,7 +47,7 @@ pub fn is_unreachable(e: &bollard::errors::Error) -> bool {
 }
 
 /// The typed error for a bollard error while doing `what`.
-fn derr(what: &str, e: bollard::errors::Error) -> Error {
+pub(super) fn derr(what: &str, e: bollard::errors::Error) -> Error {
     if is_unreachable(&e) {
         tracing::warn!("docker: {what}: {e}");
         return Error::EngineDown {
@@ -99,7 +99,7 @@ fn derr(what: &str, e: bollard::errors::Error) -> Error {
     }
 }
 
-fn is_not_found(e: &bollard::errors::Error) -> bool {
+pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
@@ -139,7 +139,7 @@ impl Docker {
     }
 
     /// The connected client (connecting and agreeing on the API version first if need be).
-    async fn ready(&self) -> Result<bollard::Docker> {
+    pub(super) async fn ready(&self) -> Result<bollard::Docker> {
         match self.connected() {
             Some(c) => Ok(c),
             None => self.dial().await.map_err(|e| derr("connect", e)),
@@ -241,6 +241,21 @@ impl ContainerRuntime for Docker {
         }
     }
 
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        self.image_id_of(image).await
+    }
+
+    async fn exec_capture(
+        &self,
+        container: &str,
+        user: &str,
+        workdir: &str,
+        env: Vec<String>,
+        argv: Vec<String>,
+    ) -> Result<(Option<i64>, String)> {
+        Docker::exec_capture(self, container, user, workdir, env, argv).await
+    }
+
     /// Pulls the image if it is not present. Progress goes to the log, never to a session.
     async fn ensure_image(&self, image: &str) -> Result<()> {
         match self.ready().await?.inspect_image(image).await {
@@ -306,6 +321,7 @@ impl ContainerRuntime for Docker {
             entrypoint: Some(spec.cmd.clone()),
             cmd: Some(Vec::new()),
             user: spec.user.clone(),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
             open_stdin: Some(false),
             host_config: Some(host),
             ..Default::default()

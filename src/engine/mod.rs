@@ -13,9 +13,11 @@ mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod http;
+mod images;
 mod spec;
 
 pub use docker::*;
+pub use images::BuiltImage;
 pub use spec::*;
 
 /// Object labels.
@@ -142,6 +144,31 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         cols: u16,
     ) -> impl Future<Output = Result<()>> + Send;
     fn inspect_exec(&self, exec_id: &str) -> impl Future<Output = Result<ExecStatus>> + Send;
+    /// An image's ID (`sha256:…`), or None when the engine has no such image (project images
+    /// are built ahead by `update-project`; a login only checks for them). Engines without
+    /// project images report none.
+    fn image_id(&self, image: &str) -> impl Future<Output = Result<Option<String>>> + Send {
+        let _ = image;
+        async { Ok(None) }
+    }
+    /// Runs `argv` in a container as `user` (`uid:gid`) in `workdir` and returns its exit code
+    /// and output (project hooks). Engines without it report an I/O error.
+    fn exec_capture(
+        &self,
+        container: &str,
+        user: &str,
+        workdir: &str,
+        env: Vec<String>,
+        argv: Vec<String>,
+    ) -> impl Future<Output = Result<(Option<i64>, String)>> + Send {
+        let _ = (container, user, workdir, env, argv);
+        async {
+            Err(Error::Io {
+                what: "exec".into(),
+                message: "not supported by this engine".into(),
+            })
+        }
+    }
 }
 
 /// Removes the network `name` only if it belongs to `owner` (all owner labels equal); a missing

@@ -75,6 +75,9 @@ pub struct ContainerSpec {
     /// The start command and the user it runs as.
     pub cmd: Vec<String>,
     pub user: Option<String>,
+    /// The container's environment (`NAME=value`; a project's Podfile `env`), inherited by
+    /// every exec.
+    pub env: Vec<String>,
 }
 
 /// One bind mount of a host path into a container.
@@ -174,6 +177,7 @@ pub fn container_spec(
         network: None,
         cmd: vec!["sleep".into(), "infinity".into()],
         user: None,
+        env: Vec::new(),
     }
 }
 
