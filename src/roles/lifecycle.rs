@@ -52,6 +52,8 @@ pub enum Error {
     Lock { dir: PathBuf, message: String },
     /// A persistent home directory.
     Home { path: PathBuf, message: String },
+    /// A registered project cannot start a session (roles/project_session.rs).
+    Project(crate::roles::project_session::ProjectError),
     /// A new container's start command failed: names the image and how to check it.
     DidNotStart {
         user: String,
@@ -70,6 +72,7 @@ impl std::fmt::Display for Error {
             Error::Names(e) => e.fmt(f),
             Error::Lock { dir, message } => write!(f, "cannot lock {}: {message}", dir.display()),
             Error::Home { message, .. } => f.write_str(message),
+            Error::Project(e) => e.fmt(f),
             Error::DidNotStart { user, image, cause } => write!(
                 f,
                 "the container for {user} (image {image}) did not start: {cause}; check the image \
@@ -108,6 +111,12 @@ impl From<crate::core::config::ConfigError> for Error {
 impl From<crate::core::names::NamesTaken> for Error {
     fn from(e: crate::core::names::NamesTaken) -> Error {
         Error::Names(e)
+    }
+}
+
+impl From<crate::roles::project_session::ProjectError> for Error {
+    fn from(e: crate::roles::project_session::ProjectError) -> Error {
+        Error::Project(e)
     }
 }
 
@@ -289,6 +298,10 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let mode = ov.mode.unwrap_or(self.cfg.session.mode);
         let mut spec = engine::container_spec(&self.cfg, &ov, &self.instance, user, project);
         spec.name = name.to_string();
+        // A registered project: its image and environment (roles/project_session.rs).
+        if let Some(p) = self.project_session(project).await? {
+            p.apply(&mut spec, user);
+        }
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
             let dir = self.prepare_home(account)?;

@@ -5,4 +5,5 @@ pub mod broker;
 pub mod cleanup;
 pub mod lifecycle;
 pub mod metrics_http;
+pub mod project_session;
 pub mod spawn;

@@ -1,0 +1,356 @@
+//! Projects end to end: a project registered from a local git repository (file:// URL) with a
+//! Podfile that uses extends, packages and env, built on a local Debian image (debootstrap from
+//! the host's configured mirror); logins through a real sshd land in the project's image;
+//! update-project with and without changes; the "image not pre-built" line; `ssh-config` used by
+//! a real `ssh -F`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use common::{run, Env, User};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BASE: &str = "podspawn-test-debian:bookworm";
+
+fn base_image() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/build-debian-base.sh");
+    let out = run(Command::new("sh").arg(script).arg(BASE));
+    assert!(
+        out.status.success(),
+        "building {BASE}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = run(Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args));
+    assert!(out.status.success(), "git {args:?}: {}", text(&out));
+}
+
+/// A git repository at `dir` holding `files`, committed on branch main.
+fn make_repo(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = run(Command::new("git")
+        .args(["init", "-q", "-b", "main"])
+        .arg(dir));
+    assert!(out.status.success(), "{}", text(&out));
+    commit(dir, files, "initial");
+}
+
+fn commit(dir: &Path, files: &[(&str, &str)], msg: &str) {
+    for (p, c) in files {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, c).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", msg]);
+}
+
+/// Removes the images this test's projects built, even when it fails.
+struct Images(String);
+impl Drop for Images {
+    fn drop(&mut self) {
+        let out = run(Command::new("docker")
+            .args(["images", "-q", "--filter"])
+            .arg(format!("label=podspawn-project-image={}", self.0)));
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn ssh_project(env: &Env, user: &User, project: &str, cmd: &str) -> Output {
+    let mut c = env.ssh_cmd(user);
+    c.args(["-o", &format!("SetEnv=PODSPAWN_PROJECT={project}")])
+        .arg(format!("{}@127.0.0.1", user.name))
+        .arg(cmd)
+        .stdin(Stdio::null());
+    run(&mut c)
+}
+
+fn container_image(name: &str) -> String {
+    let out = run(Command::new("docker").args(["inspect", "-f", "{{.Config.Image}}", name]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn projects_json(env: &Env) -> serde_json::Value {
+    let out = env.podspawn(&["list-projects", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const BASE_PODFILE: &str =
+    "base: podspawn-test-debian:bookworm\npackages: [jq]\nenv:\n  GREETING: hello\n";
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing_behind() {
+    base_image();
+    let env = Env::start();
+    let repo = env.root.join("badrepo");
+    make_repo(
+        &repo,
+        &[
+            (
+                "podfile.yaml",
+                "extends: base.yaml\npackages: [jq]\nenv:\n  X: \"${NOPE}\"\n",
+            ),
+            ("base.yaml", BASE_PODFILE),
+        ],
+    );
+    let url = format!("file://{}", repo.display());
+    for (args, want) in [
+        (
+            vec!["add-project", "Bad!", "--repo", url.as_str()],
+            "invalid project name",
+        ),
+        (
+            vec!["add-project", "ok", "--repo", "ext::sh -c id"],
+            "invalid repository URL",
+        ),
+        (
+            vec!["add-project", "ok", "--repo", "/relative/or/local"],
+            "file:///absolute/path",
+        ),
+        (
+            vec![
+                "add-project",
+                "ok",
+                "--repo",
+                url.as_str(),
+                "--branch=--upload-pack=x",
+            ],
+            "invalid branch",
+        ),
+        (
+            vec![
+                "add-project",
+                "ok",
+                "--repo",
+                url.as_str(),
+                "--branch",
+                "nosuch",
+            ],
+            "git clone",
+        ),
+        (
+            vec!["update-project", "nosuch"],
+            "no project nosuch is registered",
+        ),
+    ] {
+        let out = env.podspawn(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // An invalid Podfile: the error names the file, the line and the key; nothing is left.
+    let out = env.podspawn(&["add-project", "broken", "--repo", &url]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("podfile.yaml: line 4: env.X"), "{err}");
+    assert_eq!(projects_json(&env), serde_json::json!([]));
+    let dir = env.root.join("state/projects");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        dir.display()
+    );
+}
+
+#[test]
+fn a_project_is_built_used_updated_and_routed() {
+    base_image();
+    let mut env = Env::start();
+    let project = format!("pj{}", env.id);
+    let _images = Images(project.clone());
+    let repo = env.root.join("repo");
+    make_repo(
+        &repo,
+        &[
+            (
+                ".podspawn/podfile.yaml",
+                "extends: base.yaml\nenv:\n  WHO: \"${PODSPAWN_USER}@${PODSPAWN_PROJECT}\"\n",
+            ),
+            (".podspawn/base.yaml", BASE_PODFILE),
+        ],
+    );
+    let url = format!("file://{}", repo.display());
+
+    // add-project: clone, build (plain step lines: stderr is not a terminal), register.
+    let out = env.podspawn(&["add-project", &project, "--repo", &url, "--branch", "main"]);
+    assert!(out.status.success(), "add-project: {}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("step 1/"), "plain progress lines: {err}");
+    assert!(!err.contains('\r'), "no progress bar off a terminal");
+    let list = projects_json(&env);
+    let image = list[0]["image"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["name"], project.as_str());
+    assert!(
+        image.starts_with(&format!("podspawn-project-{project}:")),
+        "{image}"
+    );
+    let labels =
+        run(Command::new("docker").args(["inspect", "-f", "{{json .Config.Labels}}", &image]));
+    let labels: serde_json::Value = serde_json::from_slice(&labels.stdout).unwrap();
+    assert_eq!(labels["managed-by"], "podspawn");
+    assert_eq!(labels["podspawn-project-image"], project.as_str());
+    assert!(labels["podspawn-instance"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+
+    // Nothing changed: update-project builds nothing and says so.
+    let out = env.podspawn(&["update-project", &project]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to build"),
+        "{}",
+        text(&out)
+    );
+
+    // A login with the project lands in the project's image with its env and packages.
+    let alice = env.add_user();
+    let out = ssh_project(
+        &env,
+        &alice,
+        &project,
+        "echo $GREETING $WHO; command -v jq; hostname",
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), env.broker_log());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        format!("hello {}@{project}\n/usr/bin/jq\n{project}\n", alice.name)
+    );
+    let cname = format!("podspawn-{}-{project}", alice.name);
+    assert_eq!(container_image(&cname), image);
+    let first_id = run(Command::new("docker").args(["inspect", "-f", "{{.Id}}", &cname]));
+
+    // A change: update-project builds a new image; the running session keeps its container.
+    commit(
+        &repo,
+        &[(
+            ".podspawn/base.yaml",
+            &format!("{BASE_PODFILE}  EXTRA: two\n"),
+        )],
+        "more env",
+    );
+    let out = env.podspawn(&["update-project", &project]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("built "),
+        "{}",
+        text(&out)
+    );
+    let image2 = projects_json(&env)[0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(image2, image);
+    let again = run(Command::new("docker").args(["inspect", "-f", "{{.Id}}", &cname]));
+    assert_eq!(
+        again.stdout, first_id.stdout,
+        "the session's container was left alone"
+    );
+    let out = env.podspawn(&["stop", &format!("{}@{project}", alice.name)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ssh_project(&env, &alice, &project, "echo $EXTRA");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "two\n",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(container_image(&cname), image2);
+
+    // ssh-config: one Host block per project, used by a real ssh -F.
+    let out = env.podspawn(&[
+        "ssh-config",
+        &alice.name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &env.port.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cfg_text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        cfg_text.contains(&format!("Host {project}.pod\n")),
+        "{cfg_text}"
+    );
+    assert!(
+        cfg_text.contains(&format!("SetEnv PODSPAWN_PROJECT={project}\n")),
+        "{cfg_text}"
+    );
+    assert!(!cfg_text.contains("StrictHostKeyChecking"), "{cfg_text}");
+    let cfg_file = env.root.join("ssh_config");
+    std::fs::write(&cfg_file, &cfg_text).unwrap();
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&cfg_file)
+        .args(common::SSH_OPTIONS)
+        .arg("-i")
+        .arg(&alice.key)
+        .arg(format!("{project}.pod"))
+        .arg("echo $PODSPAWN_PROJECT; hostname")
+        .stdin(Stdio::null());
+    let out = run(&mut c);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{project}\n{project}\n"),
+        "{}",
+        text(&out)
+    );
+
+    // The image is gone (docker rmi): a new session gets exactly one line.
+    let out = env.podspawn(&["stop", &format!("{}@{project}", alice.name)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(Command::new("docker").args(["rmi", &image2]));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ssh_project(&env, &alice, &project, "true");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("podspawn: image not pre-built, run: podspawn update-project {project}\n")
+    );
+    let out = env.podspawn(&["update-project", &project]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ssh_project(&env, &alice, &project, "echo $EXTRA");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "two\n",
+        "{}",
+        text(&out)
+    );
+
+    // remove-project --purge: registry row, checkout and (unused) images go.
+    let out = env.podspawn(&["stop", &format!("{}@{project}", alice.name)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.podspawn(&["remove-project", &project, "--purge"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(projects_json(&env), serde_json::json!([]));
+    assert!(!env.root.join("state/projects").join(&project).exists());
+    let left = run(Command::new("docker")
+        .args(["images", "-q", "--filter"])
+        .arg(format!("label=podspawn-project-image={project}")));
+    assert!(left.stdout.is_empty(), "images left: {}", text(&left));
+}
