@@ -354,3 +354,115 @@ fn a_project_is_built_used_updated_and_routed() {
         .arg(format!("label=podspawn-project-image={project}")));
     assert!(left.stdout.is_empty(), "images left: {}", text(&left));
 }
+
+/// A shell login (no command) with `input` on stdin, no tty.
+fn ssh_shell(env: &Env, user: &User, project: &str, input: &str) -> Output {
+    use std::io::Write;
+    let mut c = env.ssh_cmd(user);
+    c.args(["-T", "-o", &format!("SetEnv=PODSPAWN_PROJECT={project}")])
+        .arg(format!("{}@127.0.0.1", user.name))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn hooks_run_once_and_show_only_on_interactive_logins() {
+    base_image();
+    let mut env = Env::start();
+    let project = format!("hk{}", env.id);
+    let _images = Images(project.clone());
+    let repo = env.root.join("repo");
+    make_repo(
+        &repo,
+        &[(
+            "podfile.yaml",
+            "base: podspawn-test-debian:bookworm\n\
+             packages: [openssh-sftp-server]\n\
+             on_create: |\n  echo created-hook in $(pwd)\n  echo x >> $HOME/on_create.count\n\
+             on_start:\n  - echo started-hook\n  - echo x >> $HOME/on_start.count\n",
+        )],
+    );
+    let url = format!("file://{}", repo.display());
+    let out = env.podspawn(&["add-project", &project, "--repo", &url]);
+    assert!(out.status.success(), "add-project: {}", text(&out));
+    let alice = env.add_user();
+    let ws = format!("/workspace/{project}");
+
+    // The first login runs a command: on_create runs (once), silently; on_start does not.
+    let out = ssh_project(
+        &env,
+        &alice,
+        &project,
+        &format!("cat ~/on_create.count; test -e ~/on_start.count || echo no-start; stat -c %U {ws}/podfile.yaml"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("x\nno-start\n{}\n", alice.name),
+        "{}\n{}",
+        text(&out),
+        env.broker_log()
+    );
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+
+    // Interactive logins: on_start's output first, in the workspace; on_create not again.
+    for n in 1..=2 {
+        let out = ssh_shell(
+            &env,
+            &alice,
+            &project,
+            "pwd; wc -l < ~/on_start.count; wc -l < ~/on_create.count\n",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("started-hook\n{ws}\n{n}\n1\n"),
+            "{}",
+            text(&out)
+        );
+    }
+
+    // sftp and commands: no hook output, no on_start.
+    let batch = env.root.join("batch");
+    std::fs::write(&batch, "ls\n").unwrap();
+    let o = run(Command::new("sftp")
+        .args(env.ssh_opts(&alice))
+        .args(["-o", &format!("SetEnv=PODSPAWN_PROJECT={project}")])
+        .arg("-P")
+        .arg(env.port.to_string())
+        .arg("-b")
+        .arg(&batch)
+        .arg(format!("{}@127.0.0.1", alice.name)));
+    assert!(o.status.success(), "sftp: {}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("hook"),
+        "{}",
+        text(&o)
+    );
+    let out = ssh_project(
+        &env,
+        &alice,
+        &project,
+        "wc -l < ~/on_start.count; wc -l < ~/on_create.count",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2\n1\n",
+        "{}",
+        text(&out)
+    );
+    // Always logged.
+    let log = env.broker_log();
+    assert!(log.contains("created-hook"), "{log}");
+    let out = env.podspawn(&["stop", &format!("{}@{project}", alice.name)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.podspawn(&["remove-project", &project, "--purge"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

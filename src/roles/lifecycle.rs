@@ -298,10 +298,13 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let mode = ov.mode.unwrap_or(self.cfg.session.mode);
         let mut spec = engine::container_spec(&self.cfg, &ov, &self.instance, user, project);
         spec.name = name.to_string();
-        // A registered project: its image and environment (roles/project_session.rs).
-        if let Some(p) = self.project_session(project).await? {
-            p.apply(&mut spec, user);
+        // A registered project: its image, environment, resources, mode and shell
+        // (roles/project_session.rs).
+        let proj = self.project_session(project).await?;
+        if let Some(p) = &proj {
+            p.apply(&mut spec, user, &ov);
         }
+        let mode = proj.as_ref().and_then(|p| p.podfile.mode).unwrap_or(mode);
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
             let dir = self.prepare_home(account)?;
@@ -328,6 +331,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let shell = ov
             .shell
             .clone()
+            .or_else(|| proj.as_ref().and_then(|p| p.podfile.shell.clone()))
             .unwrap_or_else(|| self.cfg.defaults.shell.clone());
         spec.cmd = engine::init_argv(user, account.uid, account.gid, &home, &shell);
         spec.user = Some("0:0".into());
@@ -379,6 +383,10 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 image: spec.image.clone(),
                 cause: e,
             });
+        }
+        if let Some(p) = &proj {
+            self.prepare_workspace(&id, p, account.uid, account.gid)
+                .await;
         }
         let row = SessionRow {
             user: user.to_string(),

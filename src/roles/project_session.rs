@@ -78,10 +78,104 @@ pub async fn project_tag<R: ContainerRuntime>(
         .map(|base_id| pf.image_tag(project, &base_id)))
 }
 
+/// Where a project's checkout is mounted (read-only) in its containers; the user works on a
+/// copy in [`workspace`].
+pub const SOURCE_MOUNT: &str = "/var/lib/podspawn-project";
+
+/// The user's copy of the repository in the container.
+pub fn workspace(project: &str) -> String {
+    format!("/workspace/{project}")
+}
+
+/// Copies the mounted checkout to the workspace (as root, once per container) and gives it to
+/// the user. Arguments: workspace, `uid:gid`.
+const WORKSPACE_SCRIPT: &str = r#"set -e
+[ -e "$1" ] && exit 0
+mkdir -p "$1"
+cp -a /var/lib/podspawn-project/. "$1/"
+chown -R "$2" "$1""#;
+
+/// Runs a hook as the user: in the workspace (else the home directory); with a marker
+/// directory, only the first time (`mkdir` is atomic, so two logins cannot both run it).
+/// Arguments: workspace, script, marker ("" = every time).
+const HOOK_SCRIPT: &str = r#"cd "$1" 2>/dev/null || cd "$HOME" 2>/dev/null || cd /
+if [ -n "$3" ]; then mkdir "$3" 2>/dev/null || exit 0; fi
+exec /bin/sh -c "$2""#;
+
+/// Marker of a container whose on_create ran.
+const ON_CREATE_MARKER: &str = "/tmp/.podspawn-on_create-done";
+
+/// Prints the hooks' output, moves to the workspace if there is one, then runs the session.
+/// Arguments: text, workspace, the session's argv.
+const SHOW_SCRIPT: &str = r#"printf '%s' "$1"
+cd "$2" 2>/dev/null || true
+shift 2
+exec "$@""#;
+
+/// The exec argv of a hook: `commands` joined by newlines, run by [`HOOK_SCRIPT`].
+pub fn hook_argv(workspace: &str, commands: &[String], once: bool) -> Option<Vec<String>> {
+    if commands.is_empty() {
+        return None;
+    }
+    Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        HOOK_SCRIPT.into(),
+        "podspawn-hook".into(),
+        workspace.into(),
+        commands.join("\n"),
+        if once {
+            ON_CREATE_MARKER.into()
+        } else {
+            String::new()
+        },
+    ])
+}
+
+/// The argv of the workspace copy (run as root).
+pub fn workspace_argv(project: &str, uid: u32, gid: u32) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        WORKSPACE_SCRIPT.into(),
+        "podspawn-workspace".into(),
+        workspace(project),
+        format!("{uid}:{gid}"),
+    ]
+}
+
+/// An interactive session's argv: the hooks' output first, then the shell in the workspace.
+pub fn interactive_argv(shown: &str, workspace: &str, argv: Vec<String>) -> Vec<String> {
+    let mut v = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        SHOW_SCRIPT.to_string(),
+        "podspawn-show".to_string(),
+        shown.to_string(),
+        workspace.to_string(),
+    ];
+    v.extend(argv);
+    v
+}
+
 impl ProjectSession {
-    /// Puts the project's image and environment into a new container's spec.
-    pub fn apply(&self, spec: &mut engine::ContainerSpec, user: &str) {
+    /// Puts the project's image, environment, source mount and (unless the user's overrides
+    /// set them) resources into a new container's spec.
+    pub fn apply(
+        &self,
+        spec: &mut engine::ContainerSpec,
+        user: &str,
+        ov: &crate::core::config::UserOverrides,
+    ) {
         spec.image = self.image.clone();
+        if let (Some(c), None) = (self.podfile.resources.cpus, ov.cpus) {
+            spec.nano_cpus = (c * 1e9) as i64;
+        }
+        if let (Some(m), None) = (self.podfile.resources.memory, ov.memory) {
+            spec.memory = i64::try_from(m).unwrap_or(i64::MAX);
+        }
+        spec.binds
+            .push(engine::Bind::read_only(self.checkout.clone(), SOURCE_MOUNT));
         spec.env = self
             .podfile
             .env_for(user, &self.project)
@@ -134,6 +228,86 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             checkout: dir,
         }))
     }
+
+    /// After a project container started: the user's copy of the repository (a failure is
+    /// logged; the session goes on without it).
+    pub async fn prepare_workspace(&self, id: &str, p: &ProjectSession, uid: u32, gid: u32) {
+        let argv = workspace_argv(&p.project, uid, gid);
+        match self
+            .docker
+            .exec_capture(id, "0:0", "/", Vec::new(), argv)
+            .await
+        {
+            Ok((Some(0), _)) => {}
+            Ok((code, out)) => tracing::warn!(podspawn_project = %p.project, ?code,
+                "copying the repository to the workspace failed: {}", out.trim()),
+            Err(e) => tracing::warn!(podspawn_project = %p.project,
+                "copying the repository to the workspace failed: {e}"),
+        }
+    }
+
+    /// Runs the project's hooks for a login: on_create the first time in this container (any
+    /// kind of login), on_start for interactive logins only. Output is always logged and
+    /// returned (to be shown on interactive logins only). Failures are logged, not fatal.
+    pub async fn run_hooks(
+        &self,
+        account: &crate::host::accounts::Account,
+        project: &str,
+        container_id: &str,
+        interactive: bool,
+    ) -> String {
+        if project.is_empty() || !matches!(self.db().project(project), Ok(Some(_))) {
+            return String::new();
+        }
+        let dir = checkout_dir(&self.cfg.state.db_path, project);
+        let pf = match tokio::task::spawn_blocking(move || load_podfile(&dir)).await {
+            Ok(Ok(Some(pf))) => pf,
+            _ => return String::new(),
+        };
+        let ws = workspace(project);
+        let env = vec![
+            format!("HOME=/home/{}", account.name),
+            format!("USER={}", account.name),
+            format!("LOGNAME={}", account.name),
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ];
+        let mut shown = String::new();
+        let hooks = [
+            ("on_create", hook_argv(&ws, &pf.on_create, true)),
+            (
+                "on_start",
+                if interactive {
+                    hook_argv(&ws, &pf.on_start, false)
+                } else {
+                    None
+                },
+            ),
+        ];
+        for (name, argv) in hooks {
+            let Some(argv) = argv else { continue };
+            let user = format!("{}:{}", account.uid, account.gid);
+            match self
+                .docker
+                .exec_capture(container_id, &user, "/", env.clone(), argv)
+                .await
+            {
+                Ok((code, out)) => {
+                    tracing::info!(podspawn_user = %account.name, podspawn_project = project,
+                        hook = name, exit_code = ?code, output = %out, "project hook");
+                    shown.push_str(&out);
+                    if code != Some(0) {
+                        shown.push_str(&format!(
+                            "podspawn: the project's {name} hook failed (exit {})\n",
+                            code.map_or("?".to_string(), |c| c.to_string())
+                        ));
+                    }
+                }
+                Err(e) => tracing::warn!(podspawn_user = %account.name,
+                    podspawn_project = project, hook = name, "project hook: {e}"),
+            }
+        }
+        shown
+    }
 }
 
 #[cfg(test)]
@@ -177,11 +351,29 @@ mod tests {
             "alice",
             "backend",
         );
-        ps.apply(&mut spec, "alice");
+        ps.apply(&mut spec, "alice", &Default::default());
         assert_eq!(spec.image, "podspawn-project-backend:0123");
         assert_eq!(
             spec.env,
             vec!["A=b", "WHO=alice@backend", "PODSPAWN_PROJECT=backend"]
+        );
+        assert!(spec
+            .binds
+            .contains(&engine::Bind::read_only("/x".into(), SOURCE_MOUNT)));
+    }
+
+    #[test]
+    fn hooks_and_the_interactive_wrapper() {
+        assert_eq!(hook_argv("/workspace/p", &[], true), None);
+        let a = hook_argv("/workspace/p", &["echo a".into(), "echo b".into()], true).unwrap();
+        assert_eq!(a[4..], ["/workspace/p", "echo a\necho b", ON_CREATE_MARKER]);
+        let a = hook_argv("/workspace/p", &["x".into()], false).unwrap();
+        assert_eq!(a[6], "");
+        let w = interactive_argv("out\n", "/workspace/p", vec!["/bin/sh".into(), "-l".into()]);
+        assert_eq!(w[4..], ["out\n", "/workspace/p", "/bin/sh", "-l"]);
+        assert_eq!(
+            workspace_argv("p", 1000, 1001)[4..],
+            ["/workspace/p", "1000:1001"]
         );
     }
 }
