@@ -466,3 +466,192 @@ fn hooks_run_once_and_show_only_on_interactive_logins() {
     let out = env.podspawn(&["remove-project", &project, "--purge"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+const SVC_IMAGE: &str = "podspawn-test-svc:latest";
+
+/// A service image made locally: a perl TCP server on port 7000 that counts its starts in
+/// /data/starts and answers `pong <starts> $GREETING`.
+fn service_image() {
+    let out = run(Command::new("docker").args(["image", "inspect", SVC_IMAGE]));
+    if out.status.success() {
+        return;
+    }
+    let script = r#"open(my $h, ">>", "/data/starts") or die "$!"; print $h "x\n"; close $h;
+open($h, "<", "/data/starts"); my @l = <$h>; close $h; my $n = scalar @l;
+my $s = IO::Socket::INET->new(LocalPort => 7000, Listen => 5, ReuseAddr => 1) or die "listen: $!";
+while (my $c = $s->accept) { print $c "pong $n $ENV{GREETING}\n"; close $c }"#;
+    let cmd = serde_json::to_string(&["perl", "-MIO::Socket::INET", "-e", script]).unwrap();
+    let dockerfile = format!("FROM {BASE}\nLABEL podspawn-test=1\nCMD {cmd}\n");
+    let mut c = Command::new("docker");
+    c.args(["build", "-q", "-t", SVC_IMAGE, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "service image: {}", text(&out));
+}
+
+const ASK_DB: &str = "for i in $(seq 100); do bash -c 'exec 3<>/dev/tcp/db/7000 && cat <&3' 2>/dev/null && break; sleep 0.2; done";
+
+fn inspect(name: &str, format: &str) -> String {
+    let out = run(Command::new("docker").args(["inspect", "-f", format, name]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn companion_services_volumes_and_binds() {
+    base_image();
+    service_image();
+    let mut env = Env::start();
+    let project = format!("sv{}", env.id);
+    let _images = Images(project.clone());
+    let repo = env.root.join("repo");
+    make_repo(
+        &repo,
+        &[(
+            "podfile.yaml",
+            &format!(
+                "base: {BASE}\nservices:\n  - name: db\n    image: {SVC_IMAGE}\n    env:\n      \
+                 GREETING: \"hi-${{PODSPAWN_USER}}\"\n    volumes: [\"data:/data\"]\n"
+            ),
+        )],
+    );
+    let url = format!("file://{}", repo.display());
+    let out = env.podspawn(&["add-project", &project, "--repo", &url]);
+    assert!(out.status.success(), "add-project: {}", text(&out));
+    let alice = env.add_user();
+    let target = format!("{}@{project}", alice.name);
+    let volume = format!("podspawn-{}-{project}-data", alice.name);
+    let svc = format!("podspawn-{}-{project}-db", alice.name);
+
+    // The session reaches the service by its name.
+    let out = ssh_project(&env, &alice, &project, ASK_DB);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("pong 1 hi-{}\n", alice.name),
+        "{}\n{}",
+        text(&out),
+        env.broker_log()
+    );
+    // Labelled, hardened and limited like the session container.
+    let labels: serde_json::Value =
+        serde_json::from_str(&inspect(&svc, "{{json .Config.Labels}}")).unwrap();
+    assert_eq!(labels["podspawn-user"], alice.name.as_str());
+    assert_eq!(labels["podspawn-project"], project.as_str());
+    assert_eq!(labels["podspawn-service"], "db");
+    assert_eq!(
+        labels["podspawn-session"],
+        format!("podspawn-{}-{project}", alice.name)
+    );
+    let session = format!("podspawn-{}-{project}", alice.name);
+    for f in [
+        "{{json .HostConfig.CapDrop}}",
+        "{{json .HostConfig.CapAdd}}",
+        "{{json .HostConfig.SecurityOpt}}",
+        "{{.HostConfig.PidsLimit}}",
+        "{{.HostConfig.Memory}}",
+        "{{.HostConfig.NanoCpus}}",
+    ] {
+        assert_eq!(inspect(&svc, f), inspect(&session, f), "{f}");
+    }
+    assert_eq!(
+        inspect(&volume, "{{index .Labels \"podspawn-volume\"}}"),
+        "data"
+    );
+
+    // A cleanup pass keeps a live session's service.
+    let out = env.podspawn(&["cleanup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !inspect(&svc, "{{.Id}}").is_empty(),
+        "cleanup removed a live service"
+    );
+
+    // Removed with the session; the named volume stays and serves the next session.
+    let out = env.podspawn(&["stop", &target]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        inspect(&svc, "{{.Id}}").is_empty(),
+        "the service outlived its session"
+    );
+    let out = ssh_project(&env, &alice, &project, ASK_DB);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("pong 2 hi-{}\n", alice.name),
+        "{}",
+        text(&out)
+    );
+    // stop --purge removes the volume too.
+    let out = env.podspawn(&["stop", &target, "--purge"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("removed volume {volume}")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        inspect(&volume, "{{.Name}}").is_empty(),
+        "volume kept after --purge"
+    );
+
+    // A partial start removes what it started: the second service's image does not exist.
+    commit(
+        &repo,
+        &[(
+            "podfile.yaml",
+            &format!(
+                "base: {BASE}\nservices:\n  - name: db\n    image: {SVC_IMAGE}\n  - name: \
+                 broken\n    image: podspawn-test-missing:none\n"
+            ),
+        )],
+        "a broken service",
+    );
+    let out = env.podspawn(&["update-project", &project]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ssh_project(&env, &alice, &project, "true");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("podspawn-test-missing:none"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        env.containers_of(&alice.name).is_empty(),
+        "left behind: {:?}",
+        env.containers_of(&alice.name)
+    );
+
+    // A host bind mount is refused by default, with the fix named; nothing is registered.
+    let bad = env.root.join("bindrepo");
+    make_repo(
+        &bad,
+        &[(
+            "podfile.yaml",
+            &format!("base: {BASE}\nservices:\n  - name: db\n    image: {SVC_IMAGE}\n    volumes: [\"/etc:/x\"]\n"),
+        )],
+    );
+    let out = env.podspawn(&[
+        "add-project",
+        "binds",
+        "--repo",
+        &format!("file://{}", bad.display()),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("host bind mount /etc is refused"), "{err}");
+    assert!(err.contains("allow_service_binds"), "{err}");
+    assert!(!env.root.join("state/projects/binds").exists());
+
+    let out = env.podspawn(&["remove-project", &project, "--purge"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

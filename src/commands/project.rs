@@ -126,7 +126,7 @@ async fn build(
         if let Some((svc, path)) = pf.host_binds().first() {
             return Err(format!(
                 "service {svc}: the host bind mount {path} is refused; use a named volume \
-                 (name:/path) or have the administrator allow host binds"
+                 (name:/path), or set security.allow_service_binds: true in the config"
             ));
         }
     }

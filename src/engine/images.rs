@@ -186,3 +186,74 @@ impl Docker {
         Ok((code, String::from_utf8_lossy(&out).into_owned()))
     }
 }
+
+impl Docker {
+    /// Creates the volume `name` with `labels` unless it exists; one of another owner (labels
+    /// differ) is a Conflict.
+    pub async fn ensure_volume_of(&self, name: &str, labels: &Labels) -> Result<()> {
+        let c = self.ready().await?;
+        match c.inspect_volume(name).await {
+            Ok(v) => {
+                if super::same_owner(&v.labels, labels) {
+                    Ok(())
+                } else {
+                    Err(Error::Conflict {
+                        what: format!("volume {name}"),
+                        message: format!(
+                            "docker: the volume {name} exists and belongs to someone else"
+                        ),
+                    })
+                }
+            }
+            Err(e) if is_not_found(&e) => {
+                let req = bollard::models::VolumeCreateRequest {
+                    name: Some(name.to_string()),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                };
+                c.create_volume(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| derr("create volume", e))
+            }
+            Err(e) => Err(derr("inspect volume", e)),
+        }
+    }
+
+    /// The volumes of installation `instance`: (name, labels).
+    pub async fn list_volumes_of(&self, instance: &str) -> Result<Vec<(String, Labels)>> {
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([(
+            "label",
+            vec![format!("{}={instance}", super::LABEL_INSTANCE)],
+        )]);
+        let opts = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let list = self
+            .ready()
+            .await?
+            .list_volumes(Some(opts))
+            .await
+            .map_err(|e| derr("list volumes", e))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.labels))
+            .collect())
+    }
+
+    /// Removes a volume; a missing one is not an error.
+    pub async fn remove_volume_named(&self, name: &str) -> Result<()> {
+        match self
+            .ready()
+            .await?
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(derr("remove volume", e)),
+        }
+    }
+}

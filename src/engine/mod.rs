@@ -162,12 +162,38 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         argv: Vec<String>,
     ) -> impl Future<Output = Result<(Option<i64>, String)>> + Send {
         let _ = (container, user, workdir, env, argv);
-        async {
-            Err(Error::Io {
-                what: "exec".into(),
-                message: "not supported by this engine".into(),
-            })
-        }
+        async { Err(unsupported("exec")) }
+    }
+    /// Creates an engine volume with `labels` unless one of the same owner exists (a project's
+    /// companion service's named volume).
+    fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &Labels,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (name, labels);
+        async { Err(unsupported("volume")) }
+    }
+    /// The installation's volumes: (name, labels).
+    fn list_volumes(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Labels)>>> + Send {
+        let _ = instance;
+        async { Ok(Vec::new()) }
+    }
+    /// Removes a volume; a missing one is not an error.
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<()>> + Send {
+        let _ = name;
+        async { Ok(()) }
+    }
+}
+
+/// What the trait's default methods answer on engines without the feature.
+fn unsupported(what: &str) -> Error {
+    Error::Io {
+        what: what.into(),
+        message: "not supported by this engine".into(),
     }
 }
 

@@ -387,6 +387,18 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         if let Some(p) = &proj {
             self.prepare_workspace(&id, p, account.uid, account.gid)
                 .await;
+            // Companion services (roles/project_services.rs); a failure ends the session.
+            let net = spec.network.as_deref();
+            if let Err(e) = self
+                .start_services(user, project, &spec.name, net, &p.podfile)
+                .await
+            {
+                let _ = self.docker.remove(&id).await;
+                if let Some(n) = &spec.network {
+                    let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
+                }
+                return Err(e);
+            }
         }
         let row = SessionRow {
             user: user.to_string(),
@@ -459,6 +471,9 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     /// The caller holds the user's lock.
     pub async fn destroy(&self, row: &SessionRow, reason: EndReason) -> Result<(), Error> {
         self.docker.remove(&row.container_id).await?;
+        // A project's companion services (roles/project_services.rs), before their network.
+        self.remove_services(&row.user, &row.project, &row.container_name, reason)
+            .await;
         engine::remove_owned_network(
             &self.docker,
             &engine::network_name(&row.container_name),
@@ -611,7 +626,15 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 }
             };
             let tracked = match self.db().list(Some(user)) {
-                Ok(rows) => rows.iter().any(|r| r.container_id == c.id),
+                Ok(rows) => {
+                    rows.iter().any(|r| r.container_id == c.id)
+                        // A project's companion service of a live session.
+                        || crate::roles::project_services::belongs_to_session(
+                            &c.labels,
+                            &rows,
+                            &self.instance,
+                        )
+                }
                 Err(e) => {
                     report.errors.push(e.to_string());
                     continue;

@@ -5,5 +5,6 @@ pub mod broker;
 pub mod cleanup;
 pub mod lifecycle;
 pub mod metrics_http;
+pub mod project_services;
 pub mod project_session;
 pub mod spawn;
