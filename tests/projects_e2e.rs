@@ -282,6 +282,19 @@ fn a_project_is_built_used_updated_and_routed() {
     );
     assert_eq!(container_image(&cname), image2);
 
+    // Cleanup removes the image no project or session uses any more, and keeps the current one.
+    let out = env.podspawn(&["cleanup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("removed image {image}")),
+        "{}",
+        text(&out)
+    );
+    let gone = run(Command::new("docker").args(["image", "inspect", &image]));
+    assert!(!gone.status.success(), "{image} is still there");
+    let kept = run(Command::new("docker").args(["image", "inspect", &image2]));
+    assert!(kept.status.success(), "{image2} was removed");
+
     // ssh-config: one Host block per project, used by a real ssh -F.
     let out = env.podspawn(&[
         "ssh-config",

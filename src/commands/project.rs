@@ -172,6 +172,7 @@ pub fn add(cfg: &Config, name: &str, url: &str, branch: Option<&str>) -> Result<
     if !branch.is_empty() {
         pure::validate_branch(branch).map_err(|e| e.to_string())?;
     }
+    let _lock = crate::roles::project_images::lock_projects(&cfg.state.lock_dir)?;
     let db = Db::open(&cfg.state.db_path)?;
     if db.project(name)?.is_some() {
         return Err(format!(
@@ -270,6 +271,7 @@ fn short(commit: &str) -> &str {
 
 pub fn update(cfg: &Config, name: &str) -> Result<(), String> {
     validate_name(name)?;
+    let _lock = crate::roles::project_images::lock_projects(&cfg.state.lock_dir)?;
     let db = Db::open(&cfg.state.db_path)?;
     let row = db.project(name)?.ok_or_else(|| unknown(name))?;
     let dir = checkout_dir(&cfg.state.db_path, name);
@@ -330,6 +332,7 @@ pub fn update(cfg: &Config, name: &str) -> Result<(), String> {
 
 pub fn remove(cfg: &Config, name: &str, purge: bool) -> Result<(), String> {
     validate_name(name)?;
+    let _lock = crate::roles::project_images::lock_projects(&cfg.state.lock_dir)?;
     let db = Db::open(&cfg.state.db_path)?;
     db.project(name)?.ok_or_else(|| unknown(name))?;
     let instance = db.instance()?;
