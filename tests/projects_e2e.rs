@@ -175,6 +175,61 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
         "left behind in {}: {left:?}",
         dir.display()
     );
+
+    // A build that fails: the builder's error and output are named; nothing is left.
+    let failing = env.root.join("failrepo");
+    make_repo(
+        &failing,
+        &[(
+            "podfile.yaml",
+            "base: podspawn-test-debian:bookworm\nextra_commands: [\"echo boom-output; exit 3\"]\n",
+        )],
+    );
+    let furl = format!("file://{}", failing.display());
+    let fname = format!("fail{}", env.id);
+    let _images = Images(fname.clone());
+    let out = env.podspawn(&["add-project", &fname, "--repo", &furl]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("building the image") && err.contains("boom-output"),
+        "{err}"
+    );
+    assert_eq!(projects_json(&env), serde_json::json!([]));
+    assert!(!dir.join(&fname).exists());
+    let imgs = run(Command::new("docker")
+        .args(["images", "-q", "--filter"])
+        .arg(format!("label=podspawn-project-image={fname}")));
+    assert!(imgs.stdout.is_empty(), "{}", text(&imgs));
+
+    // A failed update-project keeps the registered commit and the checkout as they were.
+    commit(
+        &failing,
+        &[("podfile.yaml", "base: podspawn-test-debian:bookworm\n")],
+        "fixed",
+    );
+    let out = env.podspawn(&["add-project", &fname, "--repo", &furl]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = projects_json(&env)[0].clone();
+    commit(
+        &failing,
+        &[(
+            "podfile.yaml",
+            "base: podspawn-test-debian:bookworm\nshell: bash\n",
+        )],
+        "broken again",
+    );
+    let out = env.podspawn(&["update-project", &fname]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("podfile.yaml: line 2: shell"), "{err}");
+    assert_eq!(projects_json(&env)[0], before);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(&fname).join("podfile.yaml")).unwrap(),
+        "base: podspawn-test-debian:bookworm\n"
+    );
+    let out = env.podspawn(&["remove-project", &fname, "--purge"]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
