@@ -208,8 +208,19 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
         &[("podfile.yaml", "base: podspawn-test-debian:bookworm\n")],
         "fixed",
     );
-    let out = env.podspawn(&["add-project", &fname, "--repo", &furl]);
+    // On a terminal (script(1) gives it one) the build shows a progress bar.
+    let out = run(Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} --config {} add-project {fname} --repo {furl}",
+            env.bin.display(),
+            env.config.display()
+        ))
+        .arg("/dev/null"));
     assert!(out.status.success(), "{}", text(&out));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("\r\x1b[K[") && tty.contains("] 1/"), "{tty:?}");
+    assert!(!tty.contains("step 1/"), "{tty:?}");
     let before = projects_json(&env)[0].clone();
     commit(
         &failing,
