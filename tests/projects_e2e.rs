@@ -467,7 +467,7 @@ fn hooks_run_once_and_show_only_on_interactive_logins() {
             "base: podspawn-test-debian:bookworm\n\
              packages: [openssh-sftp-server]\n\
              on_create: |\n  echo created-hook in $(pwd)\n  echo x >> $HOME/on_create.count\n\
-             on_start:\n  - echo started-hook\n  - echo x >> $HOME/on_start.count\n",
+             on_start:\n  - echo started-hook\n  - echo x >> $HOME/on_start.count\n  - sleep 600 &\n",
         )],
     );
     let url = format!("file://{}", repo.display());

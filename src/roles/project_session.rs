@@ -97,10 +97,20 @@ chown -R "$2" "$1""#;
 
 /// Runs a hook as the user: in the workspace (else the home directory); with a marker
 /// directory, only the first time (`mkdir` is atomic, so two logins cannot both run it).
-/// Arguments: workspace, script, marker ("" = every time).
+/// The output goes through a file, so a process the hook leaves running in the background
+/// (a dev server, say) does not hold the login up. Arguments: workspace, script, marker
+/// ("" = every time).
 const HOOK_SCRIPT: &str = r#"cd "$1" 2>/dev/null || cd "$HOME" 2>/dev/null || cd /
 if [ -n "$3" ]; then mkdir "$3" 2>/dev/null || exit 0; fi
-exec /bin/sh -c "$2""#;
+out=/tmp/.podspawn-hook-$$
+/bin/sh -c "$2" >"$out" 2>&1 </dev/null
+rc=$?
+cat "$out"
+rm -f "$out"
+exit $rc"#;
+
+/// How long a login waits for a hook (it goes on running in the container after that).
+const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Marker of a container whose on_create ran.
 const ON_CREATE_MARKER: &str = "/tmp/.podspawn-on_create-done";
@@ -286,11 +296,18 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         for (name, argv) in hooks {
             let Some(argv) = argv else { continue };
             let user = format!("{}:{}", account.uid, account.gid);
-            match self
+            let run = self
                 .docker
-                .exec_capture(container_id, &user, "/", env.clone(), argv)
-                .await
-            {
+                .exec_capture(container_id, &user, "/", env.clone(), argv);
+            let Ok(result) = tokio::time::timeout(HOOK_TIMEOUT, run).await else {
+                tracing::warn!(podspawn_user = %account.name, podspawn_project = project,
+                    hook = name, "project hook still running after 60 s; not waiting for it");
+                shown.push_str(&format!(
+                    "podspawn: the project's {name} hook is still running after 60 s\n"
+                ));
+                continue;
+            };
+            match result {
                 Ok((code, out)) => {
                     tracing::info!(podspawn_user = %account.name, podspawn_project = project,
                         hook = name, exit_code = ?code, output = %out, "project hook");
