@@ -64,12 +64,34 @@ fn commit(dir: &Path, files: &[(&str, &str)], msg: &str) {
 struct Images(String);
 impl Drop for Images {
     fn drop(&mut self) {
+        // Dropped before the Env: first the project's containers, which hold the images and
+        // volumes.
+        let out = run(Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=podspawn-project={}", self.0)));
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let out = run(Command::new("docker")
             .args(["images", "-q", "--filter"])
             .arg(format!("label=podspawn-project-image={}", self.0)));
         for id in String::from_utf8_lossy(&out.stdout).lines() {
             let _ = Command::new("docker")
                 .args(["rmi", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let out = run(Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter"])
+            .arg(format!("label=podspawn-project={}", self.0)));
+        for v in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", v])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
