@@ -484,7 +484,8 @@ resources:
   # Containers one user may have at the same time (0 = unlimited).
   max_per_user: 3
 
-# Project definitions (name -> repository, image, ...).
+# Not read: projects are registered with podspawn add-project and kept in state.db (root
+# only), their checkouts in projects/ next to it. Accepted so older configs still load.
 projects_file: /etc/podspawn/projects.yaml
 
 # Per-user overrides, one <user>.yaml per user (image, cpus, memory, shell, mode, env).
