@@ -379,6 +379,77 @@ mod tests {
             .contains(&engine::Bind::read_only("/x".into(), SOURCE_MOUNT)));
     }
 
+    /// The login path against the fake engine: an unregistered project keeps the default image;
+    /// a registered one uses its image when built (same tag as update-project computes), and
+    /// otherwise refuses with the one line; the Podfile's mode applies.
+    #[test]
+    fn a_login_uses_the_projects_image_or_says_it_is_not_built() {
+        use crate::roles::lifecycle::tests::{account, lifecycle, rt};
+        let dir = crate::test_support::TempDir::new("lc-project");
+        let lc = lifecycle(&dir, crate::core::config::SessionMode::GracePeriod);
+        let rt = rt();
+        let checkout = checkout_dir(&lc.cfg.state.db_path, "backend");
+        std::fs::create_dir_all(&checkout).unwrap();
+        std::fs::write(
+            checkout.join("podfile.yaml"),
+            "base: debian:12\nmode: destroy-on-disconnect\nenv:\n  WHO: \"${PODSPAWN_USER}\"\n",
+        )
+        .unwrap();
+        let alice = account("alice", 2001);
+
+        // Not registered: the default image, as before projects existed.
+        let row = rt
+            .block_on(lc.create(&alice, "other", "podspawn-alice-other", 1))
+            .unwrap();
+        assert_eq!(row.image, lc.cfg.defaults.image);
+
+        lc.db()
+            .insert_project(&crate::store::projects::ProjectRow {
+                name: "backend".into(),
+                repo: "file:///srv/backend".into(),
+                branch: String::new(),
+                commit_id: "c".into(),
+                image: String::new(),
+                created_at: 1,
+                updated_at: 1,
+            })
+            .unwrap();
+        let err = rt
+            .block_on(lc.create(&alice, "backend", "podspawn-alice-backend", 1))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image not pre-built, run: podspawn update-project backend"
+        );
+        // The base image exists but the project's does not: the same line.
+        lc.docker.add_image("debian:12");
+        let err = rt
+            .block_on(lc.create(&alice, "backend", "podspawn-alice-backend", 1))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            crate::roles::lifecycle::Error::Project(ProjectError::NotPreBuilt { .. })
+        ));
+        assert!(lc.docker.container("podspawn-alice-backend").is_none());
+
+        let pf = load_podfile(&checkout).unwrap().unwrap();
+        let tag = pf.image_tag("backend", "sha256:fake-debian:12");
+        lc.docker.add_image(&tag);
+        let row = rt
+            .block_on(lc.create(&alice, "backend", "podspawn-alice-backend", 1))
+            .unwrap();
+        assert_eq!(row.image, tag);
+        assert_eq!(
+            row.mode,
+            crate::core::config::SessionMode::DestroyOnDisconnect
+        );
+        let c = lc.docker.container("podspawn-alice-backend").unwrap();
+        assert_eq!(c.image, tag);
+        assert!(c
+            .binds
+            .contains(&engine::Bind::read_only(checkout.clone(), SOURCE_MOUNT)));
+    }
+
     #[test]
     fn hooks_and_the_interactive_wrapper() {
         assert_eq!(hook_argv("/workspace/p", &[], true), None);
