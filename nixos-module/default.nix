@@ -25,7 +25,7 @@ let
         AuthorizedKeysCommand ${wrapper} auth-keys %u %t %k
         AuthorizedKeysCommandUser podspawn
         AuthorizedKeysFile none
-        ForceCommand ${wrapper} spawn
+        ForceCommand exec ${wrapper} spawn
         AuthenticationMethods publickey
         PubkeyAuthentication yes
         PasswordAuthentication no
@@ -37,7 +37,7 @@ let
         AllowTcpForwarding no
         X11Forwarding no
         PermitTunnel no
-        AcceptEnv PODSPAWN_PROJECT LANG LC_*
+        AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*
   '';
 
   # --- systemd/ files -> NixOS options -------------------------------------------------------

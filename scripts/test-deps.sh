@@ -44,6 +44,7 @@ make|make|make test
 nix-instantiate|nix-bin|the NixOS module tests
 python3|python3|a hostile broker client and the make-try pty test
 file|file|checking that the in-container helper is statically linked
+busybox|busybox-static|the libc-free (Alpine-like) image of the SFTP tests
 '
 
 have() {

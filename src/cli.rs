@@ -346,7 +346,10 @@ fn sshd_block(config: &Path, cfg: &Config, binary: &Path) -> Result<String, Stri
         b = format!("{b} --config {c}");
     }
     let socket = crate::core::sshd_config::socket_arg(cfg)?;
-    let dropin = crate::core::sshd_config::render_dropin_with(&b, socket.as_deref());
+    let dropin = crate::core::sshd_config::with_accept_env(
+        &crate::core::sshd_config::render_dropin_with(&b, socket.as_deref()),
+        &cfg.session.accept_env,
+    );
     Ok(dropin
         .lines()
         .skip_while(|l| !l.starts_with("Match "))

@@ -173,7 +173,7 @@ fn effective_sshd_settings_confine_members() {
     assert!(o.status.success(), "sshd -T: {}", text_of(&o));
     let t = podspawn::core::sshd_config::parse_sshd_t(&String::from_utf8_lossy(&o.stdout));
     let spawn = format!(
-        "{} --config {} spawn --socket {}",
+        "exec {} --config {} spawn --socket {}",
         env.bin.display(),
         env.config.display(),
         env.socket.display()

@@ -37,7 +37,7 @@ const LOGS: &str =
 /// podspawn-users: every way in is confined to the container (ForceCommand, public keys only,
 /// keys only from podspawn), and nothing is forwarded to the host.
 const MEMBER_SETTINGS: &[&str] = &[
-    "forcecommand /usr/bin/podspawn spawn",
+    "forcecommand exec /usr/bin/podspawn spawn",
     "authenticationmethods publickey",
     "passwordauthentication no",
     "kbdinteractiveauthentication no",

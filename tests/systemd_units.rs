@@ -540,7 +540,7 @@ fn sshd_dropin() {
             "AuthorizedKeysCommand /usr/bin/podspawn auth-keys %u %t %k",
             "AuthorizedKeysCommandUser podspawn",
             "AuthorizedKeysFile none",
-            "ForceCommand /usr/bin/podspawn spawn",
+            "ForceCommand exec /usr/bin/podspawn spawn",
             "AuthenticationMethods publickey",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
@@ -552,7 +552,7 @@ fn sshd_dropin() {
             "AllowTcpForwarding no",
             "X11Forwarding no",
             "PermitTunnel no",
-            "AcceptEnv PODSPAWN_PROJECT LANG LC_*",
+            "AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*",
         ]
     );
     // The header explains the prefix.

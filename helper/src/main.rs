@@ -1,7 +1,7 @@
 //! `podspawn-helper SUBCOMMAND`: a small dispatcher. Subcommands:
 //!   sftp-server   SFTP v3 on stdin/stdout (OpenSSH extensions included), for images without one
-//! Planned: the agent relay endpoint, the per-user network holder.
-#![forbid(unsafe_code)]
+//!   run           runs a session's command and records the signal that killed it (see run.rs)
+#![deny(unsafe_code)]
 
 use podspawn_helper::names::Names;
 use podspawn_helper::sftp::{self, Server};
@@ -10,12 +10,14 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: podspawn-helper sftp-server | --version | --help";
+const USAGE: &str =
+    "usage: podspawn-helper sftp-server | run STATUS_FILE -- PROGRAM [ARGS...] | --version | --help";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("sftp-server") => sftp_server(&args[1..]),
+        Some("run") => podspawn_helper::run::run(&args[1..]),
         Some("--version" | "-V") => {
             println!("podspawn-helper {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -106,7 +106,7 @@ Match Group podspawn-users
     AuthorizedKeysCommand $wrapper auth-keys %u %t %k
     AuthorizedKeysCommandUser podspawn
     AuthorizedKeysFile none
-    ForceCommand $wrapper spawn
+    ForceCommand exec $wrapper spawn
     AuthenticationMethods publickey
     PubkeyAuthentication yes
     PasswordAuthentication no
@@ -118,7 +118,7 @@ Match Group podspawn-users
     AllowTcpForwarding no
     X11Forwarding no
     PermitTunnel no
-    AcceptEnv PODSPAWN_PROJECT LANG LC_*
+    AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*
 EOF
 j .sshd >"$tmp/sshd_config"
 sed -e '/^[[:space:]]*$/d' "$tmp/sshd_config" | tail -n "$(wc -l <"$tmp/expected-block")" >"$tmp/tail"

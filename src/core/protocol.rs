@@ -37,6 +37,9 @@ pub enum Request {
     },
     /// Aggregate numbers for `podspawn status` and the metrics endpoint (no names).
     Status {},
+    /// The caller's session directory (created if needed), where spawn puts the socket that
+    /// relays a forwarded agent (`ssh -A`) before it sends `Open` with that socket's name.
+    SessionDir {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,8 +54,13 @@ pub struct OpenRequest {
     pub term: Option<String>,
     pub rows: u16,
     pub cols: u16,
-    /// LANG and LC_* passed through sshd's AcceptEnv.
+    /// Variables the client passed (SendEnv/SetEnv, through sshd's AcceptEnv) and the connection
+    /// facts (SSH_CONNECTION, SSH_CLIENT). The broker keeps those `session.accept_env` allows.
     pub env: Vec<(String, String)>,
+    /// The forwarded agent's relay socket in the caller's agent directory (from `SessionDir`), when
+    /// the client forwarded its agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +75,10 @@ pub enum Response {
     Ok,
     Exited {
         code: i32,
+        /// The signal that killed the command, when the container could tell (see
+        /// `podspawn-helper run`); `code` is then 128 + signal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
     },
     Sessions {
         sessions: Vec<SessionInfo>,
@@ -79,6 +91,10 @@ pub enum Response {
     },
     Status {
         snapshot: crate::core::metrics::Snapshot,
+    },
+    /// The caller's agent directory on the host (answer to `SessionDir`).
+    SessionDir {
+        path: String,
     },
     /// Unprompted, on a session connection: one line for the user (e.g. an upcoming removal).
     Notice {
@@ -138,15 +154,47 @@ fn valid_connection_value(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b' ' | b'%'))
 }
 
-fn valid_env_name(n: &str) -> bool {
-    CONNECTION_VARS.contains(&n)
-        || n == "LANG"
-        || n == "LANGUAGE"
-        || (n.starts_with("LC_")
-            && n.len() > 3
-            && n.len() <= 32
-            && n[3..].bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+/// Variables podspawn sets itself, which no client value may replace.
+pub const RESERVED_ENV: [&str; 7] = ["HOME", "USER", "LOGNAME", "SHELL", "PATH", "TERM", "MAIL"];
+
+/// A variable a client may pass at all: a plain name (letters, digits, `_`, not first a digit, at
+/// most 64 bytes) that is not one podspawn sets itself (see [`RESERVED_ENV`], `SSH_*` other than
+/// [`CONNECTION_VARS`], `PODSPAWN_*`). Which ones reach the container is the admin's
+/// `session.accept_env`.
+pub fn valid_env_name(n: &str) -> bool {
+    if CONNECTION_VARS.contains(&n) {
+        return true;
+    }
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !n.as_bytes()[0].is_ascii_digit()
+        && !RESERVED_ENV.contains(&n)
+        && !n.starts_with("SSH_")
+        && !n.starts_with("PODSPAWN_")
 }
+
+/// Whether `name` matches one of the `session.accept_env` entries (names, or prefixes ending in `*`).
+pub fn env_allowed(name: &str, accept: &[String]) -> bool {
+    accept.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => p == name,
+    })
+}
+
+/// The name spawn gives a forwarded agent's relay socket: 16 lowercase hex digits and `.sock`.
+pub fn valid_agent_socket(name: &str) -> bool {
+    name.len() == 21
+        && name.ends_with(".sock")
+        && name[..16]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Most variables one Open may carry.
+pub const MAX_ENV: usize = 64;
+/// Longest value of one variable.
+pub const MAX_ENV_VALUE: usize = 1024;
 
 impl OpenRequest {
     /// Everything a user could put in here is checked before it reaches Docker.
@@ -174,21 +222,29 @@ impl OpenRequest {
                 return Err(format!("unsupported TERM value {t:?}"));
             }
         }
-        if self.env.len() > 32 {
-            return Err("too many environment variables".into());
+        if self.env.len() > MAX_ENV {
+            return Err(format!(
+                "too many environment variables ({}; at most {MAX_ENV})",
+                self.env.len()
+            ));
         }
         for (k, v) in &self.env {
             if !valid_env_name(k) {
                 return Err(format!(
-                    "environment variable {k:?} is not accepted (only LANG, LC_*, \
-                     SSH_CONNECTION and SSH_CLIENT)"
+                    "environment variable {k:?} cannot be passed: podspawn sets it itself, or it \
+                     is not a plain variable name"
                 ));
             }
             if CONNECTION_VARS.contains(&k.as_str()) && !valid_connection_value(v) {
                 return Err(format!("environment variable {k} has an invalid value"));
             }
-            if v.len() > 256 || v.bytes().any(|b| b.is_ascii_control()) {
+            if v.len() > MAX_ENV_VALUE || v.bytes().any(|b| b.is_ascii_control()) {
                 return Err(format!("environment variable {k} has an invalid value"));
+            }
+        }
+        if let Some(a) = &self.agent {
+            if !valid_agent_socket(a) {
+                return Err(format!("invalid agent socket name {a:?}"));
             }
         }
         Ok(())
@@ -363,6 +419,7 @@ mod tests {
             rows: 24,
             cols: 80,
             env: vec![("LANG".into(), "C.UTF-8".into())],
+            agent: None,
         }
     }
 
@@ -415,8 +472,32 @@ mod tests {
         o.project = "%n".into();
         assert!(o.validate().is_err());
         let mut o = open();
+        o.env = vec![("PATH".into(), "/evil".into())];
+        assert!(o.validate().unwrap_err().contains("PATH"));
+        for reserved in [
+            "HOME",
+            "SSH_AUTH_SOCK",
+            "PODSPAWN_SESSION",
+            "TERM",
+            "1X",
+            "A-B",
+            "",
+        ] {
+            let mut o = open();
+            o.env = vec![(reserved.into(), "x".into())];
+            assert!(o.validate().is_err(), "{reserved}");
+        }
+        let mut o = open();
         o.env = vec![("LD_PRELOAD".into(), "/x.so".into())];
-        assert!(o.validate().unwrap_err().contains("LD_PRELOAD"));
+        assert!(
+            o.validate().is_ok(),
+            "a plain name: session.accept_env decides"
+        );
+        let mut o = open();
+        o.agent = Some("0123456789abcdef.sock".into());
+        assert!(o.validate().is_ok());
+        o.agent = Some("../../run/docker.sock".into());
+        assert!(o.validate().unwrap_err().contains("agent socket"));
         let mut o = open();
         o.term = Some("xterm\x1b]".into());
         assert!(o.validate().is_err());
@@ -442,6 +523,31 @@ mod tests {
         let mut o = open();
         o.env = vec![("SSH_CONNECTION".into(), "$(reboot)".into())];
         assert!(o.validate().unwrap_err().contains("SSH_CONNECTION"));
+    }
+
+    #[test]
+    fn accept_env_patterns() {
+        let accept: Vec<String> = ["LANG", "LC_*", "GIT_*"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(env_allowed("LANG", &accept));
+        assert!(env_allowed("LC_ALL", &accept));
+        assert!(env_allowed("GIT_AUTHOR_NAME", &accept));
+        assert!(!env_allowed("LANGUAGE", &accept), "names match exactly");
+        assert!(!env_allowed("LD_PRELOAD", &accept));
+    }
+
+    #[test]
+    fn older_spawns_send_no_agent_field() {
+        let line = br#"{"op":"open","project":"","command":null,"tty":false,"term":null,"rows":0,"cols":0,"env":[]}"#;
+        match decode::<Request>(line).unwrap() {
+            Request::Open(o) => assert_eq!(o.agent, None),
+            other => panic!("{other:?}"),
+        }
+        // Without an agent, nothing new goes on the wire either.
+        let line = String::from_utf8(encode(&Request::Open(open()))).unwrap();
+        assert!(!line.contains("agent"), "{line}");
     }
 
     #[test]

@@ -337,6 +337,24 @@ pub fn exec_argv(route: &Route, shell: &str) -> Vec<String> {
     }
 }
 
+/// `inner` run under `podspawn-helper run` (at `helper` in the container), which records the
+/// signal that kills the command in `<session_dir>/<tag>.status`.
+pub fn with_status_file(
+    inner: Vec<String>,
+    helper: &str,
+    session_dir: &str,
+    tag: &str,
+) -> Vec<String> {
+    let mut v = vec![
+        helper.to_string(),
+        "run".to_string(),
+        format!("{session_dir}/{tag}.status"),
+        "--".to_string(),
+    ];
+    v.extend(inner);
+    v
+}
+
 /// Session status as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

@@ -264,11 +264,14 @@ pub fn render_dropin(binary: &str) -> String {
     render_dropin_with(binary, None)
 }
 
-/// The spawn command sshd forces for members: `<binary> spawn [--socket <path>]`.
+/// The spawn command sshd forces for members: `exec <binary> spawn [--socket <path>]`. sshd runs
+/// it with the account's shell (`$SHELL -c`); `exec` makes spawn sshd's own child, so that when
+/// the session's command is killed by a signal, spawn ending the same way reaches sshd (which then
+/// reports `exit-signal`) instead of a shell that would print "Terminated" and exit 143.
 pub fn spawn_command(binary: &str, socket: Option<&str>) -> String {
     match socket {
-        Some(s) => format!("{binary} spawn --socket {s}"),
-        None => format!("{binary} spawn"),
+        Some(s) => format!("exec {binary} spawn --socket {s}"),
+        None => format!("exec {binary} spawn"),
     }
 }
 
@@ -281,9 +284,37 @@ pub fn render_dropin_with(binary: &str, socket: Option<&str>) -> String {
             &format!("AuthorizedKeysCommand {binary} auth-keys"),
         )
         .replace(
-            &format!("ForceCommand {TEMPLATE_BINARY} spawn"),
+            &format!("ForceCommand exec {TEMPLATE_BINARY} spawn"),
             &format!("ForceCommand {}", spawn_command(binary, socket)),
         )
+}
+
+/// The template's `AcceptEnv` line (for the default `session.accept_env`).
+const TEMPLATE_ACCEPT_ENV: &str = "AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*";
+
+/// `dropin` (or block) with its `AcceptEnv` line listing `accept` (`session.accept_env`, already
+/// validated as plain names or prefixes) after PODSPAWN_PROJECT.
+pub fn with_accept_env(dropin: &str, accept: &[String]) -> String {
+    let mut line = String::from("AcceptEnv PODSPAWN_PROJECT");
+    for a in accept {
+        line.push(' ');
+        line.push_str(a);
+    }
+    dropin.replace(TEMPLATE_ACCEPT_ENV, &line)
+}
+
+/// The `session.accept_env` entries that sshd's effective `AcceptEnv` (from `sshd -T`) lacks:
+/// clients' values for them never reach the container.
+pub fn accept_env_missing(t: &BTreeMap<String, Vec<String>>, accept: &[String]) -> Vec<String> {
+    let have: Vec<&str> = t
+        .get("acceptenv")
+        .map(|v| v.iter().flat_map(|l| l.split_whitespace()).collect())
+        .unwrap_or_default();
+    accept
+        .iter()
+        .filter(|a| !have.contains(&a.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The `--socket` value for the forced command: `None` for the default socket.
@@ -627,7 +658,11 @@ pub struct Mismatch {
 
 /// Is `cmd` a podspawn forced command (`<abs path>/podspawn* spawn [--socket <abs path>]`)?
 pub fn is_podspawn_spawn(cmd: &str) -> bool {
-    let a = split_args(cmd);
+    let mut a = split_args(cmd);
+    // `exec` first (what server-setup writes), or not (earlier versions).
+    if a.first().is_some_and(|w| w == "exec") {
+        a.remove(0);
+    }
     let named = |p: &str| {
         p.starts_with('/')
             && Path::new(p)
@@ -697,7 +732,7 @@ pub fn effective_mismatches(
     if !fc_ok {
         out.push(Mismatch {
             keyword: "forcecommand".into(),
-            expected: spawn.unwrap_or("/…/podspawn spawn").to_string(),
+            expected: spawn.unwrap_or("exec /…/podspawn spawn").to_string(),
             actual: fc,
             required: true,
         });
@@ -974,12 +1009,13 @@ mod tests {
         );
         assert!(!d.contains("/usr/bin/podspawn"));
         assert_eq!(render_dropin(TEMPLATE_BINARY), DROPIN_TEMPLATE);
-        assert!(d.contains("\n    ForceCommand /usr/local/bin/podspawn spawn\n"));
+        assert!(d.contains("\n    ForceCommand exec /usr/local/bin/podspawn spawn\n"));
         let moved = render_dropin_with("/usr/local/bin/podspawn", Some("/run/x/b.sock"));
-        assert!(moved
-            .contains("\n    ForceCommand /usr/local/bin/podspawn spawn --socket /run/x/b.sock\n"));
+        assert!(moved.contains(
+            "\n    ForceCommand exec /usr/local/bin/podspawn spawn --socket /run/x/b.sock\n"
+        ));
         assert!(render_block_with("/b/podspawn", Some("/s"))
-            .contains("ForceCommand /b/podspawn spawn --socket /s\n"));
+            .contains("ForceCommand exec /b/podspawn spawn --socket /s\n"));
         for line in [
             "Match Group podspawn-users",
             "AuthenticationMethods publickey",
@@ -995,7 +1031,7 @@ mod tests {
             "AllowTcpForwarding no",
             "X11Forwarding no",
             "PermitTunnel no",
-            "AcceptEnv PODSPAWN_PROJECT LANG LC_*",
+            "AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*",
         ] {
             assert!(d.lines().any(|l| l.trim() == line), "{line}");
         }
@@ -1079,6 +1115,8 @@ mod tests {
         let none = effective_mismatches(&parse_sshd_t("port 22\n"), None, None);
         assert_eq!(none.iter().filter(|m| m.required).count(), 14);
         assert!(is_podspawn_spawn("/usr/bin/podspawn spawn"));
+        assert!(is_podspawn_spawn("exec /usr/bin/podspawn spawn"));
+        assert!(!is_podspawn_spawn("exec exec /usr/bin/podspawn spawn"));
         assert!(is_podspawn_spawn(
             "/opt/x/podspawn spawn --socket /run/p.sock"
         ));

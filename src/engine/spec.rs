@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 pub const LABEL_MANAGED: &str = "managed-by";
 pub const LABEL_USER: &str = "podspawn-user";
+/// On containers created with podspawn-helper mounted: its path in the container.
+pub const LABEL_HELPER: &str = "podspawn-helper";
+/// On containers created with the user's session directory mounted: the mount point.
+pub const LABEL_SESSION_DIR: &str = "podspawn-session-dir";
 pub const LABEL_PROJECT: &str = "podspawn-project";
 /// Which podspawn installation (state database) owns an object; reconciliation only ever touches
 /// objects of its own instance, so two installations (or test runs) on one engine leave each other alone.
@@ -268,7 +272,7 @@ pub fn new_session_tag() -> io::Result<String> {
     random_hex16()
 }
 
-pub(crate) fn valid_tag(tag: &str) -> bool {
+pub fn valid_tag(tag: &str) -> bool {
     tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

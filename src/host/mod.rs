@@ -6,5 +6,6 @@ pub mod fs_policy;
 pub mod logging;
 pub mod nixos;
 pub mod repo;
+pub mod session_dir;
 pub mod sshd;
 pub mod systemd;

@@ -3,7 +3,9 @@
 //! sessions and reconciling orphans. Both processes take the same per-user locks, so a cleanup pass
 //! never removes a container that a login is reattaching to.
 
-use crate::core::config::{Config, NetworkMode, SessionMode, UserOverrides, HELPER_CONTAINER_PATH};
+use crate::core::config::{
+    Config, NetworkMode, SessionMode, UserOverrides, HELPER_CONTAINER_PATH, SESSION_CONTAINER_DIR,
+};
 use crate::core::metrics::Snapshot;
 use crate::core::session::{self, CleanupAction, ContainerState, EndReason};
 use crate::engine::{self, ContainerRuntime, Docker, LABEL_INSTANCE, LABEL_MANAGED, LABEL_USER};
@@ -284,6 +286,43 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
     }
 
+    /// The user's session directory (created or repaired), or None when `broker.session_dir` is off.
+    pub fn session_dir(
+        &self,
+        account: &Account,
+    ) -> Result<Option<PathBuf>, crate::host::session_dir::Error> {
+        match &self.cfg.broker.session_dir {
+            None => Ok(None),
+            Some(base) => crate::host::session_dir::ensure_user_dir(base, account).map(Some),
+        }
+    }
+
+    /// The read-write mount of the user's session directory at [`SESSION_CONTAINER_DIR`], or None
+    /// when it is off or cannot be made (then one warning: the session goes on without agent
+    /// forwarding and reports exit codes instead of signals).
+    fn session_bind(&self, account: &Account) -> Option<engine::Bind> {
+        match self.session_dir(account) {
+            Ok(Some(dir)) => Some(engine::Bind::read_write(dir, SESSION_CONTAINER_DIR)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(podspawn_user = %account.name,
+                    "{e}; the container gets no session directory (no agent forwarding)");
+                None
+            }
+        }
+    }
+
+    /// Starts a stopped container again. Its session directory must exist first, or the engine
+    /// refuses the bind mount (after a host reboot, /run is empty).
+    pub async fn restart(&self, row: &SessionRow) -> Result<(), engine::Error> {
+        if self.cfg.broker.session_dir.is_some() {
+            if let Some(a) = crate::host::accounts::lookup(&row.user) {
+                let _ = self.session_bind(&a);
+            }
+        }
+        self.docker.start(&row.container_id).await
+    }
+
     /// Creates the container `name` (from [`Lifecycle::allocate_name`]) for (user, project) and its
     /// state row. The caller holds the user's lock and has checked `resources.max_per_user`.
     pub async fn create(
@@ -312,6 +351,15 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
         if let Some(helper) = self.helper_bind() {
             spec.binds.push(helper);
+            spec.labels
+                .insert(engine::LABEL_HELPER.into(), HELPER_CONTAINER_PATH.into());
+        }
+        if let Some(agent) = self.session_bind(account) {
+            spec.binds.push(agent);
+            spec.labels.insert(
+                engine::LABEL_SESSION_DIR.into(),
+                SESSION_CONTAINER_DIR.into(),
+            );
         }
         self.docker.ensure_image(&spec.image).await?;
         let labels = engine::labels(&self.instance, user, project);
@@ -349,6 +397,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                      the container without it"
                 );
                 spec.binds.retain(|b| b.source != helper);
+                spec.labels.remove(engine::LABEL_HELPER);
                 created = self.docker.create_and_start(&spec).await;
             }
         }
@@ -558,7 +607,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                     Ok(()) => report.removed.push((cur.container_name.clone(), reason)),
                     Err(e) => report.errors.push(e.to_string()),
                 },
-                CleanupAction::Restart => match self.docker.start(&cur.container_id).await {
+                CleanupAction::Restart => match self.restart(&cur).await {
                     Ok(()) => {
                         tracing::info!(podspawn_user = %cur.user, podspawn_container = %cur.container_name,
                             "restarted a container stopped by a Docker or host restart");
@@ -792,6 +841,8 @@ pub(crate) mod tests {
         cfg.log.audit_log = None;
         // Absent unless a test writes it, whatever the host has installed.
         cfg.helper.path = Some(p("helper/podspawn-helper"));
+        // Off unless a test turns it on (never the host's /run/podspawn).
+        cfg.broker.session_dir = None;
         for u in ["alice", "bob", "alice-dev"] {
             dir.write(&format!("keys/{u}"), "ssh-ed25519 AAAA x\n");
         }
@@ -986,6 +1037,35 @@ pub(crate) mod tests {
         lc.docker.down.store(false, Ordering::SeqCst);
         assert!(lc.db().list(None).unwrap().is_empty());
         assert!(lc.docker.containers().is_empty() && lc.docker.networks().is_empty());
+    }
+
+    #[test]
+    fn the_session_directory_is_mounted_and_owned_by_the_user() {
+        crate::test_support::need_root("giving the session directory to the user");
+        let dir = TempDir::new("lc-session-dir");
+        let mut cfg = config(&dir, SessionMode::GracePeriod);
+        let base = dir.path().join("run/sessions");
+        cfg.broker.session_dir = Some(base.clone());
+        let lc = Lifecycle::with_runtime(cfg, Fake::with_images(&[IMAGE])).unwrap();
+        let rt = rt();
+        let row = rt
+            .block_on(lc.create(&account("alice", 2001), "", "podspawn-alice", 1))
+            .unwrap();
+        let c = lc.docker.container(&row.container_id).unwrap();
+        assert_eq!(
+            c.binds,
+            vec![engine::Bind::read_write(
+                base.join("alice"),
+                "/.podspawn/session"
+            )]
+        );
+        assert_eq!(
+            c.labels.get(engine::LABEL_SESSION_DIR).map(String::as_str),
+            Some("/.podspawn/session")
+        );
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(base.join("alice")).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (2001, 0o700));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds a small container image from this host's own binaries (no registry needed) and imports it
 # as $1 (default podspawn-test:latest). It has sh, bash, coreutils, grep, procps, rsync, scp and
-# sftp-server: enough for shells, commands, scp, sftp and rsync sessions.
+# sftp-server: enough for shells, commands, scp, sftp and rsync sessions. PODSPAWN_IMAGE_EXTRA names
+# more host programs to copy in (e.g. "ssh ssh-add git" for the agent-forwarding tests).
 set -eu
 TAG="${1:-podspawn-test:latest}"
 if docker image inspect "$TAG" >/dev/null 2>&1; then
@@ -25,7 +26,7 @@ copy() { # copy a file keeping its /usr-merged path, plus the libraries it links
 }
 for b in sh dash bash env cat ls id mkdir chown chmod sleep tty stty wc sha256sum md5sum head tail echo \
   true false touch rm mv cp ln grep sed tr dd sort uniq stat readlink dirname basename whoami hostname \
-  uname printf test seq yes xargs find pwd ps kill rsync scp nproc date cut od; do
+  uname printf test seq yes xargs find pwd ps kill rsync scp nproc date cut od ${PODSPAWN_IMAGE_EXTRA:-}; do
   p=$(which "$b" 2>/dev/null || true)
   [ -n "$p" ] && copy "$p"
 done

@@ -1,11 +1,11 @@
 //! Gathering the real inputs: the processes, files and engine answers the checks judge.
 use super::{
-    available_bytes, check_binary, check_broker, check_cleanup, check_config_file,
-    check_default_image, check_disk, check_docker, check_key_dir, check_key_files, check_lock_dir,
-    check_max_startups, check_orphans, check_runc, check_sshd, check_sshd_reloaded, check_state_db,
-    check_users, is_cleanup_daemon, parse_btime, parse_containers, parse_stat_ppid,
-    parse_stat_starttime, socket_facts, with_disabled_dropin, Check, DoctorArgs, Listener,
-    UserFacts, SSHD_CHECK, USERS_CHECK,
+    available_bytes, check_accept_env, check_binary, check_broker, check_cleanup,
+    check_config_file, check_default_image, check_disk, check_docker, check_key_dir,
+    check_key_files, check_lock_dir, check_max_startups, check_orphans, check_runc, check_sshd,
+    check_sshd_reloaded, check_state_db, check_users, is_cleanup_daemon, parse_btime,
+    parse_containers, parse_stat_ppid, parse_stat_starttime, socket_facts, with_disabled_dropin,
+    Check, DoctorArgs, Listener, UserFacts, SSHD_CHECK, USERS_CHECK,
 };
 use crate::core::config::Config;
 use crate::core::sshd_config;
@@ -200,6 +200,9 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
                 .map(|d| d.join("sshd_config.d/10-podspawn.conf.disabled"))
                 .filter(|p| p.exists());
             checks.push(with_disabled_dropin(check, disabled.as_deref()));
+            if let (Ok(d), Some(_)) = (&dump, &member) {
+                checks.extend(check_accept_env(d, &cfg.session.accept_env));
+            }
             akc_binary = dump
                 .ok()
                 .filter(|_| member.is_some())

@@ -27,8 +27,8 @@ pub use files::{
 pub use gather::{find_listener, gather};
 pub use services::{check_broker, check_cleanup, is_cleanup_daemon, socket_facts, SocketFacts};
 pub use sshd::{
-    check_binary, check_max_startups, check_sshd, check_sshd_reloaded, parse_btime,
-    parse_stat_ppid, parse_stat_starttime, with_disabled_dropin, Listener,
+    check_accept_env, check_binary, check_max_startups, check_sshd, check_sshd_reloaded,
+    parse_btime, parse_stat_ppid, parse_stat_starttime, with_disabled_dropin, Listener,
 };
 pub use users::{check_users, UserFacts};
 
@@ -123,6 +123,7 @@ pub const CLEANUP_CHECK: &str = "cleanup daemon";
 pub const RELOAD_CHECK: &str = "sshd running configuration";
 pub const ORPHAN_CHECK: &str = "orphaned containers";
 pub const MAXSTARTUPS_CHECK: &str = "sshd MaxStartups";
+pub const ACCEPT_ENV_CHECK: &str = "sshd AcceptEnv";
 
 fn mode_of(m: u32) -> String {
     format!("{:04o}", m & 0o7777)

@@ -1,6 +1,8 @@
 //! The sshd checks: the effective configuration for podspawn users, the AuthorizedKeysCommand
 //! binary, and whether the running sshd has read the files on disk.
-use super::{Check, Status, BINARY_CHECK, MAXSTARTUPS_CHECK, RELOAD_CHECK, SSHD_CHECK};
+use super::{
+    Check, Status, ACCEPT_ENV_CHECK, BINARY_CHECK, MAXSTARTUPS_CHECK, RELOAD_CHECK, SSHD_CHECK,
+};
 use crate::core::sshd_config::{self, ShadowReport};
 use crate::host::fs_policy::{self, ChainProblem, PathEntry};
 use std::path::{Path, PathBuf};
@@ -125,6 +127,25 @@ pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &Shado
              effective for podspawn users (checked as {member})"
         ),
     )
+}
+
+/// Variables of `session.accept_env` that sshd does not accept for podspawn users (their
+/// SendEnv/SetEnv values would silently not arrive). Nothing to say when all are accepted.
+pub fn check_accept_env(member_dump: &str, accept: &[String]) -> Option<Check> {
+    let missing = sshd_config::accept_env_missing(&sshd_config::parse_sshd_t(member_dump), accept);
+    if missing.is_empty() {
+        return None;
+    }
+    Some(Check::warn(
+        ACCEPT_ENV_CHECK,
+        format!(
+            "session.accept_env lists {} but sshd does not accept {} for podspawn users, so \
+             clients' values never reach the container",
+            accept.join(" "),
+            missing.join(" ")
+        ),
+        Some("sudo podspawn server-setup   # writes AcceptEnv from session.accept_env".into()),
+    ))
 }
 
 /// sshd drops connections that are still authenticating beyond `MaxStartups` (start:rate:full,

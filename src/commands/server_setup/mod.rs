@@ -303,7 +303,10 @@ pub fn run(
         plan_write(
             &mut changes,
             &dropin,
-            render_dropin_with(&binary, socket.as_deref()),
+            crate::core::sshd_config::with_accept_env(
+                &render_dropin_with(&binary, socket.as_deref()),
+                &cfg.session.accept_env,
+            ),
             &config_dir,
             &format!("write {}", dropin.display()),
         )?;
@@ -319,8 +322,14 @@ pub fn run(
         )?;
         dropin.clone()
     } else {
-        let new = insert_block(&main_text, &render_block_with(&binary, socket.as_deref()))
-            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let new = insert_block(
+            &main_text,
+            &crate::core::sshd_config::with_accept_env(
+                &render_block_with(&binary, socket.as_deref()),
+                &cfg.session.accept_env,
+            ),
+        )
+        .map_err(|e| format!("{}: {e}", config.display()))?;
         plan_write(
             &mut changes,
             config,
@@ -355,7 +364,10 @@ pub fn run(
                 let _ = writeln!(
                     log.out,
                     "  --- block ---\n{}  ---",
-                    render_block_with(&binary, socket.as_deref())
+                    crate::core::sshd_config::with_accept_env(
+                        &render_block_with(&binary, socket.as_deref()),
+                        &cfg.session.accept_env,
+                    )
                 );
             }
         }

@@ -105,7 +105,14 @@ pub struct SessionConfig {
     pub max_lifetime: Duration,
     pub mode: SessionMode,
     pub ttl: Duration,
+    /// Environment variables a client may pass (`SendEnv`/`SetEnv`) into the session: names, or
+    /// prefixes ending in `*`. server-setup writes them into sshd's `AcceptEnv`; the broker drops
+    /// anything else.
+    pub accept_env: Vec<String>,
 }
+
+/// Default of `session.accept_env`: the locale, as OpenSSH's own Debian configuration accepts.
+pub const DEFAULT_ACCEPT_ENV: [&str; 3] = ["LANG", "LANGUAGE", "LC_*"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateConfig {
@@ -171,7 +178,17 @@ pub struct BrokerConfig {
     pub max_connections_per_user: u32,
     /// How long a new connection may take to send its first message before it is closed.
     pub first_message_timeout: Duration,
+    /// Host directory under which each user gets a 0700 directory of their own, bind-mounted into
+    /// their containers at [`SESSION_CONTAINER_DIR`]: per-connection files live there (the socket
+    /// of a forwarded agent, the exit status of a command killed by a signal). None (`""`) = no
+    /// agent forwarding and exit codes only.
+    pub session_dir: Option<PathBuf>,
 }
+
+/// Default of `broker.session_dir`.
+pub const DEFAULT_SESSION_DIR: &str = "/run/podspawn/sessions";
+/// Where a user's session directory appears inside their containers.
+pub const SESSION_CONTAINER_DIR: &str = "/.podspawn/session";
 
 /// Default of `broker.max_connections_per_user`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: u32 = 64;
@@ -197,6 +214,7 @@ impl Default for Config {
                 max_lifetime: Duration::from_secs(8 * 3600),
                 mode: SessionMode::GracePeriod,
                 ttl: Duration::from_secs(3600),
+                accept_env: DEFAULT_ACCEPT_ENV.iter().map(|s| s.to_string()).collect(),
             },
             state: StateConfig {
                 db_path: "/var/lib/podspawn/state.db".into(),
@@ -236,6 +254,7 @@ impl Default for Config {
                 socket: DEFAULT_SOCKET.into(),
                 max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
                 first_message_timeout: DEFAULT_FIRST_MESSAGE_TIMEOUT,
+                session_dir: Some(DEFAULT_SESSION_DIR.into()),
             },
             helper: HelperConfig {
                 path: Some(DEFAULT_HELPER_PATH.into()),
@@ -301,6 +320,7 @@ impl Config {
                 max_lifetime: raw.session.max_lifetime,
                 mode: raw.session.mode,
                 ttl: raw.session.ttl,
+                accept_env: raw.session.accept_env,
             },
             state: StateConfig {
                 db_path: raw.state.db_path,
@@ -332,6 +352,7 @@ impl Config {
                 socket: raw.broker.socket,
                 max_connections_per_user: raw.broker.max_connections_per_user,
                 first_message_timeout: raw.broker.first_message_timeout,
+                session_dir: raw.broker.session_dir,
             },
             helper: HelperConfig {
                 path: raw.helper.path,
@@ -440,6 +461,10 @@ session:
   mode: grace-period
   # Lifetime of a container in mode ttl.
   ttl: 1h
+  # Environment variables clients may pass with SendEnv/SetEnv (names, or prefixes ending in *).
+  # server-setup writes them into sshd's AcceptEnv (re-run it after a change); HOME, PATH, USER,
+  # SHELL, TERM, SSH_* and PODSPAWN_* are set by podspawn and cannot be listed.
+  accept_env: [LANG, LANGUAGE, "LC_*"]
 
 state:
   # SQLite database of sessions, owned by the broker.
@@ -499,6 +524,10 @@ broker:
   max_connections_per_user: 64
   # A connection that sends nothing for this long is closed.
   first_message_timeout: 10s
+  # Each user gets a 0700 directory under this one, mounted into their containers at
+  # /.podspawn/session: a forwarded agent (ssh -A) and a killed command's signal pass through it
+  # ("" = no agent forwarding, and exit codes instead of signals).
+  session_dir: /run/podspawn/sessions
 
 helper:
   # The static podspawn-helper binary (installed by the packages). When the file exists it is

@@ -100,6 +100,25 @@ text_fields! {
     de_socket -> PathBuf, EXP_PATH, parse_socket;
     de_max_connections -> u32, "a whole number such as 64", parse_max_connections;
     de_helper_path -> Option<PathBuf>, EXP_PATH, |s| parse_opt_abs_path(s, DEFAULT_HELPER_PATH);
+    de_session_dir -> Option<PathBuf>, EXP_PATH, parse_session_dir;
+}
+
+/// One `session.accept_env` entry.
+pub(super) struct EnvPattern(String);
+
+impl<'de> Deserialize<'de> for EnvPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text(
+            d,
+            "a variable name such as LANG, or a prefix such as LC_*",
+            parse_env_pattern,
+        )
+        .map(EnvPattern)
+    }
+}
+
+pub(super) fn de_accept_env<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Vec::<EnvPattern>::deserialize(d).map(|v| v.into_iter().map(|p| p.0).collect())
 }
 
 pub(super) fn de_opt_image<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -295,6 +314,7 @@ impl Default for RawConfig {
                 max_lifetime: d.session.max_lifetime,
                 mode: d.session.mode,
                 ttl: d.session.ttl,
+                accept_env: d.session.accept_env,
             },
             state: RawState {
                 db_path: d.state.db_path,
@@ -326,6 +346,7 @@ impl Default for RawConfig {
                 socket: d.broker.socket,
                 max_connections_per_user: d.broker.max_connections_per_user,
                 first_message_timeout: d.broker.first_message_timeout,
+                session_dir: d.broker.session_dir,
             },
             helper: RawHelper {
                 path: d.helper.path,
@@ -392,7 +413,7 @@ pub(super) struct RawDefaults {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the keys grace_period, max_lifetime, mode, ttl"
+    expecting = "a mapping with the keys grace_period, max_lifetime, mode, ttl, accept_env"
 )]
 pub(super) struct RawSession {
     #[serde(deserialize_with = "de_grace")]
@@ -403,6 +424,8 @@ pub(super) struct RawSession {
     pub(super) mode: SessionMode,
     #[serde(deserialize_with = "de_positive_duration")]
     pub(super) ttl: Duration,
+    #[serde(deserialize_with = "de_accept_env")]
+    pub(super) accept_env: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -477,7 +500,7 @@ pub(super) struct RawResources {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the keys socket, max_connections_per_user, first_message_timeout"
+    expecting = "a mapping with the keys socket, max_connections_per_user, first_message_timeout, session_dir"
 )]
 pub(super) struct RawBroker {
     #[serde(deserialize_with = "de_socket")]
@@ -486,6 +509,8 @@ pub(super) struct RawBroker {
     pub(super) max_connections_per_user: u32,
     #[serde(deserialize_with = "de_positive_duration")]
     pub(super) first_message_timeout: Duration,
+    #[serde(deserialize_with = "de_session_dir")]
+    pub(super) session_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]

@@ -1083,3 +1083,46 @@ fn value_errors_are_typed_and_read_as_their_message() {
         "{s}"
     );
 }
+
+#[test]
+fn accept_env_and_session_dir() {
+    let c = parse("").unwrap();
+    assert_eq!(c.session.accept_env, ["LANG", "LANGUAGE", "LC_*"]);
+    assert_eq!(
+        c.broker.session_dir.as_deref(),
+        Some(Path::new(DEFAULT_SESSION_DIR))
+    );
+    let c =
+        parse("session: {accept_env: [LANG, EDITOR, \"GIT_*\"]}\nbroker: {session_dir: \"\"}\n")
+            .unwrap();
+    assert_eq!(c.session.accept_env, ["LANG", "EDITOR", "GIT_*"]);
+    assert_eq!(c.broker.session_dir, None);
+    // podspawn's own variables, or prefixes that would cover them, are refused by name.
+    for bad in [
+        "PATH",
+        "HOME",
+        "SSH_AUTH_SOCK",
+        "PODSPAWN_PROJECT",
+        "S*",
+        "P*",
+        "PODSPAWN*",
+    ] {
+        let e = parse_err(&format!("session: {{accept_env: [\"{bad}\"]}}\n"));
+        assert_eq!(
+            e.key.as_deref(),
+            Some("session.accept_env[0]"),
+            "{bad}: {e}"
+        );
+        assert!(e.message.contains("podspawn sets itself"), "{bad}: {e}");
+    }
+    for bad in ["1X", "A-B", "LC_ *", "", "*"] {
+        let e = parse_err(&format!("session: {{accept_env: [\"{bad}\"]}}\n"));
+        assert!(e.message.contains("not a variable name"), "{bad:?}: {e}");
+    }
+    // A name that merely starts like a reserved one is fine.
+    assert!(parse("session: {accept_env: [SSHFS_OPTS, PATHEXT]}\n").is_ok());
+    let e = parse_err("broker: {session_dir: relative/dir}\n");
+    assert_eq!(e.key.as_deref(), Some("broker.session_dir"));
+    let e = parse_err(&format!("broker: {{session_dir: /{}}}\n", "x".repeat(80)));
+    assert!(e.message.contains("would not fit"), "{e}");
+}

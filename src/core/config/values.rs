@@ -412,6 +412,61 @@ pub(super) fn parse_socket(text: &str) -> Result<PathBuf, ValueError> {
     Ok(p)
 }
 
+/// `broker.session_dir`: "" turns it off (no agent forwarding, no signals); otherwise a plain absolute path (it becomes
+/// the source of a bind mount and the parent of sockets, at most 107 bytes with the socket name).
+pub(super) fn parse_session_dir(text: &str) -> Result<Option<PathBuf>, ValueError> {
+    let Some(p) = parse_opt_abs_path(text, DEFAULT_SESSION_DIR)? else {
+        return Ok(None);
+    };
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid!(
+            "session directory {text:?} contains a space or control character; use a plain path \
+             such as {DEFAULT_SESSION_DIR}"
+        ));
+    }
+    // <dir>/<user (≤ 32)>/<16 hex>.sock must fit a unix socket address (107 bytes).
+    if text.len() > 107 - 1 - 32 - 1 - 21 {
+        return Err(invalid!(
+            "session directory {text:?} is {} bytes long; sockets under it would not fit a unix \
+             socket address: use a shorter one such as {DEFAULT_SESSION_DIR}",
+            text.len()
+        ));
+    }
+    Ok(Some(p))
+}
+
+/// One `session.accept_env` entry: a variable name, or a prefix ending in `*`.
+pub(super) fn parse_env_pattern(text: &str) -> Result<String, ValueError> {
+    let name = text.strip_suffix('*').unwrap_or(text);
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !ok {
+        return Err(invalid!(
+            "{text:?} is not a variable name: use letters, digits and _ (not first a digit), \
+             optionally ending in * for a prefix, e.g. LANG or LC_*"
+        ));
+    }
+    let star = text.ends_with('*');
+    // A name, or a prefix, that could match one of podspawn's own variables.
+    let reserved = crate::core::protocol::RESERVED_ENV.iter().any(|r| {
+        if star {
+            r.starts_with(name)
+        } else {
+            *r == name
+        }
+    }) || ["SSH_", "PODSPAWN_"]
+        .iter()
+        .any(|p| name.starts_with(p) || (star && p.starts_with(name)));
+    if reserved {
+        return Err(invalid!(
+            "{text:?} would let a client set a variable podspawn sets itself (HOME, USER, LOGNAME, \
+             SHELL, PATH, TERM, MAIL, SSH_*, PODSPAWN_*); list other names"
+        ));
+    }
+    Ok(text.to_string())
+}
+
 /// The persistent homes' directory: bind-mounted (through the engine's Mounts API) per user.
 pub(super) fn parse_homes_dir(text: &str) -> Result<PathBuf, ValueError> {
     let p = parse_abs_path(text, "/var/lib/podspawn/homes")?;

@@ -50,6 +50,8 @@ pub struct Broker<R: ContainerRuntime = Docker> {
     next_notifier: std::sync::atomic::AtomicU64,
     /// Sessions (key, created_at) already told about their upcoming removal.
     warned: Mutex<HashSet<(Key, i64)>>,
+    /// Labels of containers sessions were opened in, by ID (see `labels_of`).
+    labels: Mutex<HashMap<String, engine::Labels>>,
 }
 
 pub use crate::roles::lifecycle::now;
@@ -372,6 +374,7 @@ impl<R: ContainerRuntime> Broker<R> {
             lc,
             leases: Mutex::new(HashMap::new()),
             live_execs: Mutex::new(HashSet::new()),
+            labels: Mutex::new(HashMap::new()),
             notifiers: Mutex::new(HashMap::new()),
             next_notifier: std::sync::atomic::AtomicU64::new(1),
             warned: Mutex::new(HashSet::new()),
@@ -509,6 +512,25 @@ impl<R: ContainerRuntime> Broker<R> {
                 {
                     Ok(snapshot) => Response::Status { snapshot },
                     Err(e) => err(e),
+                };
+                conn.send(&resp).await;
+            }
+            Request::SessionDir {} => {
+                let Some(account) = self.session_caller(uid, caller, &mut conn).await else {
+                    return;
+                };
+                let resp = match self.lc.session_dir(&account) {
+                    Ok(Some(dir)) => Response::SessionDir {
+                        path: dir.to_string_lossy().into_owned(),
+                    },
+                    Ok(None) => fail(
+                        ErrorKind::Invalid,
+                        "agent forwarding into containers is off on this host (broker.session_dir is \"\")",
+                    ),
+                    Err(e) => {
+                        tracing::error!(podspawn_user = %account.name, "{e}");
+                        fail(ErrorKind::Internal, e.to_string())
+                    }
                 };
                 conn.send(&resp).await;
             }

@@ -7,8 +7,18 @@ impl<R: ContainerRuntime> Broker<R> {
         self: Arc<Self>,
         account: Account,
         req: OpenRequest,
-        mut conn: Conn,
+        conn: Conn,
     ) {
+        let agent = req.agent.clone();
+        let user = account.name.clone();
+        self.clone().serve_open_inner(account, req, conn).await;
+        // The connection's agent relay goes with it (spawn removes it too, unless killed).
+        if let (Some(sock), Some(base)) = (agent, self.cfg().broker.session_dir.as_ref()) {
+            crate::host::session_dir::remove_socket(base, &user, &sock);
+        }
+    }
+
+    async fn serve_open_inner(self: Arc<Self>, account: Account, req: OpenRequest, mut conn: Conn) {
         if let Err(e) = req.validate() {
             conn.send(&fail(ErrorKind::Invalid, e)).await;
             return;
@@ -177,8 +187,8 @@ impl<R: ContainerRuntime> Broker<R> {
                             Err(e) => err(e),
                         },
                         Ok(Request::Wait { .. }) => {
-                            let r = self.wait_exec(exec_id).await;
-                            if let (Response::Exited { code }, Some(c)) = (&r, command) {
+                            let r = self.wait_exec(&key.0, exec_id).await;
+                            if let (Response::Exited { code, .. }, Some(c)) = (&r, command) {
                                 if !reported {
                                     self.lc.audit(Event::Command {
                                         user: key.0.clone(),
@@ -216,19 +226,32 @@ impl<R: ContainerRuntime> Broker<R> {
         reported
     }
 
-    pub(super) async fn wait_exec(&self, exec_id: &str) -> Response {
+    pub(super) async fn wait_exec(&self, user: &str, exec_id: &str) -> Response {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             match self.lc.docker.inspect_exec(exec_id).await {
                 Ok(st) if !st.running => {
-                    let code = st.exit_code.unwrap_or(255);
+                    let code = i32::try_from(st.exit_code.unwrap_or(255)).unwrap_or(255);
+                    // `podspawn-helper run` recorded the signal that killed the command.
+                    let signal = match (&self.cfg().broker.session_dir, &st.session_tag) {
+                        (Some(base), Some(tag)) => {
+                            crate::host::session_dir::take_status(base, user, tag)
+                        }
+                        _ => None,
+                    };
                     return Response::Exited {
-                        code: i32::try_from(code).unwrap_or(255),
+                        code: signal.map_or(code, |s| 128 + s),
+                        signal,
                     };
                 }
                 Ok(_) => {}
                 // The container is gone (stopped by an admin): the command did not finish normally.
-                Err(_) => return Response::Exited { code: 255 },
+                Err(_) => {
+                    return Response::Exited {
+                        code: 255,
+                        signal: None,
+                    }
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 return err("the command is still running after its output ended");
@@ -263,7 +286,7 @@ impl<R: ContainerRuntime> Broker<R> {
                 (r.container_id.clone(), r.container_name.clone(), false)
             }
             (OpenDecision::StartAndReattach, Some(r)) => {
-                self.lc.docker.start(&r.container_id).await?;
+                self.lc.restart(r).await?;
                 self.lc
                     .db()
                     .set_status(user, project, Status::Running, None, t)?;
@@ -352,14 +375,38 @@ impl<R: ContainerRuntime> Broker<R> {
         for (k, v) in &ov.env {
             env.push(format!("{k}={v}"));
         }
+        let accept = &self.cfg().session.accept_env;
         for (k, v) in &req.env {
-            env.push(format!("{k}={v}"));
+            if protocol::CONNECTION_VARS.contains(&k.as_str()) || protocol::env_allowed(k, accept) {
+                env.push(format!("{k}={v}"));
+            } else {
+                tracing::debug!(podspawn_user = %account.name, "dropped {k}: not in session.accept_env");
+            }
+        }
+        let labels = self.labels_of(container_id).await;
+        let session_dir = labels
+            .as_ref()
+            .and_then(|l| l.get(engine::LABEL_SESSION_DIR))
+            .filter(|_| self.cfg().broker.session_dir.is_some());
+        if let Some(sock) = &req.agent {
+            match session_dir {
+                Some(dir) => env.push(format!("SSH_AUTH_SOCK={dir}/{sock}")),
+                None => {
+                    tracing::info!(podspawn_user = %account.name, podspawn_container = %container,
+                    "agent forwarding requested, but the container has no session directory \
+                     (created before it was enabled); it applies to the next new container")
+                }
+            }
         }
         let tty = req.tty && route != Route::Sftp;
         let tag =
             engine::new_session_tag().map_err(|e| format!("cannot make a session tag: {e}"))?;
         env.push(format!("{}={tag}", engine::SESSION_TAG_ENV));
-        let argv = session::exec_argv(&route, &shell);
+        let mut argv = session::exec_argv(&route, &shell);
+        let helper = labels.as_ref().and_then(|l| l.get(engine::LABEL_HELPER));
+        if let (Some(h), Some(d), false) = (helper, session_dir, route == Route::Sftp) {
+            argv = session::with_status_file(argv, h, d, &tag);
+        }
         // Project hooks (roles/project_session.rs): on_create once per container, on_start per
         // interactive login; their output is shown on interactive logins only.
         let argv = if req.project.is_empty() {
@@ -427,6 +474,20 @@ impl<R: ContainerRuntime> Broker<R> {
                 .await;
         }
         Ok((exec_id, stream))
+    }
+
+    /// A container's labels (which mounts it was created with), cached: they never change.
+    async fn labels_of(&self, container_id: &str) -> Option<engine::Labels> {
+        if let Some(l) = lock(&self.labels).get(container_id) {
+            return Some(l.clone());
+        }
+        let l = self.lc.docker.container_labels(container_id).await.ok()??;
+        let mut cache = lock(&self.labels);
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(container_id.to_string(), l.clone());
+        Some(l)
     }
 
     /// Ends a lease. If the command is still running (the client went away), it is ended too.

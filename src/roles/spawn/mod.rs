@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+mod agent;
+
 /// Exit status used when podspawn itself fails before the command ran.
 const FAIL: u8 = 1;
 /// How long spawn tries to resume its lease with a restarted broker.
@@ -86,22 +88,25 @@ pub fn project_from(flag: Option<String>, env: Option<String>) -> Result<String,
     Ok(p.to_string())
 }
 
-/// LANG, LANGUAGE and LC_* from the environment sshd passed (AcceptEnv), and the connection
-/// facts sshd sets (SSH_CONNECTION, SSH_CLIENT).
-fn locale_env() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = std::env::vars_os()
+/// The variables sshd passed that a client may have set (SendEnv/SetEnv through AcceptEnv), and
+/// the connection facts (SSH_CONNECTION, SSH_CLIENT). What sshd and PAM set themselves is left
+/// out; the broker keeps only what `session.accept_env` allows.
+pub fn client_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, String)> {
+    use crate::core::protocol::{valid_env_name, MAX_ENV, MAX_ENV_VALUE};
+    let mut v: Vec<(String, String)> = vars
         .filter_map(|(k, val)| Some((k.into_string().ok()?, val.into_string().ok()?)))
         .filter(|(k, val)| {
-            (k == "LANG"
-                || k == "LANGUAGE"
-                || k.starts_with("LC_")
-                || crate::core::protocol::CONNECTION_VARS.contains(&k.as_str()))
-                && val.len() <= 256
+            valid_env_name(k)
+                && !k.starts_with("XDG_")
+                && k != "MOTD_SHOWN"
+                && val.len() <= MAX_ENV_VALUE
                 && !val.bytes().any(|b| b.is_ascii_control())
         })
         .collect();
     v.sort();
-    v.truncate(32);
+    v.truncate(MAX_ENV);
     v
 }
 
@@ -132,6 +137,7 @@ fn answer_deadline(timeout: Duration) -> std::sync::mpsc::Sender<()> {
                 );
                 let _ = writeln!(io::stderr(), "podspawn: {msg}");
                 tracing::error!("{msg}");
+                agent::remove_on_exit();
                 std::process::exit(i32::from(FAIL));
             }
         });
@@ -171,19 +177,26 @@ fn run_inner(
     } else {
         None
     };
-    let open = OpenRequest {
+    let mut open = OpenRequest {
         project: project.clone(),
         command,
         tty,
         term,
         rows,
         cols,
-        env: locale_env(),
+        env: client_env(std::env::vars_os()),
+        agent: None,
     };
     if let Err(e) = open.validate() {
         return fail(&e);
     }
     let deadline = answer_deadline(timeout);
+    // `ssh -A`: sshd made an agent socket for this connection; relay it into the container.
+    let relay = match std::env::var_os("SSH_AUTH_SOCK") {
+        Some(upstream) if !upstream.is_empty() => agent::start(socket, PathBuf::from(upstream)),
+        _ => None,
+    };
+    open.agent = relay.as_ref().map(|r| r.name.clone());
     let mut broker = match Client::connect(socket) {
         Ok(c) => c,
         Err(e) => {
@@ -220,8 +233,71 @@ fn run_inner(
         pending_resize: false,
         lost_at: None,
     };
-    let code = pump.run();
+    let (code, signal) = pump.run();
+    drop(pump);
+    drop(relay);
+    if let Some(sig) = signal {
+        // End the way the command did, so sshd reports the signal (exit-signal), as for a
+        // command it ran itself. Only when sshd runs spawn directly (`ForceCommand exec ...`):
+        // a shell in between would print "Terminated" into the session. Otherwise the exit code
+        // says 128+N, as a shell would.
+        if parent_is_sshd() {
+            die_by(sig);
+        }
+    }
     ExitCode::from(code)
+}
+
+/// Whether this process's parent is sshd (its command name, from /proc).
+fn parent_is_sshd() -> bool {
+    let ppid = nix::unistd::getppid().as_raw();
+    std::fs::read_to_string(format!("/proc/{ppid}/comm"))
+        .map(|c| is_sshd_comm(c.trim_end()))
+        .unwrap_or(false)
+}
+
+/// sshd's session process, as `comm` shows it (Debian: `sshd`; OpenSSH ≥ 9.8: `sshd-session`).
+fn is_sshd_comm(comm: &str) -> bool {
+    comm == "sshd" || comm == "sshd-session"
+}
+
+/// Terminates this process with `sig` (default action, no core file). Returns if `sig` would not
+/// terminate it (stop, continue and ignored-by-default signals are not re-raised).
+fn die_by(sig: i32) {
+    use nix::sys::signal::{raise, signal, SigHandler, SigSet, Signal};
+    let Ok(s) = Signal::try_from(sig) else {
+        return;
+    };
+    if matches!(
+        s,
+        Signal::SIGCHLD
+            | Signal::SIGCONT
+            | Signal::SIGURG
+            | Signal::SIGWINCH
+            | Signal::SIGSTOP
+            | Signal::SIGTSTP
+            | Signal::SIGTTIN
+            | Signal::SIGTTOU
+    ) {
+        return;
+    }
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass; a core file of spawn (in the user's host home)
+    // would help nobody. Resetting the handler to the default is sound: nothing of ours runs
+    // in a signal context from here on.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        let _ = signal(s, SigHandler::SigDfl);
+    }
+    let mut set = SigSet::empty();
+    set.add(s);
+    let _ = set.thread_unblock();
+    let _ = raise(s);
 }
 
 /// Restores the terminal mode on drop.
@@ -362,11 +438,12 @@ unsafe fn unsafe_file(fd: i32) -> std::fs::File {
 }
 
 impl Pump {
-    fn run(&mut self) -> u8 {
+    /// The session's exit code, and the signal that killed its command if the broker knows it.
+    fn run(&mut self) -> (u8, Option<i32>) {
         let _raw = RawMode::enter(self.tty);
         let sig = install_signals();
         if self.stream.set_nonblocking(true).is_err() {
-            return FAIL;
+            return (FAIL, None);
         }
         let mut demux = Demux::default();
         let mut to_stream: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -517,7 +594,7 @@ impl Pump {
         };
         if let Some(code) = hangup_code {
             // Closing the broker connection ends the lease; the broker hangs up the command.
-            return code;
+            return (code, None);
         }
         self.exit_code()
     }
@@ -618,7 +695,7 @@ impl Pump {
         }
     }
 
-    fn exit_code(&mut self) -> u8 {
+    fn exit_code(&mut self) -> (u8, Option<i32>) {
         let start = Instant::now();
         loop {
             if self.broker.is_none() {
@@ -626,17 +703,17 @@ impl Pump {
             }
             if let Some(b) = self.broker.as_mut() {
                 match b.call(&Request::Wait {}) {
-                    Ok(Response::Exited { code }) => return (code & 0xff) as u8,
+                    Ok(Response::Exited { code, signal }) => return ((code & 0xff) as u8, signal),
                     Ok(Response::Error { message, .. }) => {
                         tracing::warn!("exit status unavailable: {message}");
-                        return 255;
+                        return (255, None);
                     }
-                    Ok(_) => return 255,
+                    Ok(_) => return (255, None),
                     Err(_) => self.lost(),
                 }
             }
             if start.elapsed() > RESUME_PATIENCE {
-                return 255;
+                return (255, None);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -687,6 +764,37 @@ mod tests {
         );
         let e = session_user(None, 4242, None).unwrap_err();
         assert!(e.contains("uid 4242 has no account"), "{e}");
+    }
+
+    #[test]
+    fn client_env_leaves_out_what_sshd_and_pam_set() {
+        let vars = [
+            ("LANG", "C.UTF-8"),
+            ("EDITOR", "vim"),
+            ("SSH_CONNECTION", "127.0.0.1 5 127.0.0.1 22"),
+            ("SSH_AUTH_SOCK", "/tmp/ssh-x/agent.1"),
+            ("SSH_ORIGINAL_COMMAND", "ls"),
+            ("HOME", "/home/a"),
+            ("PATH", "/usr/bin"),
+            ("XDG_SESSION_ID", "3"),
+            ("MOTD_SHOWN", "pam"),
+            ("PODSPAWN_PROJECT", "web"),
+            ("BAD", "a\x1bb"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let got = client_env(vars.into_iter());
+        let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["EDITOR", "LANG", "SSH_CONNECTION"]);
+        let many = (0..200).map(|i| (format!("V{i}").into(), "x".into()));
+        assert_eq!(client_env(many).len(), crate::core::protocol::MAX_ENV);
+    }
+
+    #[test]
+    fn only_sshd_itself_gets_the_signal() {
+        assert!(is_sshd_comm("sshd"));
+        assert!(is_sshd_comm("sshd-session"));
+        assert!(!is_sshd_comm("sh"));
+        assert!(!is_sshd_comm("bash"));
     }
 
     #[test]
