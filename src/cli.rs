@@ -88,6 +88,42 @@ pub enum Command {
     },
     /// Check an image for what SSH sessions need (shell, sftp-server, locale, ...).
     VerifyImage { image: String },
+    /// Register a project: clone its repository and build the image of its Podfile.
+    AddProject {
+        /// Project name (lowercase letters, digits, '_', '-'; starts with a letter).
+        name: String,
+        /// Repository URL: https://, ssh://, git://, user@host:path or file:///absolute/path.
+        #[arg(long)]
+        repo: String,
+        /// Branch to follow (default: the repository's default branch).
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// Pull a project's repository and rebuild its image if the Podfile or base image changed.
+    UpdateProject { name: String },
+    /// Unregister a project and delete its checkout.
+    RemoveProject {
+        name: String,
+        /// Also remove the project's images now (otherwise cleanup removes them once unused).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List registered projects.
+    ListProjects {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the ~/.ssh/config blocks a user needs for `ssh <project>.pod`.
+    SshConfig {
+        /// The SSH user.
+        user: String,
+        /// The server's name as the client reaches it (default: this host's name).
+        #[arg(long)]
+        host: Option<String>,
+        /// The server's SSH port, if not 22.
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Answer one HTTP request with the Prometheus metrics (socket-activated, Accept=yes).
     MetricsHttp {
         /// Serve on this TCP address instead (without systemd).
@@ -200,6 +236,21 @@ pub fn main() -> ExitCode {
         Command::Stop { target, purge } => admin(&cli.config, |cfg| {
             let (user, project) = crate::core::names::parse_target(&target)?;
             crate::commands::session::stop(cfg, &user, &project, purge)
+        }),
+        Command::AddProject { name, repo, branch } => admin(&cli.config, |cfg| {
+            crate::commands::project::add(cfg, &name, &repo, branch.as_deref())
+        }),
+        Command::UpdateProject { name } => admin(&cli.config, |cfg| {
+            crate::commands::project::update(cfg, &name)
+        }),
+        Command::RemoveProject { name, purge } => admin(&cli.config, |cfg| {
+            crate::commands::project::remove(cfg, &name, purge)
+        }),
+        Command::ListProjects { json } => {
+            admin(&cli.config, |cfg| crate::commands::project::list(cfg, json))
+        }
+        Command::SshConfig { user, host, port } => admin(&cli.config, |cfg| {
+            crate::commands::project::ssh_config(cfg, &user, host.as_deref(), port)
         }),
         Command::Status { prometheus } => admin(&cli.config, |cfg| {
             crate::commands::session::status(cfg, prometheus)

@@ -93,7 +93,12 @@ pub fn stop(cfg: &Config, user: &str, project: &str, purge: bool) -> Result<(), 
         println!("stopped {c}");
     }
     for h in s.homes {
-        println!("removed home {h}");
+        // The broker reports a project's purged volumes as "volume <name>".
+        if h.starts_with("volume ") {
+            println!("removed {h}");
+        } else {
+            println!("removed home {h}");
+        }
     }
     Ok(())
 }

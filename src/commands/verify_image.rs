@@ -162,6 +162,9 @@ async fn verify(image: &str, helper: Option<&Path>) -> Result<(Vec<String>, bool
             "while :; do sleep 3600; done".into(),
         ],
         user: Some("0:0".into()),
+        env: Vec::new(),
+        aliases: Vec::new(),
+        volumes: Vec::new(),
     };
     let mut made = docker.create_and_start(&spec).await;
     if made.is_err() && !spec.binds.is_empty() {

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod names;
 pub mod pass;
 pub mod podfile;
+pub mod projects;
 pub mod protocol;
 pub mod session;
 pub mod sshd_config;

@@ -47,7 +47,7 @@ pub fn is_unreachable(e: &bollard::errors::Error) -> bool {
 }
 
 /// The typed error for a bollard error while doing `what`.
-fn derr(what: &str, e: bollard::errors::Error) -> Error {
+pub(super) fn derr(what: &str, e: bollard::errors::Error) -> Error {
     if is_unreachable(&e) {
         tracing::warn!("docker: {what}: {e}");
         return Error::EngineDown {
@@ -129,7 +129,7 @@ fn managed_container(c: bollard::models::ContainerSummary) -> ManagedContainer {
     }
 }
 
-fn is_not_found(e: &bollard::errors::Error) -> bool {
+pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
@@ -169,7 +169,7 @@ impl Docker {
     }
 
     /// The connected client (connecting and agreeing on the API version first if need be).
-    async fn ready(&self) -> Result<bollard::Docker> {
+    pub(super) async fn ready(&self) -> Result<bollard::Docker> {
         match self.connected() {
             Some(c) => Ok(c),
             None => self.dial().await.map_err(|e| derr("connect", e)),
@@ -289,6 +289,33 @@ impl ContainerRuntime for Docker {
         }
     }
 
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        self.image_id_of(image).await
+    }
+
+    async fn exec_capture(
+        &self,
+        container: &str,
+        user: &str,
+        workdir: &str,
+        env: Vec<String>,
+        argv: Vec<String>,
+    ) -> Result<(Option<i64>, String)> {
+        Docker::exec_capture(self, container, user, workdir, env, argv).await
+    }
+
+    async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<()> {
+        self.ensure_volume_of(name, labels).await
+    }
+
+    async fn list_volumes(&self, instance: &str) -> Result<Vec<(String, Labels)>> {
+        self.list_volumes_of(instance).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.remove_volume_named(name).await
+    }
+
     /// Pulls the image if it is not present. Progress goes to the log, never to a session.
     async fn ensure_image(&self, image: &str) -> Result<()> {
         match self.ready().await?.inspect_image(image).await {
@@ -329,7 +356,7 @@ impl ContainerRuntime for Docker {
             readonly_rootfs: Some(spec.readonly_rootfs),
             tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone()),
             runtime: spec.runtime.clone(),
-            mounts: (!spec.binds.is_empty()).then(|| {
+            mounts: (!spec.binds.is_empty() || !spec.volumes.is_empty()).then(|| {
                 spec.binds
                     .iter()
                     .map(|b| bollard::models::Mount {
@@ -339,6 +366,13 @@ impl ContainerRuntime for Docker {
                         read_only: Some(b.read_only),
                         ..Default::default()
                     })
+                    .chain(spec.volumes.iter().map(|v| bollard::models::Mount {
+                        source: Some(v.name.clone()),
+                        target: Some(v.target.clone()),
+                        typ: Some(bollard::models::MountType::VOLUME),
+                        read_only: Some(v.read_only),
+                        ..Default::default()
+                    }))
                     .collect()
             }),
             network_mode: spec.network.clone(),
@@ -351,9 +385,24 @@ impl ContainerRuntime for Docker {
             labels: Some(spec.labels.clone()),
             // podspawn's start command replaces the image's ENTRYPOINT as well as its CMD: an
             // entrypoint would otherwise receive the start command as arguments (and swallow it).
-            entrypoint: Some(spec.cmd.clone()),
-            cmd: Some(Vec::new()),
+            // An empty start command (a project's companion service) keeps the image's own.
+            entrypoint: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+            cmd: (!spec.cmd.is_empty()).then(Vec::new),
+            networking_config: (!spec.aliases.is_empty()).then(|| {
+                bollard::models::NetworkingConfig {
+                    endpoints_config: spec.network.as_ref().map(|n| {
+                        HashMap::from([(
+                            n.clone(),
+                            bollard::models::EndpointSettings {
+                                aliases: Some(spec.aliases.clone()),
+                                ..Default::default()
+                            },
+                        )])
+                    }),
+                }
+            }),
             user: spec.user.clone(),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
             open_stdin: Some(false),
             host_config: Some(host),
             ..Default::default()

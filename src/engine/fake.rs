@@ -75,6 +75,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Fake {
+    /// Puts an image on the fake host (a project image built by update-project, say).
+    pub fn add_image(&self, image: &str) {
+        self.st().images.insert(image.to_string());
+    }
+
     /// An engine with these images on the host.
     pub fn with_images(images: &[&str]) -> Fake {
         let f = Fake::default();
@@ -210,6 +215,15 @@ impl ContainerRuntime for Fake {
     async fn container_labels(&self, name: &str) -> Result<Option<Labels>> {
         self.call(format!("labels {name}"))?;
         Ok(self.container(name).map(|c| c.labels))
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        self.call(format!("image-id {image}"))?;
+        Ok(self
+            .st()
+            .images
+            .contains(image)
+            .then(|| format!("sha256:fake-{image}")))
     }
 
     async fn ensure_image(&self, image: &str) -> Result<()> {

@@ -13,9 +13,11 @@ mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod http;
+mod images;
 mod spec;
 
 pub use docker::*;
+pub use images::BuiltImage;
 pub use spec::*;
 
 /// Object labels.
@@ -153,6 +155,57 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         cols: u16,
     ) -> impl Future<Output = Result<()>> + Send;
     fn inspect_exec(&self, exec_id: &str) -> impl Future<Output = Result<ExecStatus>> + Send;
+    /// An image's ID (`sha256:…`), or None when the engine has no such image (project images
+    /// are built ahead by `update-project`; a login only checks for them). Engines without
+    /// project images report none.
+    fn image_id(&self, image: &str) -> impl Future<Output = Result<Option<String>>> + Send {
+        let _ = image;
+        async { Ok(None) }
+    }
+    /// Runs `argv` in a container as `user` (`uid:gid`) in `workdir` and returns its exit code
+    /// and output (project hooks). Engines without it report an I/O error.
+    fn exec_capture(
+        &self,
+        container: &str,
+        user: &str,
+        workdir: &str,
+        env: Vec<String>,
+        argv: Vec<String>,
+    ) -> impl Future<Output = Result<(Option<i64>, String)>> + Send {
+        let _ = (container, user, workdir, env, argv);
+        async { Err(unsupported("exec")) }
+    }
+    /// Creates an engine volume with `labels` unless one of the same owner exists (a project's
+    /// companion service's named volume).
+    fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &Labels,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (name, labels);
+        async { Err(unsupported("volume")) }
+    }
+    /// The installation's volumes: (name, labels).
+    fn list_volumes(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Labels)>>> + Send {
+        let _ = instance;
+        async { Ok(Vec::new()) }
+    }
+    /// Removes a volume; a missing one is not an error.
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<()>> + Send {
+        let _ = name;
+        async { Ok(()) }
+    }
+}
+
+/// What the trait's default methods answer on engines without the feature.
+fn unsupported(what: &str) -> Error {
+    Error::Io {
+        what: what.into(),
+        message: "not supported by this engine".into(),
+    }
 }
 
 /// Removes the network `name` only if it belongs to `owner` (all owner labels equal); a missing

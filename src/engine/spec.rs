@@ -79,6 +79,21 @@ pub struct ContainerSpec {
     /// The start command and the user it runs as.
     pub cmd: Vec<String>,
     pub user: Option<String>,
+    /// The container's environment (`NAME=value`; a project's Podfile `env`), inherited by
+    /// every exec.
+    pub env: Vec<String>,
+    /// DNS names of the container on `network` (a companion service's name).
+    pub aliases: Vec<String>,
+    /// Engine volumes (a companion service's named volumes).
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// An engine volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub name: String,
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// One bind mount of a host path into a container.
@@ -189,6 +204,9 @@ pub fn container_spec(
         network: None,
         cmd: vec!["sleep".into(), "infinity".into()],
         user: None,
+        env: Vec::new(),
+        aliases: Vec::new(),
+        volumes: Vec::new(),
     }
 }
 

@@ -88,6 +88,14 @@ async fn one_pass(lc: &Lifecycle) -> Result<(), String> {
     for n in &r.removed_networks {
         println!("removed network {n}");
     }
+    // Project images nothing uses any more (roles/project_images.rs).
+    let (images, image_errors) = lc.remove_unused_images().await;
+    for i in &images {
+        println!("removed image {i}");
+    }
+    for e in &image_errors {
+        eprintln!("error: {e}");
+    }
     for e in &r.errors {
         eprintln!("error: {e}");
     }
@@ -127,6 +135,10 @@ async fn run_daemon(lc: Lifecycle, interval: Duration) -> Result<(), String> {
         };
         passes += 1;
         removed += report.removed.len() as u64;
+        // Project images nothing uses any more (roles/project_images.rs).
+        for e in lc.remove_unused_images().await.1 {
+            tracing::warn!("cleanup: {e}");
+        }
         for e in &report.errors {
             tracing::warn!("cleanup: {e}");
         }

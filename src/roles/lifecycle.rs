@@ -56,6 +56,8 @@ pub enum Error {
     Lock { dir: PathBuf, message: String },
     /// A persistent home directory.
     Home { path: PathBuf, message: String },
+    /// A registered project cannot start a session (roles/project_session.rs).
+    Project(crate::roles::project_session::ProjectError),
     /// A new container's start command failed: names the image and how to check it.
     DidNotStart {
         user: String,
@@ -74,6 +76,7 @@ impl std::fmt::Display for Error {
             Error::Names(e) => e.fmt(f),
             Error::Lock { dir, message } => write!(f, "cannot lock {}: {message}", dir.display()),
             Error::Home { message, .. } => f.write_str(message),
+            Error::Project(e) => e.fmt(f),
             Error::DidNotStart { user, image, cause } => write!(
                 f,
                 "the container for {user} (image {image}) did not start: {cause}; check the image \
@@ -112,6 +115,12 @@ impl From<crate::core::config::ConfigError> for Error {
 impl From<crate::core::names::NamesTaken> for Error {
     fn from(e: crate::core::names::NamesTaken) -> Error {
         Error::Names(e)
+    }
+}
+
+impl From<crate::roles::project_session::ProjectError> for Error {
+    fn from(e: crate::roles::project_session::ProjectError) -> Error {
+        Error::Project(e)
     }
 }
 
@@ -387,6 +396,13 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let mode = ov.mode.unwrap_or(self.cfg.session.mode);
         let mut spec = engine::container_spec(&self.cfg, &ov, &self.instance, user, project);
         spec.name = name.to_string();
+        // A registered project: its image, environment, resources, mode and shell
+        // (roles/project_session.rs).
+        let proj = self.project_session(project).await?;
+        if let Some(p) = &proj {
+            p.apply(&mut spec, user, &ov);
+        }
+        let mode = proj.as_ref().and_then(|p| p.podfile.mode).unwrap_or(mode);
         let home = format!("/home/{user}");
         if mode == SessionMode::Named {
             let dir = self.prepare_home(account)?;
@@ -422,6 +438,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let shell = ov
             .shell
             .clone()
+            .or_else(|| proj.as_ref().and_then(|p| p.podfile.shell.clone()))
             .unwrap_or_else(|| self.cfg.defaults.shell.clone());
         spec.cmd = engine::init_argv(user, account.uid, account.gid, &home, &shell);
         spec.user = Some("0:0".into());
@@ -474,6 +491,22 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 image: spec.image.clone(),
                 cause: e,
             });
+        }
+        if let Some(p) = &proj {
+            self.prepare_workspace(&id, p, account.uid, account.gid)
+                .await;
+            // Companion services (roles/project_services.rs); a failure ends the session.
+            let net = spec.network.as_deref();
+            if let Err(e) = self
+                .start_services(user, project, &spec.name, net, &p.podfile)
+                .await
+            {
+                let _ = self.docker.remove(&id).await;
+                if let Some(n) = &spec.network {
+                    let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
+                }
+                return Err(e);
+            }
         }
         let row = SessionRow {
             user: user.to_string(),
@@ -546,6 +579,9 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     /// The caller holds the user's lock.
     pub async fn destroy(&self, row: &SessionRow, reason: EndReason) -> Result<(), Error> {
         self.docker.remove(&row.container_id).await?;
+        // A project's companion services (roles/project_services.rs), before their network.
+        self.remove_services(&row.user, &row.project, &row.container_name, reason)
+            .await;
         engine::remove_owned_network(
             &self.docker,
             &engine::network_name(&row.container_name),
@@ -672,6 +708,15 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         });
         let containers: Vec<pass::Listed> = containers
             .into_iter()
+            // A project's companion services of a live session are that session's, not orphans
+            // (roles/project_services.rs); they go with the session.
+            .filter(|c| {
+                !crate::roles::project_services::belongs_to_session(
+                    &c.labels,
+                    &rows,
+                    &self.instance,
+                )
+            })
             .filter_map(|c| {
                 let (user, project) = owner_of(&c.labels, &self.instance)?;
                 Some(pass::Listed {

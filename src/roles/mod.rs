@@ -5,4 +5,7 @@ pub mod broker;
 pub mod cleanup;
 pub mod lifecycle;
 pub mod metrics_http;
+pub mod project_images;
+pub mod project_services;
+pub mod project_session;
 pub mod spawn;

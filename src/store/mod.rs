@@ -3,4 +3,5 @@
 pub mod audit;
 pub mod keys;
 pub mod locks;
+pub mod projects;
 pub mod state;

@@ -40,13 +40,24 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // 4: registered projects (store/projects.rs): root-only like the rest of state.db, unlike
+    // the reference's projects.yaml
+    "CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        repo TEXT NOT NULL,
+        branch TEXT NOT NULL DEFAULT '',
+        commit_id TEXT NOT NULL DEFAULT '',
+        image TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
 ];
 
 /// The `meta` key of this installation's instance id.
 const INSTANCE_KEY: &str = "instance";
 
 pub struct Db {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 /// What can go wrong with `state.db`. The broker tells a newer schema apart (refuse to run, ask

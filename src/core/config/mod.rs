@@ -143,6 +143,9 @@ pub struct SecurityConfig {
     /// containers; `shared`: Docker's default bridge (no per-session networks; use it when the
     /// engine's address pools are too small for one network per session).
     pub network: NetworkMode,
+    /// Let a project's Podfile mount host paths into its companion services (default: no,
+    /// only named engine volumes).
+    pub allow_service_binds: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -239,6 +242,7 @@ impl Default for Config {
                 no_new_privileges: true,
                 pids_limit: 256,
                 readonly_rootfs: false,
+                allow_service_binds: false,
                 tmpfs: BTreeMap::new(),
                 runtime: None,
                 network: NetworkMode::Isolated,
@@ -334,6 +338,7 @@ impl Config {
                 no_new_privileges: raw.security.no_new_privileges,
                 pids_limit: raw.security.pids_limit,
                 readonly_rootfs: raw.security.readonly_rootfs,
+                allow_service_binds: raw.security.allow_service_binds,
                 tmpfs: raw.security.tmpfs,
                 runtime: raw.security.runtime,
                 network: raw.security.network,
@@ -496,12 +501,16 @@ security:
   # shared: Docker's default bridge. Docker's default address pools allow about 30 bridges;
   # raise default-address-pools in /etc/docker/daemon.json for more isolated sessions.
   network: isolated
+  # Let project Podfiles bind-mount host paths into companion services (named volumes are
+  # always allowed).
+  allow_service_binds: false
 
 resources:
   # Containers one user may have at the same time (0 = unlimited).
   max_per_user: 3
 
-# Project definitions (name -> repository, image, ...).
+# Not read: projects are registered with podspawn add-project and kept in state.db (root
+# only), their checkouts in projects/ next to it. Accepted so older configs still load.
 projects_file: /etc/podspawn/projects.yaml
 
 # Per-user overrides, one <user>.yaml per user (image, cpus, memory, shell, mode, env).

@@ -335,6 +335,7 @@ impl Default for RawConfig {
                 tmpfs: d.security.tmpfs,
                 runtime: d.security.runtime,
                 network: d.security.network,
+                allow_service_binds: d.security.allow_service_binds,
             },
             resources: RawResources {
                 max_per_user: d.resources.max_per_user,
@@ -461,7 +462,7 @@ pub(super) struct RawLog {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the keys cap_drop, cap_add, no_new_privileges, pids_limit, readonly_rootfs, tmpfs, runtime, network"
+    expecting = "a mapping with the keys cap_drop, cap_add, no_new_privileges, pids_limit, readonly_rootfs, tmpfs, runtime, network, allow_service_binds"
 )]
 pub(super) struct RawSecurity {
     #[serde(deserialize_with = "de_caps")]
@@ -480,6 +481,8 @@ pub(super) struct RawSecurity {
     pub(super) runtime: Option<String>,
     #[serde(deserialize_with = "de_network")]
     pub(super) network: NetworkMode,
+    #[serde(deserialize_with = "de_bool")]
+    pub(super) allow_service_binds: bool,
 }
 
 #[derive(Deserialize)]

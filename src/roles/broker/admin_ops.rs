@@ -61,6 +61,9 @@ impl<R: ContainerRuntime> Broker<R> {
             stopped.push(r.container_name);
         }
         if purge {
+            // A project's companion services' named volumes (roles/project_services.rs).
+            let gone = self.lc.purge_volumes(user, project).await;
+            homes.extend(gone.into_iter().map(|v| format!("volume {v}")));
             match self.lc.purge_home(user) {
                 Ok(true) => homes.push(self.cfg().state.homes_dir.join(user).display().to_string()),
                 Ok(false) => {}

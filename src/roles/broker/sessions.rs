@@ -407,6 +407,24 @@ impl<R: ContainerRuntime> Broker<R> {
         if let (Some(h), Some(d), false) = (helper, session_dir, route == Route::Sftp) {
             argv = session::with_status_file(argv, h, d, &tag);
         }
+        // Project hooks (roles/project_session.rs): on_create once per container, on_start per
+        // interactive login; their output is shown on interactive logins only.
+        let argv = if req.project.is_empty() {
+            argv
+        } else {
+            let shown = (self.lc)
+                .run_hooks(account, &req.project, container_id, route == Route::Shell)
+                .await;
+            if route == Route::Shell {
+                crate::roles::project_session::interactive_argv(
+                    &shown,
+                    &crate::roles::project_session::workspace(&req.project),
+                    argv,
+                )
+            } else {
+                argv
+            }
+        };
         // The container's start command may still be creating the account and home (a login right
         // after another one created it, or after Docker restarted it): every exec waits for its
         // ready marker, then changes to the home directory. Once ready that costs one `test`.
