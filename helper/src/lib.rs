@@ -3,6 +3,8 @@
 //! holds their logic so tests (and a future fuzz target for [`wire`]) can use it.
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod names;
 pub mod sftp;
 pub mod wire;
