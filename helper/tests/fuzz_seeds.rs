@@ -24,5 +24,9 @@ fn sftp_fuzz_seeds_and_crash_inputs_pass() {
             Err(_) => failures.push(format!("{}: panicked", f.display())),
         }
     }
+    // The entry point's scratch directory (see podspawn_helper::fuzzing).
+    let scratch = std::env::temp_dir().join(format!("podspawn-fuzz-sftp-{}", std::process::id()));
+    std::env::set_current_dir(std::env::temp_dir()).unwrap();
+    let _ = std::fs::remove_dir_all(scratch);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
