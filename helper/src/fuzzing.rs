@@ -105,7 +105,10 @@ fn scratch() -> Result<&'static Path, String> {
 
 /// Empties the scratch directory and writes the passwd and group files the server reads.
 fn reset(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
     let err = |e: std::io::Error| format!("resetting {}: {e}", dir.display());
+    // The last input may have changed the directory's own mode (SETSTAT ".").
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     std::env::set_current_dir(dir).map_err(err)?;
     for entry in std::fs::read_dir(dir).map_err(err)? {
         let p = entry.map_err(err)?.path();
