@@ -14,6 +14,23 @@ use std::path::{Path, PathBuf};
 /// fuzzer gains nothing from megabyte inputs).
 pub const MAX_INPUT: usize = 32 * 1024;
 
+/// Lines of a YAML text as the YAML scanner counts them (`\r\n`, `\n`, a lone `\r` and the
+/// YAML 1.1 breaks NEL, LS and PS each end a line), plus one: errors at the end of the input point
+/// just past the last line.
+fn yaml_lines(text: &str) -> usize {
+    let mut n = 1;
+    let mut prev_cr = false;
+    for c in text.chars() {
+        match c {
+            '\n' if prev_cr => {}
+            '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => n += 1,
+            _ => {}
+        }
+        prev_cr = c == '\r';
+    }
+    n + 1
+}
+
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if ok {
         Ok(())
@@ -160,7 +177,7 @@ pub fn config(data: &[u8]) -> Result<(), String> {
         return Ok(());
     }
     let text = String::from_utf8_lossy(data);
-    let lines = text.lines().count() + 1;
+    let lines = yaml_lines(&text);
     let path = Path::new("/etc/podspawn/config.yaml");
     match config::Config::parse(&text, path) {
         Ok(c) => {
@@ -504,7 +521,7 @@ pub fn podfile(data: &[u8]) -> Result<(), String> {
             Ok(None) => {}
             Err(e) => {
                 let text = files.0.get(&e.file).map_or("", String::as_str);
-                let lines = text.lines().count() + 1;
+                let lines = yaml_lines(text);
                 check(e.line.is_none_or(|l| l >= 1 && l <= lines), || {
                     format!(
                         "error line {:?} outside {} ({lines} lines): {e}",
