@@ -8,6 +8,8 @@ pub mod cli;
 pub mod commands;
 pub mod core;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod roles;
 pub mod store;

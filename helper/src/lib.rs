@@ -4,6 +4,8 @@
 // One `unsafe` block in the whole helper: the child's signal mask in run.rs.
 #![deny(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod names;
 pub mod run;
 pub mod sftp;

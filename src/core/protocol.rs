@@ -281,6 +281,16 @@ impl Client {
         })
     }
 
+    /// A client over an already connected stream (the fuzz targets' socket pairs).
+    #[doc(hidden)]
+    pub fn from_stream(stream: UnixStream) -> Client {
+        Client {
+            stream,
+            buf: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
     }

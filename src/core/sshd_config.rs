@@ -83,39 +83,75 @@ pub fn split_args(s: &str) -> Vec<String> {
 pub fn glob_match(pattern: &str, path: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = path.chars().collect();
-    glob_rec(&p, &t, true)
+    // Memoised on (pattern position, path position, at a component start): every state is
+    // computed once, so patterns with many `*` stay quadratic instead of exponential.
+    let mut memo = vec![None; (p.len() + 1) * (t.len() + 1) * 2];
+    glob_rec(&p, &t, 0, 0, true, &mut memo)
 }
 
-fn glob_rec(p: &[char], t: &[char], at_start: bool) -> bool {
-    let Some(&pc) = p.first() else {
-        return t.is_empty();
-    };
-    let leading_dot = at_start && t.first() == Some(&'.');
-    match pc {
-        '*' => {
-            if leading_dot {
-                return false;
-            }
-            for i in 0..=t.len() {
-                if glob_rec(&p[1..], &t[i..], at_start && i == 0) {
-                    return true;
-                }
-                if i < t.len() && t[i] == '/' {
-                    break;
-                }
-            }
-            false
-        }
-        '?' => !t.is_empty() && t[0] != '/' && !leading_dot && glob_rec(&p[1..], &t[1..], false),
-        '[' => match bracket(&p[1..], t.first().copied()) {
-            Some((matched, used)) => {
-                matched && !leading_dot && glob_rec(&p[1 + used..], &t[1..], false)
-            }
-            None => t.first() == Some(&'[') && glob_rec(&p[1..], &t[1..], false),
-        },
-        '\\' if p.len() > 1 => t.first() == Some(&p[1]) && glob_rec(&p[2..], &t[1..], p[1] == '/'),
-        c => t.first() == Some(&c) && glob_rec(&p[1..], &t[1..], c == '/'),
+fn glob_rec(
+    pat: &[char],
+    text: &[char],
+    pi: usize,
+    ti: usize,
+    at_start: bool,
+    memo: &mut [Option<bool>],
+) -> bool {
+    let key = (pi * (text.len() + 1) + ti) * 2 + usize::from(at_start);
+    if let Some(Some(known)) = memo.get(key) {
+        return *known;
     }
+    let (p, t) = (&pat[pi..], &text[ti..]);
+    let result = match p.first() {
+        None => t.is_empty(),
+        Some(&pc) => {
+            let leading_dot = at_start && t.first() == Some(&'.');
+            match pc {
+                '*' => {
+                    if leading_dot {
+                        false
+                    } else {
+                        let mut found = false;
+                        for i in 0..=t.len() {
+                            if glob_rec(pat, text, pi + 1, ti + i, at_start && i == 0, memo) {
+                                found = true;
+                                break;
+                            }
+                            if i < t.len() && t[i] == '/' {
+                                break;
+                            }
+                        }
+                        found
+                    }
+                }
+                '?' => {
+                    !t.is_empty()
+                        && t[0] != '/'
+                        && !leading_dot
+                        && glob_rec(pat, text, pi + 1, ti + 1, false, memo)
+                }
+                '[' => match bracket(&p[1..], t.first().copied()) {
+                    Some((matched, used)) => {
+                        matched
+                            && !leading_dot
+                            && glob_rec(pat, text, pi + 1 + used, ti + 1, false, memo)
+                    }
+                    None => {
+                        t.first() == Some(&'[') && glob_rec(pat, text, pi + 1, ti + 1, false, memo)
+                    }
+                },
+                '\\' if p.len() > 1 => {
+                    t.first() == Some(&p[1])
+                        && glob_rec(pat, text, pi + 2, ti + 1, p[1] == '/', memo)
+                }
+                c => t.first() == Some(&c) && glob_rec(pat, text, pi + 1, ti + 1, c == '/', memo),
+            }
+        }
+    };
+    if let Some(slot) = memo.get_mut(key) {
+        *slot = Some(result);
+    }
+    result
 }
 
 /// A bracket expression after its `[`: (whether `c` matches, pattern chars used incl. `]`);
@@ -517,6 +553,10 @@ impl ConfigSource for Overlay<'_> {
     }
 }
 
+/// Files read at most while following Includes (repeats included). sshd refuses Includes nested
+/// more than 16 deep; a file that includes itself twice would otherwise be read 2^16 times.
+pub const MAX_INCLUDED_FILES: usize = 256;
+
 /// The configuration as sshd reads it: directives in order, Includes expanded in place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flat {
@@ -564,6 +604,9 @@ fn walk(
         if include && depth < 16 {
             for a in split_args(&args) {
                 for p in src.glob(&include_path(&a)) {
+                    if flat.files.len() >= MAX_INCLUDED_FILES {
+                        continue;
+                    }
                     if let Some(t) = src.read(&p) {
                         walk(&p, &t, ctx.clone(), src, flat, depth + 1);
                     }
@@ -1251,6 +1294,41 @@ mod tests {
             Error::Unreadable("/nonexistent".into()).to_string(),
             "cannot read /nonexistent"
         );
+    }
+
+    #[test]
+    fn include_fan_out_is_bounded() {
+        // Found by fuzzing: drop-ins that include their own directory (themselves and each
+        // other) doubled the reads at each of the 16 levels.
+        let fs = mem(&[
+            (
+                "/etc/ssh/sshd_config",
+                "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n",
+            ),
+            (
+                "/etc/ssh/sshd_config.d/05-a.conf",
+                "Include /etc/ssh/sshd_config.d/*.conf\n",
+            ),
+            (
+                "/etc/ssh/sshd_config.d/10-b.conf",
+                "Include /etc/ssh/sshd_config.d/*.conf\n",
+            ),
+        ]);
+        let flat = flatten(Path::new("/etc/ssh/sshd_config"), &fs).unwrap();
+        assert_eq!(flat.files.len(), MAX_INCLUDED_FILES);
+        // The main file's own directives after the Include are still read.
+        let last = flat.directives.last().unwrap();
+        assert_eq!((last.line, last.args.as_str()), (2, "22"));
+    }
+
+    #[test]
+    fn glob_with_many_stars_is_fast() {
+        let pattern = format!("/etc/{}x", "*?".repeat(40));
+        let path = format!("/etc/{}", "a".repeat(200));
+        let start = std::time::Instant::now();
+        assert!(!glob_match(&pattern, &path));
+        assert!(glob_match("/etc/*?*?*a", "/etc/xyza"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

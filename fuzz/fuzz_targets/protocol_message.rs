@@ -1,0 +1,9 @@
+#![no_main]
+//! See `podspawn::fuzzing::protocol_message`.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = podspawn::fuzzing::protocol_message(data) {
+        panic!("invariant broken: {e}");
+    }
+});
