@@ -444,21 +444,39 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         spec.user = Some("0:0".into());
         let started = std::time::Instant::now();
         let mut created = self.docker.create_and_start(&spec).await;
-        if let Err(engine::Error::BindSourceMissing { path, .. }) = &created {
-            // The engine does not see podspawn-helper at helper.path (it runs on another host, or
-            // in another mount namespace): the session goes on without it; images with their own
-            // sftp-server still serve SFTP.
-            let helper = std::path::Path::new(path);
-            if spec.binds.iter().any(|b| b.source == helper) {
-                tracing::warn!(
-                    path = %helper.display(),
-                    "the container engine cannot see podspawn-helper at helper.path; creating \
-                     the container without it"
-                );
-                spec.binds.retain(|b| b.source != helper);
-                spec.labels.remove(engine::LABEL_HELPER);
-                created = self.docker.create_and_start(&spec).await;
+        // The engine does not see a host path podspawn mounts for convenience (it runs on another
+        // host, or in another mount namespace): the session goes on without that mount, once per
+        // such path. Without podspawn-helper, images with their own sftp-server still serve SFTP;
+        // without the session directory, there is no agent forwarding and exit codes stand in for
+        // signals. A missing persistent home is not skipped: that would lose the user's files.
+        for _ in 0..2 {
+            let Err(engine::Error::BindSourceMissing { path, .. }) = &created else {
+                break;
+            };
+            let missing = std::path::PathBuf::from(path);
+            let what = if self.cfg.helper.path.as_deref() == Some(missing.as_path()) {
+                ("podspawn-helper (helper.path)", engine::LABEL_HELPER)
+            } else if spec.binds.iter().any(|b| {
+                b.source == missing && b.target == crate::core::config::SESSION_CONTAINER_DIR
+            }) {
+                (
+                    "the session directory (broker.session_dir)",
+                    engine::LABEL_SESSION_DIR,
+                )
+            } else {
+                break;
+            };
+            if !spec.binds.iter().any(|b| b.source == missing) {
+                break;
             }
+            tracing::warn!(
+                path = %missing.display(),
+                "the container engine cannot see {}; creating the container without it",
+                what.0
+            );
+            spec.binds.retain(|b| b.source != missing);
+            spec.labels.remove(what.1);
+            created = self.docker.create_and_start(&spec).await;
         }
         let id = match created {
             Ok(id) => id,
@@ -1249,6 +1267,17 @@ pub(crate) mod tests {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(base.join("alice")).unwrap();
         assert_eq!((m.uid(), m.mode() & 0o7777), (2001, 0o700));
+        // An engine that sees neither the helper nor the session directory (it runs elsewhere,
+        // or the broker runs in a container of its own): both mounts and labels are dropped.
+        dir.write("helper/podspawn-helper", "#!/bin/true\n");
+        lc.docker.remote.store(true, Ordering::SeqCst);
+        let row = rt
+            .block_on(lc.create(&account("bob", 2002), "", "podspawn-bob", 1))
+            .unwrap();
+        let c = lc.docker.container(&row.container_id).unwrap();
+        assert!(c.binds.is_empty(), "{:?}", c.binds);
+        assert!(!c.labels.contains_key(engine::LABEL_SESSION_DIR));
+        assert!(!c.labels.contains_key(engine::LABEL_HELPER));
     }
 
     #[test]
