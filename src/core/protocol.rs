@@ -20,7 +20,13 @@ pub enum Request {
     /// Attach a new connection to the caller's (user, project) session, creating it if needed.
     Open(OpenRequest),
     /// Re-register a live stream after a broker restart; the lease continues.
-    Resume { project: String, exec_id: String },
+    Resume {
+        project: String,
+        exec_id: String,
+        /// The connection's agent relay socket (see `OpenRequest::agent`), removed with the lease.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
     /// The client's window changed.
     Resize { rows: u16, cols: u16 },
     /// The stream ended: report the exit code of the command.
@@ -553,6 +559,11 @@ mod tests {
         let line = br#"{"op":"open","project":"","command":null,"tty":false,"term":null,"rows":0,"cols":0,"env":[]}"#;
         match decode::<Request>(line).unwrap() {
             Request::Open(o) => assert_eq!(o.agent, None),
+            other => panic!("{other:?}"),
+        }
+        // A resume from before agent forwarding, too.
+        match decode::<Request>(br#"{"op":"resume","project":"","exec_id":"x"}"#).unwrap() {
+            Request::Resume { agent, .. } => assert_eq!(agent, None),
             other => panic!("{other:?}"),
         }
         // Without an agent, nothing new goes on the wire either.

@@ -479,11 +479,22 @@ impl<R: ContainerRuntime> Broker<R> {
                 };
                 self.serve_open(account, open, conn).await;
             }
-            Request::Resume { project, exec_id } => {
+            Request::Resume {
+                project,
+                exec_id,
+                agent,
+            } => {
                 let Some(account) = self.session_caller(uid, caller, &mut conn).await else {
                     return;
                 };
-                self.serve_resume(account, project, exec_id, conn).await;
+                let user = account.name.clone();
+                self.clone()
+                    .serve_resume(account, project, exec_id, conn)
+                    .await;
+                // As after an Open: the connection's agent relay goes with its lease.
+                if let (Some(sock), Some(base)) = (agent, self.cfg().broker.session_dir.as_ref()) {
+                    crate::host::session_dir::remove_socket(base, &user, &sock);
+                }
             }
             Request::List { user } => {
                 let resp = self.list(uid, caller.as_ref(), user.as_deref());

@@ -219,6 +219,7 @@ fn run_inner(
             ))
         }
     };
+    let agent = open.agent.clone();
     if let Err(e) = broker.send(&Request::Open(open)) {
         return fail(&format!("podspawn service: {e}"));
     }
@@ -243,6 +244,7 @@ fn run_inner(
         socket: socket.to_path_buf(),
         project,
         exec_id,
+        agent,
         pending_resize: false,
         lost_at: None,
     };
@@ -354,6 +356,8 @@ struct Pump {
     socket: PathBuf,
     project: String,
     exec_id: String,
+    /// The agent relay's socket name, for the broker to remove if this process is killed.
+    agent: Option<String>,
     pending_resize: bool,
     lost_at: Option<Instant>,
 }
@@ -692,6 +696,7 @@ impl Pump {
         let req = Request::Resume {
             project: self.project.clone(),
             exec_id: self.exec_id.clone(),
+            agent: self.agent.clone(),
         };
         match c.call(&req) {
             Ok(Response::Ok) => {
