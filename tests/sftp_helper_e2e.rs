@@ -20,17 +20,6 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// Builds the static helper with scripts/build-helper.sh and returns its path.
-fn build_helper() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let o = run(Command::new("bash")
-        .arg(repo.join("scripts/build-helper.sh"))
-        .current_dir(repo));
-    assert!(o.status.success(), "build-helper: {}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    repo.join(out.lines().last().unwrap().trim())
-}
-
 /// podspawn-test:latest without any sftp-server; removed when dropped.
 struct NoSftpImage;
 
@@ -96,15 +85,7 @@ fn processes_during_sftp(env: &Env, u: &User) -> String {
 
 #[test]
 fn sftp_and_scp_work_on_an_image_without_sftp_server() {
-    let helper_src = build_helper();
-    let helper_dir = common::TempDir::under(Path::new("/var/tmp"), "pst-helper");
-    let helper = helper_dir.join("podspawn-helper");
-    let o = run(Command::new("install")
-        .arg("-m")
-        .arg("0755")
-        .arg(&helper_src)
-        .arg(&helper));
-    assert!(o.status.success(), "install: {}", text(&o));
+    let (_helper_dir, helper) = common::installed_helper();
     let _image = NoSftpImage::build();
     let mut env = Env::with(Opts {
         extra: format!("helper:\n  path: {}\n", helper.display()),
@@ -306,15 +287,7 @@ fn paramiko_python() -> PathBuf {
 /// SSH + SFTP client; and rsync.
 #[test]
 fn sftp_scp_and_paramiko_on_a_libc_free_image() {
-    let helper_src = build_helper();
-    let helper_dir = common::TempDir::under(Path::new("/var/tmp"), "pst-helper");
-    let helper = helper_dir.join("podspawn-helper");
-    let o = run(Command::new("install")
-        .arg("-m")
-        .arg("0755")
-        .arg(&helper_src)
-        .arg(&helper));
-    assert!(o.status.success(), "install: {}", text(&o));
+    let (_helper_dir, helper) = common::installed_helper();
     let _bb = BusyboxImage::build();
     let mut env = Env::with(Opts {
         extra: format!("helper:\n  path: {}\n", helper.display()),

@@ -370,37 +370,11 @@ fn a_command_with_a_terminal() {
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
 }
 
-/// Builds the static helper (scripts/build-helper.sh) and installs it under a root-owned
-/// directory; returns (its directory guard, its path).
-fn installed_helper() -> (common::TempDir, PathBuf) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let o = run(Command::new("bash")
-        .arg(repo.join("scripts/build-helper.sh"))
-        .current_dir(repo));
-    assert!(o.status.success(), "build-helper: {}", text(&o));
-    let built = repo.join(
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    );
-    let dir = common::TempDir::under(Path::new("/var/tmp"), "pst-helper");
-    let helper = dir.join("podspawn-helper");
-    let o = run(Command::new("install")
-        .arg("-m")
-        .arg("0755")
-        .arg(&built)
-        .arg(&helper));
-    assert!(o.status.success(), "install: {}", text(&o));
-    (dir, helper)
-}
-
 /// A command killed by a signal ends the SSH session with that signal (sshd sends exit-signal,
 /// as for a command it ran itself); `exit 143` stays an exit status.
 #[test]
 fn a_killed_command_reports_its_signal() {
-    let (_dir, helper) = installed_helper();
+    let (_dir, helper) = common::installed_helper();
     let mut env = Env::with(common::Opts {
         extra: format!("helper:\n  path: {}\n", helper.display()),
         ..common::Opts::default()
@@ -448,7 +422,7 @@ fn a_killed_command_reports_its_signal() {
 /// mounted helper finds the session's processes).
 #[test]
 fn a_vanished_client_hangs_up_its_command_on_a_minimal_image() {
-    let (_dir, helper) = installed_helper();
+    let (_dir, helper) = common::installed_helper();
     common::ensure_image();
     let image = format!("podspawn-test-notr-{}:latest", std::process::id());
     let builder = format!("podspawn-notr-build-{}", std::process::id());

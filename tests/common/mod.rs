@@ -90,6 +90,40 @@ impl Drop for TempDir {
     }
 }
 
+/// Builds the static podspawn-helper (scripts/build-helper.sh) and installs it into a root-owned
+/// directory under /var/tmp; returns the directory's guard and the helper's path (for the
+/// config's `helper.path`).
+pub fn installed_helper() -> (TempDir, PathBuf) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = run(Command::new("bash")
+        .arg(repo.join("scripts/build-helper.sh"))
+        .current_dir(repo));
+    let text = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(o.status.success(), "build-helper: {}", text(&o));
+    let built = repo.join(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    );
+    let dir = TempDir::under(Path::new("/var/tmp"), "pst-helper");
+    let helper = dir.join("podspawn-helper");
+    let o = run(Command::new("install")
+        .arg("-m")
+        .arg("0755")
+        .arg(&built)
+        .arg(&helper));
+    assert!(o.status.success(), "install: {}", text(&o));
+    (dir, helper)
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
