@@ -93,12 +93,7 @@ fn sftp_and_scp_work_on_an_image_without_sftp_server() {
     });
     let bare = env.add_user();
     let own = env.add_user();
-    std::fs::create_dir_all(env.root.join("users")).unwrap();
-    std::fs::write(
-        env.root.join(format!("users/{}.yaml", bare.name)),
-        format!("image: {NO_SFTP_IMAGE}\n"),
-    )
-    .unwrap();
+    env.set_overrides(&bare, &format!("image: {NO_SFTP_IMAGE}\n"));
 
     // verify-image says the helper covers sftp.
     let o = env.podspawn(&["verify-image", NO_SFTP_IMAGE]);
@@ -295,12 +290,7 @@ fn sftp_scp_and_paramiko_on_a_libc_free_image() {
     });
     let u = env.add_user();
     let r = env.add_user();
-    std::fs::create_dir_all(env.root.join("users")).unwrap();
-    std::fs::write(
-        env.root.join(format!("users/{}.yaml", u.name)),
-        format!("image: {BUSYBOX_IMAGE}\nshell: /bin/sh\n"),
-    )
-    .unwrap();
+    env.set_overrides(&u, &format!("image: {BUSYBOX_IMAGE}\nshell: /bin/sh\n"));
     let o = env.ssh(&u, "ls /lib /usr/lib 2>&1 | grep -c libc; echo shell=$0");
     let out = text(&o);
     assert!(

@@ -111,12 +111,7 @@ fn ssh(env: &Env, user: &User, agent: &Agent, forward: bool, cmd: &str) -> std::
 }
 
 fn set_image(env: &Env, user: &User) {
-    std::fs::create_dir_all(env.root.join("users")).unwrap();
-    std::fs::write(
-        env.root.join(format!("users/{}.yaml", user.name)),
-        format!("image: {AGENT_IMAGE}\n"),
-    )
-    .unwrap();
+    env.set_overrides(user, &format!("image: {AGENT_IMAGE}\n"));
 }
 
 fn session_dir_entries(env: &Env, user: &User) -> Vec<String> {
@@ -452,12 +447,7 @@ fn a_vanished_client_hangs_up_its_command_on_a_minimal_image() {
         ..common::Opts::default()
     });
     let u = env.add_user();
-    std::fs::create_dir_all(env.root.join("users")).unwrap();
-    std::fs::write(
-        env.root.join(format!("users/{}.yaml", u.name)),
-        format!("image: {image}\n"),
-    )
-    .unwrap();
+    env.set_overrides(&u, &format!("image: {image}\n"));
     let o = env.ssh(&u, "command -v tr grep; echo none");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),

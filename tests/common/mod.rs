@@ -545,6 +545,12 @@ impl Env {
             .collect()
     }
 
+    /// Writes `user`'s overrides file (`users_dir/<user>.yaml`: image, shell, mode, ...).
+    pub fn set_overrides(&self, user: &User, yaml: &str) {
+        std::fs::create_dir_all(self.root.join("users")).unwrap();
+        std::fs::write(self.root.join(format!("users/{}.yaml", user.name)), yaml).unwrap();
+    }
+
     pub fn wait_for(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         let t = Instant::now();
         while !f() {
