@@ -227,29 +227,9 @@ impl Docker {
         user: &str,
         argv: Vec<String>,
     ) -> Result<Option<i64>> {
-        let cfg = ExecConfig {
-            cmd: Some(argv),
-            user: Some(user.into()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let exec = self
-            .ready()
-            .await?
-            .create_exec(container, cfg)
+        self.exec_capture(container, user, "/", Vec::new(), argv)
             .await
-            .map_err(|e| derr("create exec", e))?;
-        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
-            .ready()
-            .await?
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| derr("start exec", e))?
-        {
-            while output.next().await.is_some() {}
-        }
-        Ok(self.inspect_exec(&exec.id).await?.exit_code)
+            .map(|(code, _)| code)
     }
 }
 
