@@ -212,6 +212,9 @@ pub struct Lifecycle<R: ContainerRuntime = Docker> {
     audit: Option<Audit>,
     pub instance: String,
     user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Containers whose project `on_create` hook has been run (or that have none), so that a
+    /// later command, scp or sftp login neither reads the Podfile nor execs the check again.
+    pub(crate) created_hooks_done: Mutex<HashSet<String>>,
 }
 
 impl Lifecycle<Docker> {
@@ -241,6 +244,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             db: Mutex::new(db),
             audit,
             user_locks: Mutex::new(HashMap::new()),
+            created_hooks_done: Mutex::new(HashSet::new()),
         })
     }
 

@@ -266,7 +266,16 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         container_id: &str,
         interactive: bool,
     ) -> String {
-        if project.is_empty() || !matches!(self.db().project(project), Ok(Some(_))) {
+        if project.is_empty() {
+            return String::new();
+        }
+        // A command, scp or sftp login into a container whose on_create already ran has nothing
+        // to do here: no Podfile read, no exec (this runs on every login of a project).
+        let created_done = lock_set(&self.created_hooks_done).contains(container_id);
+        if !interactive && created_done {
+            return String::new();
+        }
+        if !matches!(self.db().project(project), Ok(Some(_))) {
             return String::new();
         }
         let dir = checkout_dir(&self.cfg.state.db_path, project);
@@ -283,7 +292,14 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         ];
         let mut shown = String::new();
         let hooks = [
-            ("on_create", hook_argv(&ws, &pf.on_create, true)),
+            (
+                "on_create",
+                if created_done {
+                    None
+                } else {
+                    hook_argv(&ws, &pf.on_create, true)
+                },
+            ),
             (
                 "on_start",
                 if interactive {
@@ -293,6 +309,8 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 },
             ),
         ];
+        // Whether on_create is settled (ran, or there is none); an engine error leaves it to retry.
+        let mut create_settled = true;
         for (name, argv) in hooks {
             let Some(argv) = argv else { continue };
             let user = format!("{}:{}", account.uid, account.gid);
@@ -319,12 +337,33 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                         ));
                     }
                 }
-                Err(e) => tracing::warn!(podspawn_user = %account.name,
-                    podspawn_project = project, hook = name, "project hook: {e}"),
+                Err(e) => {
+                    tracing::warn!(podspawn_user = %account.name,
+                        podspawn_project = project, hook = name, "project hook: {e}");
+                    if name == "on_create" {
+                        create_settled = false;
+                    }
+                }
             }
         }
+        if !create_settled {
+            return shown;
+        }
+        // The container's marker keeps on_create to once even after a broker restart; this only
+        // spares later logins the check. Bounded like the broker's other per-container caches.
+        let mut done = lock_set(&self.created_hooks_done);
+        if done.len() >= 4096 {
+            done.clear();
+        }
+        done.insert(container_id.to_string());
         shown
     }
+}
+
+fn lock_set(
+    m: &std::sync::Mutex<std::collections::HashSet<String>>,
+) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
