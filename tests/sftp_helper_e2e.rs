@@ -20,36 +20,6 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// podspawn-test:latest without any sftp-server; removed when dropped.
-struct NoSftpImage;
-
-impl NoSftpImage {
-    fn build() -> NoSftpImage {
-        common::ensure_image();
-        let name = format!("podspawn-nosftp-build-{}", std::process::id());
-        let _ = run(Command::new("docker").args(["rm", "-f", &name]));
-        let mut rm = vec!["run", "--name", &name, common::IMAGE, "/bin/rm", "-f"];
-        rm.extend(podspawn::core::session::SFTP_SERVER_PATHS);
-        let o = run(Command::new("docker").args(&rm));
-        assert!(o.status.success(), "docker run rm: {}", text(&o));
-        // The label (podspawn-test=1) comes with the base image.
-        let o = run(Command::new("docker").args(["commit", &name, NO_SFTP_IMAGE]));
-        let _ = run(Command::new("docker").args(["rm", "-f", &name]));
-        assert!(o.status.success(), "docker commit: {}", text(&o));
-        NoSftpImage
-    }
-}
-
-impl Drop for NoSftpImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", NO_SFTP_IMAGE])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// The command lines of the processes in `user`'s container while an sftp session is open.
 fn processes_during_sftp(env: &Env, u: &User) -> String {
     let mut child = Command::new("sftp")
@@ -86,7 +56,7 @@ fn processes_during_sftp(env: &Env, u: &User) -> String {
 #[test]
 fn sftp_and_scp_work_on_an_image_without_sftp_server() {
     let (_helper_dir, helper) = common::installed_helper();
-    let _image = NoSftpImage::build();
+    let _image = common::image_without(NO_SFTP_IMAGE, &podspawn::core::session::SFTP_SERVER_PATHS);
     let mut env = Env::with(Opts {
         extra: format!("helper:\n  path: {}\n", helper.display()),
         ..Opts::default()
@@ -199,56 +169,42 @@ const BUSYBOX_IMAGE: &str = "podspawn-test-busybox:latest";
 
 /// An image like Alpine's or a distroless one: a static busybox and nothing else (no glibc, no
 /// bash, no sftp-server, no rsync). Built from the host's busybox-static; removed when dropped.
-struct BusyboxImage;
-
-impl BusyboxImage {
-    fn build() -> BusyboxImage {
-        let bb = Path::new("/bin/busybox");
-        let o = run(Command::new("file").arg("-L").arg(bb));
-        assert!(
-            String::from_utf8_lossy(&o.stdout).contains("statically linked"),
-            "/bin/busybox must be static: install the Debian package busybox-static ({})",
-            text(&o)
-        );
-        let root = common::TempDir::new("busybox-root");
-        for d in [
-            "bin", "etc", "tmp", "home", "root", "proc", "sys", "dev", "run",
-        ] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::copy(bb, root.join("bin/busybox")).unwrap();
-        let o = run(Command::new(root.join("bin/busybox"))
-            .arg("--install")
-            .arg("-s")
-            .arg(root.join("bin")));
-        assert!(o.status.success(), "busybox --install: {}", text(&o));
-        // --install links to the absolute path it was run from: point them at /bin/busybox.
-        for e in std::fs::read_dir(root.join("bin")).unwrap() {
-            let p = e.unwrap().path();
-            if p.file_name().unwrap() != "busybox" {
-                std::fs::remove_file(&p).unwrap();
-                std::os::unix::fs::symlink("/bin/busybox", &p).unwrap();
-            }
-        }
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-        let o = run(Command::new("sh").arg("-c").arg(format!(
-            "tar -C {} -c . | docker import --change 'LABEL podspawn-test=1' - {BUSYBOX_IMAGE}",
-            root.path("").display()
-        )));
-        assert!(o.status.success(), "docker import: {}", text(&o));
-        BusyboxImage
+fn busybox_image() -> common::ImageGuard {
+    let bb = Path::new("/bin/busybox");
+    let o = run(Command::new("file").arg("-L").arg(bb));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("statically linked"),
+        "/bin/busybox must be static: install the Debian package busybox-static ({})",
+        text(&o)
+    );
+    let root = common::TempDir::new("busybox-root");
+    for d in [
+        "bin", "etc", "tmp", "home", "root", "proc", "sys", "dev", "run",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
     }
-}
-
-impl Drop for BusyboxImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", BUSYBOX_IMAGE])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
+    let o = run(Command::new(root.join("bin/busybox"))
+        .arg("--install")
+        .arg("-s")
+        .arg(root.join("bin")));
+    assert!(o.status.success(), "busybox --install: {}", text(&o));
+    // --install links to the absolute path it was run from: point them at /bin/busybox.
+    for e in std::fs::read_dir(root.join("bin")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap() != "busybox" {
+            std::fs::remove_file(&p).unwrap();
+            std::os::unix::fs::symlink("/bin/busybox", &p).unwrap();
+        }
     }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let o = run(Command::new("sh").arg("-c").arg(format!(
+        "tar -C {} -c . | docker import --change 'LABEL podspawn-test=1' - {BUSYBOX_IMAGE}",
+        root.path("").display()
+    )));
+    assert!(o.status.success(), "docker import: {}", text(&o));
+    common::ImageGuard(BUSYBOX_IMAGE.into())
 }
 
 /// paramiko's Python, from the venv scripts/test-deps.sh makes (or made here when missing).
@@ -283,7 +239,7 @@ fn paramiko_python() -> PathBuf {
 #[test]
 fn sftp_scp_and_paramiko_on_a_libc_free_image() {
     let (_helper_dir, helper) = common::installed_helper();
-    let _bb = BusyboxImage::build();
+    let _bb = busybox_image();
     let mut env = Env::with(Opts {
         extra: format!("helper:\n  path: {}\n", helper.display()),
         ..Opts::default()

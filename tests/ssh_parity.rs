@@ -418,30 +418,8 @@ fn a_killed_command_reports_its_signal() {
 #[test]
 fn a_vanished_client_hangs_up_its_command_on_a_minimal_image() {
     let (_dir, helper) = common::installed_helper();
-    common::ensure_image();
     let image = format!("podspawn-test-notr-{}:latest", std::process::id());
-    let builder = format!("podspawn-notr-build-{}", std::process::id());
-    let o = run(Command::new("docker").args([
-        "run",
-        "--name",
-        &builder,
-        common::IMAGE,
-        "/bin/rm",
-        "-f",
-        "/usr/bin/tr",
-        "/usr/bin/grep",
-    ]));
-    assert!(o.status.success(), "{}", text(&o));
-    let o = run(Command::new("docker").args(["commit", &builder, &image]));
-    let _ = run(Command::new("docker").args(["rm", "-f", &builder]));
-    assert!(o.status.success(), "{}", text(&o));
-    struct Rmi(String);
-    impl Drop for Rmi {
-        fn drop(&mut self) {
-            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-        }
-    }
-    let _rmi = Rmi(image.clone());
+    let _image = common::image_without(&image, &["/usr/bin/tr", "/usr/bin/grep"]);
     let mut env = Env::with(common::Opts {
         extra: format!("helper:\n  path: {}\n", helper.display()),
         ..common::Opts::default()

@@ -124,6 +124,47 @@ pub fn installed_helper() -> (TempDir, PathBuf) {
     (dir, helper)
 }
 
+/// A locally made image, removed on drop (also when the test fails).
+pub struct ImageGuard(pub String);
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The test image without `paths` (e.g. sftp-server, or tr and grep), tagged `tag`; it keeps the
+/// base image's podspawn-test=1 label.
+pub fn image_without(tag: &str, paths: &[&str]) -> ImageGuard {
+    ensure_image();
+    let builder = format!("podspawn-strip-{}-{}", std::process::id(), rand_hex(4));
+    let mut argv = vec!["run", "--name", &builder, IMAGE, "/bin/rm", "-f"];
+    argv.extend(paths);
+    let o = run(Command::new("docker").args(&argv));
+    let guard = ImageGuard(tag.to_string());
+    let committed = o
+        .status
+        .success()
+        .then(|| run(Command::new("docker").args(["commit", &builder, tag])));
+    let _ = run(Command::new("docker").args(["rm", "-f", &builder]));
+    assert!(
+        o.status.success(),
+        "docker run rm: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let c = committed.unwrap();
+    assert!(
+        c.status.success(),
+        "docker commit: {}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    guard
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
