@@ -27,6 +27,9 @@ pub struct FakeExec {
     pub running: bool,
     pub exit_code: Option<i64>,
     pub signals: Vec<String>,
+    /// The exec's environment and argv, as the broker asked for them.
+    pub env: Vec<String>,
+    pub argv: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -466,6 +469,8 @@ impl ContainerRuntime for Fake {
                 running: false,
                 exit_code: None,
                 signals: Vec::new(),
+                env: spec.env.clone(),
+                argv: spec.argv.clone(),
             },
         );
         Ok(id)

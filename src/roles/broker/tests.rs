@@ -284,3 +284,76 @@ fn users_list_only_their_own_sessions_and_root_lists_all() {
     all.sort();
     assert_eq!(all, vec!["alice", "bob"]);
 }
+
+/// What reaches the exec: only the client variables `session.accept_env` allows (sshd's AcceptEnv
+/// is one gate, this is the other), SSH_AUTH_SOCK only with a relay socket and a session
+/// directory, and the command under `podspawn-helper run` when the helper is mounted.
+#[test]
+fn the_exec_gets_allowed_variables_the_agent_socket_and_the_status_wrapper() {
+    crate::test_support::need_root("giving the session directory to the user");
+    let dir = TempDir::new("b-exec-env");
+    let mut cfg = config(&dir, SessionMode::GracePeriod);
+    cfg.broker.session_dir = Some(dir.path().join("run/sessions"));
+    dir.write("helper/podspawn-helper", "#!/bin/true\n");
+    let b = Broker::new(Lifecycle::with_runtime(cfg, Fake::with_images(&[IMAGE])).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let alice = account("alice", 2001);
+    let (id, name, _) = rt.block_on(b.acquire(&alice, "")).unwrap();
+    let mut req = OpenRequest {
+        project: String::new(),
+        command: Some("env".into()),
+        tty: false,
+        term: None,
+        rows: 0,
+        cols: 0,
+        env: vec![
+            ("LANG".into(), "C.UTF-8".into()),
+            ("EDITOR".into(), "vim".into()),
+            ("SSH_CONNECTION".into(), "127.0.0.1 5 127.0.0.1 22".into()),
+        ],
+        agent: Some("0123456789abcdef.sock".into()),
+    };
+    let (exec_id, _stream) = rt
+        .block_on(b.start_stream(&alice, &req, &id, &name))
+        .unwrap();
+    let e = b.lc.docker.exec(&exec_id).unwrap();
+    assert!(e.env.contains(&"LANG=C.UTF-8".to_string()), "{:?}", e.env);
+    assert!(e.env.iter().any(|v| v.starts_with("SSH_CONNECTION=")));
+    assert!(
+        !e.env.iter().any(|v| v.starts_with("EDITOR=")),
+        "{:?}",
+        e.env
+    );
+    assert!(e
+        .env
+        .contains(&"SSH_AUTH_SOCK=/.podspawn/session/0123456789abcdef.sock".to_string()));
+    let tag = e.tag.clone().unwrap();
+    let run_at = e
+        .argv
+        .iter()
+        .position(|a| a == "/.podspawn/podspawn-helper")
+        .unwrap();
+    assert_eq!(
+        e.argv[run_at + 1..run_at + 4],
+        [
+            "run".to_string(),
+            format!("/.podspawn/session/{tag}.status"),
+            "--".to_string()
+        ]
+    );
+    // Without a relay socket: no SSH_AUTH_SOCK.
+    req.agent = None;
+    let (exec_id, _stream) = rt
+        .block_on(b.start_stream(&alice, &req, &id, &name))
+        .unwrap();
+    let e = b.lc.docker.exec(&exec_id).unwrap();
+    assert!(
+        !e.env.iter().any(|v| v.starts_with("SSH_AUTH_SOCK=")),
+        "{:?}",
+        e.env
+    );
+}
