@@ -46,6 +46,10 @@ pub enum Request {
     /// The caller's session directory (created if needed), where spawn puts the socket that
     /// relays a forwarded agent (`ssh -A`) before it sends `Open` with that socket's name.
     SessionDir {},
+    /// From pam_podspawn.so in sshd's privileged process (root only): the user's network
+    /// namespace, created if needed. The reply carries it as an fd; the connection then stays open
+    /// as a connection-level lease on all of the user's sessions until the PAM session closes.
+    Netns { user: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +105,11 @@ pub enum Response {
     /// The caller's agent directory on the host (answer to `SessionDir`).
     SessionDir {
         path: String,
+    },
+    /// The user's network namespace: an fd to `setns(CLONE_NEWNET)` accompanies this message
+    /// (answer to `Netns`). `holder`: the container that keeps it.
+    Netns {
+        holder: String,
     },
     /// Unprompted, on a session connection: one line for the user (e.g. an upcoming removal).
     Notice {

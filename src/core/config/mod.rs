@@ -146,6 +146,34 @@ pub struct SecurityConfig {
     /// Let a project's Podfile mount host paths into its companion services (default: no,
     /// only named engine volumes).
     pub allow_service_binds: bool,
+    /// TCP forwarding (`ssh -L/-R/-D`) into the user's network namespace, through the PAM session
+    /// module pam_podspawn.so (see [`PortForwarding`]).
+    pub port_forwarding: PortForwarding,
+}
+
+/// `security.port_forwarding`: whether podspawn's Match block lets members forward TCP ports.
+/// sshd opens forwards itself, so they are safe only where pam_podspawn.so has moved the
+/// connection into the user's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortForwarding {
+    /// On where sshd runs with `UsePAM yes` and pam_podspawn.so is in its session stack; off
+    /// (with a note from server-setup and doctor) elsewhere.
+    #[default]
+    Auto,
+    /// Required: server-setup fails, saying why, where the module is not in place.
+    On,
+    /// Never.
+    Off,
+}
+
+impl PortForwarding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortForwarding::Auto => "auto",
+            PortForwarding::On => "on",
+            PortForwarding::Off => "off",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -243,6 +271,7 @@ impl Default for Config {
                 pids_limit: 256,
                 readonly_rootfs: false,
                 allow_service_binds: false,
+                port_forwarding: PortForwarding::Auto,
                 tmpfs: BTreeMap::new(),
                 runtime: None,
                 network: NetworkMode::Isolated,
@@ -339,6 +368,7 @@ impl Config {
                 pids_limit: raw.security.pids_limit,
                 readonly_rootfs: raw.security.readonly_rootfs,
                 allow_service_binds: raw.security.allow_service_binds,
+                port_forwarding: raw.security.port_forwarding,
                 tmpfs: raw.security.tmpfs,
                 runtime: raw.security.runtime,
                 network: raw.security.network,
@@ -504,6 +534,11 @@ security:
   # Let project Podfiles bind-mount host paths into companion services (named volumes are
   # always allowed).
   allow_service_binds: false
+  # TCP forwarding (ssh -L, -R, -D; VS Code Remote) into the user's own network namespace,
+  # through the PAM session module pam_podspawn.so. auto: on where sshd has UsePAM yes and the
+  # module in its session stack (the packages install it), off elsewhere; on: server-setup fails
+  # where the module is not in place; off: never. Unix-socket forwarding, X11 and tunnels stay off.
+  port_forwarding: auto
 
 resources:
   # Containers one user may have at the same time (0 = unlimited).

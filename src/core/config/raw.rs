@@ -94,6 +94,7 @@ text_fields! {
     de_pids_limit -> i64, "a whole number such as 256", parse_pids_limit;
     de_runtime -> Option<String>, "a runtime name such as runsc", parse_runtime;
     de_network -> NetworkMode, "isolated or shared", parse_network;
+    de_port_forwarding -> PortForwarding, "auto, on or off", parse_port_forwarding;
     de_max_per_user -> u32, "a whole number such as 3", parse_max_per_user;
     de_projects_file -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/etc/podspawn/projects.yaml");
     de_users_dir -> PathBuf, EXP_PATH, |s| parse_abs_path(s, "/etc/podspawn/users");
@@ -336,6 +337,7 @@ impl Default for RawConfig {
                 runtime: d.security.runtime,
                 network: d.security.network,
                 allow_service_binds: d.security.allow_service_binds,
+                port_forwarding: d.security.port_forwarding,
             },
             resources: RawResources {
                 max_per_user: d.resources.max_per_user,
@@ -462,7 +464,7 @@ pub(super) struct RawLog {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the keys cap_drop, cap_add, no_new_privileges, pids_limit, readonly_rootfs, tmpfs, runtime, network, allow_service_binds"
+    expecting = "a mapping with the keys cap_drop, cap_add, no_new_privileges, pids_limit, readonly_rootfs, tmpfs, runtime, network, allow_service_binds, port_forwarding"
 )]
 pub(super) struct RawSecurity {
     #[serde(deserialize_with = "de_caps")]
@@ -483,6 +485,8 @@ pub(super) struct RawSecurity {
     pub(super) network: NetworkMode,
     #[serde(deserialize_with = "de_bool")]
     pub(super) allow_service_binds: bool,
+    #[serde(deserialize_with = "de_port_forwarding")]
+    pub(super) port_forwarding: PortForwarding,
 }
 
 #[derive(Deserialize)]

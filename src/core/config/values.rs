@@ -329,6 +329,18 @@ pub(super) fn parse_network(text: &str) -> Result<NetworkMode, ValueError> {
     }
 }
 
+pub(super) fn parse_port_forwarding(text: &str) -> Result<PortForwarding, ValueError> {
+    match text.trim() {
+        "auto" => Ok(PortForwarding::Auto),
+        "on" | "true" | "yes" => Ok(PortForwarding::On),
+        "off" | "false" | "no" => Ok(PortForwarding::Off),
+        other => Err(invalid!(
+            "invalid port_forwarding {other:?}: use auto (where pam_podspawn.so is in sshd's PAM \
+             session stack), on (required) or off"
+        )),
+    }
+}
+
 pub(super) fn parse_runtime(text: &str) -> Result<Option<String>, ValueError> {
     if text.is_empty() {
         return Ok(None);

@@ -545,6 +545,9 @@ impl<R: ContainerRuntime> Broker<R> {
                 };
                 conn.send(&resp).await;
             }
+            Request::Netns { user } => {
+                self.serve_netns(uid, &user, conn).await;
+            }
             Request::Resize { .. } | Request::Wait { .. } => {
                 conn.send(&fail(ErrorKind::Invalid, "open a session first"))
                     .await;

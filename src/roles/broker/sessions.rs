@@ -641,3 +641,19 @@ impl<R: ContainerRuntime> Broker<R> {
         }
     }
 }
+
+impl<R: ContainerRuntime> Broker<R> {
+    /// `Netns` from pam_podspawn.so: see [`Request::Netns`].
+    pub(super) async fn serve_netns(&self, uid: u32, user: &str, mut conn: Conn) {
+        if uid != 0 {
+            conn.send(&fail(
+                ErrorKind::Forbidden,
+                "only root (sshd's PAM session module) may ask for a network namespace",
+            ))
+            .await;
+            return;
+        }
+        let _ = user;
+        conn.send(&fail(ErrorKind::Internal, "not yet")).await;
+    }
+}
