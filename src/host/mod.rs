@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod fs;
 pub mod fs_policy;
 pub mod logging;
+pub mod netns;
 pub mod nixos;
 pub mod repo;
 pub mod session_dir;
