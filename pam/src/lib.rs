@@ -1,5 +1,8 @@
-//! pam_podspawn.so: see Cargo.toml. (Being written: returns PAM_IGNORE.)
+//! pam_podspawn.so: see Cargo.toml. (Being written: the hooks return PAM_IGNORE.)
 #![allow(clippy::missing_safety_doc)]
+
+pub mod args;
+pub mod decide;
 
 const PAM_IGNORE: libc::c_int = 25;
 
