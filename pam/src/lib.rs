@@ -2,6 +2,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod args;
+pub mod broker;
 pub mod decide;
 
 const PAM_IGNORE: libc::c_int = 25;
