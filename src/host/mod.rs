@@ -5,6 +5,7 @@ pub mod fs;
 pub mod fs_policy;
 pub mod logging;
 pub mod nixos;
+pub mod pam;
 pub mod repo;
 pub mod session_dir;
 pub mod sshd;
