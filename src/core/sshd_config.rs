@@ -849,9 +849,9 @@ pub fn effective_mismatches(
 
 /// [`effective_mismatches`], `forwarding`: whether TCP forwarding is expected on (pam_podspawn.so
 /// in place). Expected off, any other `allowtcpforwarding` than `no` is required (forwards would
-/// open in the host's network namespace); expected on, `yes` (and `gatewayports no`) are not
-/// required: without them forwarding is merely unavailable. Unix-socket forwarding, X11 and
-/// tunnels are always `no`.
+/// open in the host's network namespace); expected on, `yes` is not required (without it
+/// forwarding is merely unavailable), and where forwarding is effective `gatewayports no` is a
+/// hardening setting. Unix-socket forwarding, X11 and tunnels are always `no`.
 pub fn effective_mismatches_with(
     t: &BTreeMap<String, Vec<String>>,
     spawn: Option<&str>,
@@ -931,7 +931,8 @@ pub fn effective_mismatches_with(
             });
         }
     }
-    if forwarding {
+    // GatewayPorts matters only where forwarding is effective.
+    if forwarding && get("allowtcpforwarding") != "no" {
         let got = get("gatewayports");
         if got != "no" {
             out.push(Mismatch {
@@ -1321,10 +1322,16 @@ mod tests {
                 None,
                 true
             )),
-            vec![
-                ("allowtcpforwarding".to_string(), false),
-                ("gatewayports".to_string(), false)
-            ]
+            vec![("allowtcpforwarding".to_string(), false)]
+        );
+        assert_eq!(
+            kws(effective_mismatches_with(
+                &with("yes", "clientspecified"),
+                None,
+                None,
+                true
+            )),
+            vec![("gatewayports".to_string(), false)]
         );
         // Unix sockets, X11 and tunnels stay off either way.
         let t = parse_sshd_t(&format!(
