@@ -679,6 +679,7 @@ fn doctor_agrees_after_setup() {
             sshd_config: e.config.clone(),
             // Other tests add and remove members of podspawn-users concurrently: probe ours.
             probe_user: Some(m.0.clone()),
+            pam_dir: e.dir.join("pam.d"),
         },
     );
     let status = |n: &str| {
@@ -696,6 +697,91 @@ fn doctor_agrees_after_setup() {
     assert_eq!(status(doctor::KEY_FILES_CHECK), Status::Pass);
     assert_eq!(status(doctor::LOCK_CHECK), Status::Pass);
     assert_eq!(status(doctor::STATE_CHECK), Status::Warn);
+    // No PAM service file here: forwarding is off, which is what sshd does.
+    assert_eq!(status(doctor::FORWARDING_CHECK), Status::Pass);
+    assert_eq!(status(doctor::USEPAM_CHECK), Status::Pass);
+    assert_eq!(status(doctor::PAM_STACK_CHECK), Status::Warn);
+    assert_eq!(status(doctor::PAM_MODULE_CHECK), Status::Warn);
+}
+
+/// With the module in place doctor agrees that forwarding is on; an earlier `Match all` that
+/// turns forwarding on while the module is not in place is doctor's most important failure.
+#[test]
+fn doctor_agrees_about_forwarding() {
+    require_root_sshd_useradd();
+    use podspawn::commands::doctor::{self, Status};
+    let e = env("debian12.sshd_config", &[]);
+    let m = Member::new();
+    write_pam(&e, Some("required"));
+    setup_run(&e, &args(&e, Some(&m))).0.unwrap();
+    let gather = || {
+        doctor::gather(
+            &e.cfg,
+            &doctor::DoctorArgs {
+                json: false,
+                sshd_config: e.config.clone(),
+                probe_user: Some(m.0.clone()),
+                pam_dir: e.dir.join("pam.d"),
+            },
+        )
+    };
+    let status = |checks: &[doctor::Check], n: &str| {
+        let c = checks
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("no check {n}"))
+            .clone();
+        eprintln!("{c:?}");
+        c
+    };
+    let checks = gather();
+    for n in [
+        doctor::SSHD_CHECK,
+        doctor::FORWARDING_CHECK,
+        doctor::USEPAM_CHECK,
+        doctor::PAM_STACK_CHECK,
+        doctor::PAM_MODULE_CHECK,
+    ] {
+        assert_eq!(status(&checks, n).status, Status::Pass, "{n}");
+    }
+    assert!(status(&checks, doctor::FORWARDING_CHECK)
+        .detail
+        .starts_with("on for podspawn users"));
+
+    // The module's line turns optional, and server-setup has not run since: forwarding is still
+    // on, so the control is an error, and so is forwarding without the module in place.
+    write_pam(&e, Some("optional"));
+    let checks = gather();
+    assert_eq!(
+        status(&checks, doctor::PAM_STACK_CHECK).status,
+        Status::Fail
+    );
+    let c = status(&checks, doctor::FORWARDING_CHECK);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.detail.contains("host's network namespace"), "{c:?}");
+    assert!(c
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("server-setup --forwarding"));
+    assert_eq!(status(&checks, doctor::SSHD_CHECK).status, Status::Fail);
+    let json = doctor::render_json(&checks);
+    assert!(json.contains("\"TCP forwarding\""), "{json}");
+
+    // After --forwarding: off, and the optional control is only a warning.
+    let mut a = args(&e, Some(&m));
+    a.forwarding = true;
+    server_setup::forwarding_only(&e.cfg, &a, &mut Vec::new()).unwrap();
+    let checks = gather();
+    assert_eq!(
+        status(&checks, doctor::FORWARDING_CHECK).status,
+        Status::Pass
+    );
+    assert_eq!(status(&checks, doctor::SSHD_CHECK).status, Status::Pass);
+    assert_eq!(
+        status(&checks, doctor::PAM_STACK_CHECK).status,
+        Status::Warn
+    );
 }
 
 // ---- TCP forwarding and pam_podspawn.so ------------------------------------------------------
