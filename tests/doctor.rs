@@ -302,19 +302,19 @@ fn forwarding_check() {
     use PortForwarding::*;
     let t = |v: &str| sshd_config::parse_sshd_t(&format!("allowtcpforwarding {v}\n"));
     let ok = pam_facts(Some(true), Some(PAM_REQUIRED), true);
-    assert!(doctor::check_forwarding(Auto, &ok, None, None).is_none());
-    let c = doctor::check_forwarding(Auto, &ok, Some("alice"), Some(&t("yes"))).unwrap();
+    assert!(doctor::check_forwarding(Auto, &ok, true, None, None).is_none());
+    let c = doctor::check_forwarding(Auto, &ok, true, Some("alice"), Some(&t("yes"))).unwrap();
     assert_status(&c, Status::Pass);
     assert!(c.detail.starts_with("on for podspawn users"), "{c:?}");
     // Module in place, forwarding off: server-setup --forwarding turns it on.
-    let c = doctor::check_forwarding(Auto, &ok, Some("alice"), Some(&t("no"))).unwrap();
+    let c = doctor::check_forwarding(Auto, &ok, true, Some("alice"), Some(&t("no"))).unwrap();
     assert_status(&c, Status::Warn);
     assert_eq!(
         c.fix.as_deref(),
         Some("sudo podspawn server-setup --forwarding")
     );
     assert_status(
-        &doctor::check_forwarding(Off, &ok, Some("alice"), Some(&t("no"))).unwrap(),
+        &doctor::check_forwarding(Off, &ok, true, Some("alice"), Some(&t("no"))).unwrap(),
         Status::Pass,
     );
     // The one that matters: forwarding effective while the module is not in place.
@@ -326,14 +326,24 @@ fn forwarding_check() {
     ] {
         for v in ["yes", "local", "remote", "all"] {
             for setting in [Auto, On, Off] {
-                let c =
-                    doctor::check_forwarding(setting, &facts, Some("alice"), Some(&t(v))).unwrap();
+                let c = doctor::check_forwarding(setting, &facts, true, Some("alice"), Some(&t(v)))
+                    .unwrap();
                 assert_status(&c, Status::Fail);
                 assert!(c.detail.contains("host's network namespace"), "{c:?}");
                 assert!(c.detail.contains("checked as alice"), "{c:?}");
             }
         }
-        let c = doctor::check_forwarding(Auto, &facts, Some("alice"), Some(&t("no"))).unwrap();
+        // Without podspawn's Match block (stock sshd: forwarding on), the fix is a full setup.
+        let c =
+            doctor::check_forwarding(Auto, &facts, false, Some("alice"), Some(&t("yes"))).unwrap();
+        assert_status(&c, Status::Fail);
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .starts_with("sudo podspawn server-setup   #"));
+        let c =
+            doctor::check_forwarding(Auto, &facts, true, Some("alice"), Some(&t("no"))).unwrap();
         assert_status(&c, Status::Pass);
         assert!(c.detail.starts_with("off for podspawn users: "), "{c:?}");
     }

@@ -167,10 +167,12 @@ pub fn check_pam_module(setting: PortForwarding, facts: &PamFacts) -> Check {
 }
 
 /// sshd's effective AllowTcpForwarding for a member (`sshd -T -C user=<member>`, parsed) against
-/// whether pam_podspawn.so is in place. `None` without a member to check.
+/// whether pam_podspawn.so is in place. `installed`: sshd reads podspawn's Match block (else the
+/// fix is a full server-setup). `None` without a member to check.
 pub fn check_forwarding(
     setting: PortForwarding,
     facts: &PamFacts,
+    installed: bool,
     member: Option<&str>,
     dump: Option<&BTreeMap<String, Vec<String>>>,
 ) -> Option<Check> {
@@ -189,11 +191,17 @@ pub fn check_forwarding(
                  {got}, but pam_podspawn.so is not in place ({why}): forwards would open in the \
                  host's network namespace"
             ),
-            format!(
-                "{RERUN}   # removes sshd_config.d/09-podspawn-forwarding.conf; if it stays, \
-                 remove the AllowTcpForwarding line that applies to podspawn-users (`sudo sshd -T \
-                 -C user={member}` shows the value), then: sudo systemctl reload ssh"
-            ),
+            if installed {
+                format!(
+                    "{RERUN}   # removes sshd_config.d/09-podspawn-forwarding.conf; if it stays, \
+                     remove the AllowTcpForwarding line that applies to podspawn-users (`sudo \
+                     sshd -T -C user={member}` shows the value), then: sudo systemctl reload ssh"
+                )
+            } else {
+                "sudo podspawn server-setup   # podspawn's Match block (AllowTcpForwarding no) is \
+                 not installed"
+                    .to_string()
+            },
         ),
         (false, Ok(why)) => Check::pass(
             FORWARDING_CHECK,

@@ -217,8 +217,13 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
                 .ok()
                 .filter(|_| member.is_some())
                 .map(|d| sshd_config::parse_sshd_t(d));
-            let forwarding =
-                check_forwarding(setting, &facts, member.as_deref(), member_map.as_ref());
+            let forwarding = check_forwarding(
+                setting,
+                &facts,
+                report.ours.is_some(),
+                member.as_deref(),
+                member_map.as_ref(),
+            );
             let forwarding_on = member_map
                 .as_ref()
                 .and_then(|t| t.get("allowtcpforwarding"))
