@@ -971,4 +971,17 @@ fn forwarding_on_without_the_module_is_refused_and_rolled_back() {
     assert!(err.contains("host's network namespace"), "{err}");
     assert!(err.contains("rolled back"), "{err}");
     assert_eq!(ssh_before, snapshot(&e.dir.join("ssh")));
+
+    // --forwarding says the same, and a forwarding drop-in left from before stays removed.
+    std::fs::write(
+        e.dir.join("ssh/sshd_config.d/10-podspawn.conf"),
+        sshd_config::render_dropin(&bin()),
+    )
+    .unwrap();
+    let fwd = e.dir.join("ssh/sshd_config.d/09-podspawn-forwarding.conf");
+    std::fs::write(&fwd, sshd_config::render_forwarding_dropin()).unwrap();
+    let err = forwarding_run(&e.cfg, &args(&e, Some(&m))).unwrap_err();
+    assert!(err.contains("host's network namespace"), "{err}");
+    assert!(err.contains("stay removed"), "{err}");
+    assert!(!fwd.exists());
 }

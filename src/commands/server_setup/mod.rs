@@ -333,7 +333,16 @@ pub fn forwarding_only(
         let dump = sshd_dump(&sshd, config, Some(&user))
             .map_err(|e| format!("`sshd -T -C user={user}` failed: {e}"))?;
         if let Err(e) = forwarding_effective(&parse_sshd_t(&dump), &user, on) {
-            if !on || cfg.security.port_forwarding == crate::core::config::PortForwarding::On {
+            if !on {
+                // Forwarding on without the module: something other than podspawn's lines turns
+                // it on. Putting podspawn's forwarding lines back would not make it safer.
+                return Err(if changed {
+                    format!("{e}\n(podspawn's forwarding lines stay removed)")
+                } else {
+                    e
+                });
+            }
+            if cfg.security.port_forwarding == crate::core::config::PortForwarding::On {
                 return Err(undo(e));
             }
             // Auto: forwarding cannot be on; nothing of ours turns it on.
