@@ -6,6 +6,7 @@ pub mod fs_policy;
 pub mod logging;
 pub mod netns;
 pub mod nixos;
+pub mod pam;
 pub mod repo;
 pub mod session_dir;
 pub mod sshd;
