@@ -45,4 +45,5 @@ clean-test:
 	-for u in $$(getent passwd | cut -d: -f1 | grep '^pst'); do userdel -r -f $$u; done
 	-docker ps -aq --filter label=podspawn-test=1 | xargs -r docker rm -f
 	-docker images --format '{{.Repository}}:{{.Tag}}' | grep '^podspawn-test-slowstart-' | xargs -r docker rmi -f
+	-rm -f /etc/pam.d/sshd-pst*
 	-rm -rf /var/tmp/podspawn-test-* /usr/local/libexec/podspawn-test-* /var/tmp/podspawn-try-pst* /usr/local/libexec/podspawn-try-pst*

@@ -274,7 +274,9 @@ fn colliding_names_never_share_or_remove_a_container() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "alive-dev",
+        // All of a user's containers share the user's network namespace, and with it its
+        // hostname (the user name).
+        format!("alive-{}", alice.name),
         "{}",
         text_of(&out)
     );

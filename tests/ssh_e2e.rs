@@ -103,7 +103,7 @@ fn unknown_user_and_bad_key_files_get_no_keys() {
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(
         line.starts_with(&format!(
-            "command=\"{} spawn --user {} --socket {}\",restrict,pty,agent-forwarding ",
+            "command=\"{} spawn --user {} --socket {}\",restrict,pty,agent-forwarding,port-forwarding ",
             env.bin.display(),
             u.name,
             env.socket.display()

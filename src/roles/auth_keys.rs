@@ -79,7 +79,10 @@ fn output_for(cfg: &Config, user: &str, key_type: Option<&str>, key: Option<&str
     }
     let exe = current_exe();
     let socket = socket_arg(cfg);
-    match render_lines(&exe, socket, user, &chosen) {
+    // sshd forwards a key's ports only where podspawn's Match block allows TCP forwarding, which
+    // server-setup does only where pam_podspawn.so puts the connection in the user's namespace.
+    let forwarding = cfg.security.port_forwarding != crate::core::config::PortForwarding::Off;
+    match render_lines(&exe, socket, user, &chosen, forwarding) {
         Ok(text) => text,
         Err(e) => {
             tracing::error!("auth-keys: {user}: {e}; printing no keys");
@@ -128,13 +131,30 @@ fn render_lines(
     socket: Option<&Path>,
     user: &str,
     keys: &[&PublicKey],
+    forwarding: bool,
 ) -> Result<String, String> {
     let mut out = String::new();
     for k in keys {
-        out.push_str(&render_line(exe, socket, user, k)?);
+        let line = render_line(exe, socket, user, k)?;
+        out.push_str(&if forwarding {
+            with_port_forwarding(&line)
+        } else {
+            line
+        });
         out.push('\n');
     }
     Ok(out)
+}
+
+/// A rendered line that also lets sshd forward TCP ports for the key (`port-forwarding` after
+/// `restrict`). sshd still applies its own settings on top: podspawn's Match block keeps
+/// unix-socket forwarding off, and TCP forwarding off unless pam_podspawn.so is in place.
+pub fn with_port_forwarding(line: &str) -> String {
+    line.replacen(
+        ",restrict,pty,agent-forwarding ",
+        ",restrict,pty,agent-forwarding,port-forwarding ",
+        1,
+    )
 }
 
 /// Checks a path that goes into the forced command. sshd hands `command="…"` to the user's login
@@ -212,6 +232,26 @@ mod tests {
 
     fn key(line: &str) -> PublicKey {
         PublicKey::parse(line).unwrap()
+    }
+
+    #[test]
+    fn forwarding_adds_only_port_forwarding_after_restrict() {
+        let k = key(ED25519);
+        let l = render_line(Path::new("/usr/bin/podspawn"), None, "alice", &k).unwrap();
+        let f = with_port_forwarding(&l);
+        assert!(
+            f.starts_with(
+                "command=\"/usr/bin/podspawn spawn --user alice\",restrict,pty,agent-forwarding,port-forwarding ssh-ed25519 "
+            ),
+            "{f}"
+        );
+        assert_eq!(f.replace(",port-forwarding", ""), l);
+        let both =
+            render_lines(Path::new("/usr/bin/podspawn"), None, "alice", &[&k], true).unwrap();
+        assert_eq!(both, format!("{f}\n"));
+        let neither =
+            render_lines(Path::new("/usr/bin/podspawn"), None, "alice", &[&k], false).unwrap();
+        assert_eq!(neither, format!("{l}\n"));
     }
 
     #[test]
@@ -355,9 +395,18 @@ mod tests {
         assert_eq!(lines.len(), 2, "{all}");
         for l in &lines {
             assert!(l.starts_with("command=\""), "{l}");
-            assert!(l.contains(" spawn --user alice\",restrict,pty,agent-forwarding "));
+            // security.port_forwarding: auto (the default) lets sshd's settings decide.
+            assert!(
+                l.contains(" spawn --user alice\",restrict,pty,agent-forwarding,port-forwarding ")
+            );
             assert!(!l.contains("--socket"));
         }
+        let mut off = cfg.clone();
+        off.security.port_forwarding = crate::core::config::PortForwarding::Off;
+        assert!(output_for(&off, "alice", None, None)
+            .lines()
+            .all(|l| l.contains(",restrict,pty,agent-forwarding ssh-")
+                || l.contains(",restrict,pty,agent-forwarding sk-")));
         let b = key(SK_ED25519);
         let one = output_for(&cfg, "alice", Some(&b.algorithm), Some(&b.data));
         assert_eq!(one.lines().count(), 1);

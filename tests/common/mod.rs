@@ -202,6 +202,10 @@ pub struct Opts {
     pub stock_auth: bool,
     /// Extra environment of the broker (e.g. DOCKER_HOST).
     pub broker_env: Vec<(String, String)>,
+    /// TCP forwarding through pam_podspawn.so: sshd runs as a copy named after this test
+    /// (its own PAM service, /etc/pam.d/sshd-pst<id>, with the module of this build) and the
+    /// forwarding drop-in comes first, as server-setup writes it where the module is in place.
+    pub forwarding: bool,
 }
 
 impl Default for Opts {
@@ -216,6 +220,7 @@ impl Default for Opts {
             extra: String::new(),
             stock_auth: false,
             broker_env: Vec::new(),
+            forwarding: false,
         }
     }
 }
@@ -239,6 +244,30 @@ pub struct Env {
     pub users: Vec<String>,
     stock_auth: bool,
     broker_env: Vec<(String, String)>,
+    /// With `Opts::forwarding`: the PAM service file of this test's sshd.
+    pam_service: Option<PathBuf>,
+}
+
+/// The PAM module of this build (target/<profile>/libpam_podspawn.so), built if needed.
+pub fn pam_module() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = run(Command::new(cargo)
+            .args(["build", "--locked", "-p", "pam_podspawn"])
+            .current_dir(env!("CARGO_MANIFEST_DIR")));
+        assert!(
+            out.status.success(),
+            "building pam_podspawn: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    // The test binary is target/<profile>/deps/<name>: the module is two levels up.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let so = dir.join("libpam_podspawn.so");
+    assert!(so.exists(), "{} was not built", so.display());
+    so
 }
 
 impl Env {
@@ -301,12 +330,61 @@ impl Env {
             users: Vec::new(),
             stock_auth: opts.stock_auth,
             broker_env: opts.broker_env,
+            pam_service: None,
         };
+        if opts.forwarding {
+            env.install_pam_service();
+        }
         // The groups the sshd config matches on must exist before sshd starts.
         env.ensure_groups();
         env.start_broker();
         env.start_sshd();
         env
+    }
+
+    /// This test's sshd name, which is also its PAM service name.
+    fn sshd_name(&self) -> String {
+        format!("sshd-pst{}", self.id)
+    }
+
+    /// A copy of sshd under this test's name (sshd uses its program name as PAM service) with
+    /// the module of this build in that service's session stack. Never touches /etc/pam.d/sshd.
+    fn install_pam_service(&mut self) {
+        let so = self.bin_dir.join("pam_podspawn.so");
+        let sshd = self.bin_dir.join(self.sshd_name());
+        for (from, to, mode) in [
+            (pam_module(), &so, "0644"),
+            (PathBuf::from("/usr/sbin/sshd"), &sshd, "0755"),
+        ] {
+            let out = run(Command::new("install")
+                .arg("-m")
+                .arg(mode)
+                .arg(from)
+                .arg(to));
+            assert!(
+                out.status.success(),
+                "install: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let service = PathBuf::from(format!("/etc/pam.d/{}", self.sshd_name()));
+        std::fs::write(
+            &service,
+            format!(
+                "# podspawn test {id}: removed when the test ends
+@include common-auth
+                 @include common-account
+@include common-session
+                 session required {so} service={name} socket={sock} timeout=20
+",
+                id = self.id,
+                so = so.display(),
+                name = self.sshd_name(),
+                sock = self.socket.display(),
+            ),
+        )
+        .unwrap();
+        self.pam_service = Some(service);
     }
 
     fn ensure_groups(&self) {
@@ -437,7 +515,14 @@ impl Env {
             // test's config (for auth-keys) and broker socket (for spawn).
             let binary = format!("{} --config {}", self.bin.display(), self.config.display());
             let socket = self.socket.display().to_string();
-            let dropin = podspawn::core::sshd_config::render_dropin_with(&binary, Some(&socket));
+            let mut dropin =
+                podspawn::core::sshd_config::render_dropin_with(&binary, Some(&socket));
+            if self.pam_service.is_some() {
+                dropin = format!(
+                    "{}\n{dropin}",
+                    podspawn::core::sshd_config::render_forwarding_dropin()
+                );
+            }
             let conf = format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {r}/sshd.pid\nUsePAM yes\n\
                  {auth}PubkeyAuthentication yes\n\
@@ -463,7 +548,11 @@ impl Env {
                 .append(true)
                 .open(self.root.join("sshd.log"))
                 .unwrap();
-            let child = Command::new("/usr/sbin/sshd")
+            let program = match &self.pam_service {
+                Some(_) => self.bin_dir.join(self.sshd_name()),
+                None => PathBuf::from("/usr/sbin/sshd"),
+            };
+            let child = Command::new(program)
                 .args(["-D", "-e", "-f"])
                 .arg(&path)
                 .stdin(Stdio::null())
@@ -576,13 +665,28 @@ impl Env {
             .collect()
     }
 
+    /// The user's session containers (by id): not the network-namespace holder.
     pub fn containers_of(&self, user: &str) -> Vec<String> {
+        self.labelled_containers(user, false)
+    }
+
+    /// The user's network-namespace holder (by id), if there is one.
+    pub fn holders_of(&self, user: &str) -> Vec<String> {
+        self.labelled_containers(user, true)
+    }
+
+    fn labelled_containers(&self, user: &str, holders: bool) -> Vec<String> {
         let out = run(Command::new("docker")
-            .args(["ps", "-aq", "--no-trunc", "--filter"])
+            .args(["ps", "-a", "--no-trunc", "--format"])
+            .arg("{{.ID}} {{.Label \"podspawn-role\"}}")
+            .arg("--filter")
             .arg(format!("label=podspawn-user={user}")));
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .map(str::to_string)
+            .filter_map(|l| {
+                let (id, role) = l.split_once(' ').unwrap_or((l, ""));
+                ((role.trim() == "netns") == holders).then(|| id.to_string())
+            })
             .collect()
     }
 
@@ -623,7 +727,7 @@ impl Drop for Env {
         }
         self.stop_broker(true);
         for u in &self.users {
-            for id in self.containers_of(u) {
+            for id in self.containers_of(u).into_iter().chain(self.holders_of(u)) {
                 let _ = Command::new("docker")
                     .args(["rm", "-f", &id])
                     .stdout(Stdio::null())
@@ -649,6 +753,9 @@ impl Drop for Env {
                 .arg(u)
                 .stderr(Stdio::null())
                 .status();
+        }
+        if let Some(p) = &self.pam_service {
+            let _ = std::fs::remove_file(p);
         }
         if std::env::var_os("PODSPAWN_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
