@@ -577,6 +577,10 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     // hand-started broker here (a broker left running could recreate its lock directory after
     // the purge below).
     c.ok("pkill -x podspawn; for i in $(seq 50); do pgrep -x podspawn >/dev/null || exit 0; sleep 0.1; done; exit 1");
+    // With a forwarding drop-in (server-setup's, or a stand-in where it has no --forwarding),
+    // the member gets TCP forwarding; prerm must take it away with the module's line.
+    debian_container::ensure_forwarding_dropin(&c);
+    assert!(assert_forwarding_agrees(&c, &user));
     let o = c.sh("dpkg -r podspawn");
     assert!(o.status.success(), "dpkg -r\n{}", out(&o));
     c.ok(&format!("test -f {DROPIN} && ! test -e /usr/bin/podspawn"));

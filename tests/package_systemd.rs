@@ -4,7 +4,9 @@
 //! into a sibling container on the host's engine, journald's PODSPAWN_* fields, the cleanup
 //! daemon's status and watchdog pings, `systemctl restart podspawn` under a live session,
 //! sshd's effective settings for a podspawn user (a password login never reaches a host shell,
-//! while it does for an ordinary account: the control), and the purge. A second container:
+//! while it does for an ordinary account: the control), pam_podspawn.so in common-session and
+//! TCP forwarding agreeing with the forwarding drop-in, the removal (the module's line and the
+//! drop-in gone first; an ordinary login still works) and the purge. A second container:
 //! install and upgrade over key files and accounts in every state (issue 16).
 //!
 //! Needs root, Docker, debootstrap (the rootfs is cached under target/package-tests/) and
@@ -16,7 +18,10 @@ mod debian_container;
 #[path = "support/packages.rs"]
 mod packages;
 
-use debian_container::{keygen, ssh, wait_until, TestContainer};
+use debian_container::{
+    assert_forwarding_agrees, assert_pam_enabled, assert_pam_gone, has_forwarding_flag, keygen,
+    ssh, wait_until, TestContainer, FORWARDING_DROPIN,
+};
 use packages::{artifact, check, need, out, stdout, tempdir};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
@@ -35,7 +40,8 @@ const LOGS: &str =
 
 /// sshd's effective values (`sshd -T`) that podspawn's Match block must give a member of
 /// podspawn-users: every way in is confined to the container (ForceCommand, public keys only,
-/// keys only from podspawn), and nothing is forwarded to the host.
+/// keys only from podspawn), and nothing but TCP is forwarded (TCP only with the forwarding
+/// drop-in: `assert_forwarding_agrees`).
 const MEMBER_SETTINGS: &[&str] = &[
     "forcecommand exec /usr/bin/podspawn spawn",
     "authenticationmethods publickey",
@@ -49,7 +55,6 @@ const MEMBER_SETTINGS: &[&str] = &[
     "authorizedkeysfile none",
     "permituserrc no",
     "allowstreamlocalforwarding no",
-    "allowtcpforwarding no",
     "x11forwarding no",
     "permittunnel no",
 ];
@@ -300,6 +305,7 @@ fn deb_under_systemd_pid1() {
         c.logs()
     );
     c.ok("sshd -t && systemctl is-active ssh.service");
+    assert_pam_enabled(&c);
     phase("install");
 
     // --- 2. A registered user logs in over ssh and runs a command in their container.
@@ -480,6 +486,15 @@ fn deb_under_systemd_pid1() {
         "sshd -T for the member {user} lacks {missing:#?}\n{}",
         c.ok(&format!("cat {DROPIN}"))
     );
+    // TCP forwarding agrees with the forwarding drop-in; with `server-setup --forwarding` (auto,
+    // UsePAM yes, pam_podspawn.so in common-session) it is on.
+    let forwarding = assert_forwarding_agrees(&c, &user);
+    if has_forwarding_flag(&c) {
+        assert!(
+            forwarding,
+            "auto, UsePAM yes, the module in common-session, but no {FORWARDING_DROPIN}"
+        );
+    }
     let password = packages::rand_hex(16);
     c.ok(&format!(
         "useradd -m -s /bin/bash {plain} && \
@@ -517,7 +532,36 @@ fn deb_under_systemd_pid1() {
     assert_eq!(stdout(&again), "key-ok\n", "{}\n{}", out(&again), c.logs());
     phase("sshd settings and passwords");
 
-    // --- 7. Purge: units gone, sshd valid, reloads and serves.
+    // --- 7. Remove: prerm takes the forwarding drop-in away (reloading sshd if there was one)
+    // and pam_podspawn.so out of common-session before the file goes; an ordinary account's
+    // login through sshd's PAM stack still works.
+    // With a forwarding drop-in (server-setup's, or a stand-in where it has no --forwarding),
+    // so that prerm's reload is exercised either way.
+    if debian_container::ensure_forwarding_dropin(&c) {
+        let reloads = sshd_reloads(&c);
+        c.ok("systemctl reload ssh.service");
+        wait_sshd_listening(&c, reloads + 1);
+    }
+    assert!(assert_forwarding_agrees(&c, &user));
+    let reloads = sshd_reloads(&c);
+    let o = c.sh("apt-get remove -y podspawn");
+    assert!(o.status.success(), "apt remove\n{}", out(&o));
+    assert_pam_gone(&c);
+    assert_forwarding_agrees(&c, &user);
+    c.ok("sshd -t && systemctl is-active ssh.service");
+    // prerm removed the drop-in and reloaded sshd.
+    wait_sshd_listening(&c, reloads + 1);
+    let after_remove = password_ssh(&ask, port, &plain, probe);
+    assert_eq!(
+        stdout(&after_remove),
+        format!("HOST-SHELL-{HOSTNAME}\n"),
+        "an ordinary login after the removal\n{}\n{}",
+        out(&after_remove),
+        c.logs()
+    );
+    phase("remove");
+
+    // --- 8. Purge: units gone, sshd valid, reloads and serves.
     let reloads = sshd_reloads(&c);
     let o = c.sh("apt-get purge -y podspawn");
     assert!(o.status.success(), "apt purge\n{}", out(&o));

@@ -183,6 +183,20 @@ pub fn repack_deb(deb: &Path, version: &str, dir: &Path) -> std::path::PathBuf {
 /// Written and removed by `podspawn server-setup --forwarding` (TCP forwarding for members).
 pub const FORWARDING_DROPIN: &str = "/etc/ssh/sshd_config.d/09-podspawn-forwarding.conf";
 
+/// Puts a forwarding drop-in in place where there is none (as `server-setup --forwarding` would
+/// with the module in sshd's stack; a podspawn without the flag writes none), so that what the
+/// removal does with one is tested either way. Returns whether it wrote one.
+pub fn ensure_forwarding_dropin(c: &TestContainer) -> bool {
+    c.ok(&format!(
+        "if test -e {FORWARDING_DROPIN}; then echo kept; else \
+           printf '%s\\n' '# test stand-in of podspawn server-setup --forwarding' \
+             'Match Group podspawn-users' '    AllowTcpForwarding yes' >{FORWARDING_DROPIN} && \
+           mkdir -p /run/sshd && sshd -t && echo wrote; fi"
+    ))
+    .trim()
+        == "wrote"
+}
+
 /// Where the .deb installs the PAM session module: Debian's multiarch PAM directory of this
 /// host's architecture (the package's).
 pub fn pam_module_path() -> String {
