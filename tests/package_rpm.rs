@@ -457,5 +457,28 @@ fn rpm_scriptlets_set_up_and_erase_in_a_debian_root() {
         );
     }
     in_root("mkdir -p /run/sshd && sshd -t");
+
+    // %postun's safety net (what a downgrade to a version without the module relies on: the
+    // replaced package's %postun runs after its files are gone): without %preun, the block of a
+    // module that is gone still leaves /etc/pam.d/sshd.
+    check(
+        Command::new("rpm")
+            .args(["-i", "--nodeps", "--root"])
+            .arg(&root)
+            .arg(&pkg),
+    );
+    assert_eq!(pam_blocks(&root).0, 1, "{PAM_SSHD} after rpm -i");
+    check(
+        Command::new("rpm")
+            .args(["-e", "--nodeps", "--nopreun", "--root"])
+            .arg(&root)
+            .arg("podspawn"),
+    );
+    assert_eq!(
+        std::fs::read(root.join(PAM_SSHD.trim_start_matches('/'))).unwrap(),
+        pam_sshd_before,
+        "{PAM_SSHD} after rpm -e --nopreun: %postun left the block of a missing module"
+    );
+    in_root(&format!("! test -e {FORWARDING_DROPIN}"));
     let _ = std::fs::remove_dir_all(&root);
 }
