@@ -48,10 +48,12 @@ let
   usePAM = config.services.openssh.settings.UsePAM or true;
   forwarding = cfg.portForwarding == "on" || (cfg.portForwarding == "auto" && usePAM);
   pamModule = "${cfg.package}/lib/security/pam_podspawn.so";
-  # Before the Match block above: for a member, the first value sshd reads wins.
+  # Before the Match block above: for a member, the first value sshd reads wins. The same block
+  # as systemd/sshd/09-podspawn-forwarding.conf (what server-setup writes for the packages).
   forwardingBlock = ''
     Match Group podspawn-users
         AllowTcpForwarding yes
+        GatewayPorts no
   '';
 
   # --- systemd/ files -> NixOS options -------------------------------------------------------

@@ -146,11 +146,22 @@ check "sshd: no AuthorizedKeysCommand or ForceCommand under /nix/store" \
 check "sshd: openssh is enabled" j -e '.openssh == true'
 
 # --- TCP forwarding through pam_podspawn.so (portForwarding, default auto) ----------------------
-printf '%s\n' "Match Group podspawn-users" "    AllowTcpForwarding yes" >"$tmp/forwarding-block"
+printf '%s\n' "Match Group podspawn-users" "    AllowTcpForwarding yes" "    GatewayPorts no" >"$tmp/forwarding-block"
 sed -e '/^[[:space:]]*$/d' "$tmp/sshd_config" |
-  tail -n "$(($(wc -l <"$tmp/expected-block") + 2))" | head -n 2 >"$tmp/fwd-tail"
+  tail -n "$(($(wc -l <"$tmp/expected-block") + $(wc -l <"$tmp/forwarding-block")))" |
+  head -n "$(wc -l <"$tmp/forwarding-block")" >"$tmp/fwd-tail"
 check "forwarding (auto, UsePAM): the forwarding Match block comes right before podspawn's block" \
   diff -u "$tmp/forwarding-block" "$tmp/fwd-tail"
+# Drift guard: the block server-setup writes for the packages (09-podspawn-forwarding.conf) is
+# the module's, line for line.
+fwdsrc=systemd/sshd/09-podspawn-forwarding.conf
+if [ -f "$fwdsrc" ]; then
+  sed -n '/^Match /,$p' "$fwdsrc" | grep -v '^[[:space:]]*#' | grep -v '^[[:space:]]*$' >"$tmp/fwd-dropin-block"
+  check "forwarding: $fwdsrc's Match block is the module's, line for line" \
+    diff -u "$tmp/forwarding-block" "$tmp/fwd-dropin-block"
+else
+  echo "note $fwdsrc is not in this checkout yet: no drift guard for the forwarding block"
+fi
 # The effective values for a member, from a real sshd (Match User stands in for the group, which
 # this host's accounts do not have).
 effective() { # effective SSHD_CONFIG: sshd -T for a member, the forwarding keywords only

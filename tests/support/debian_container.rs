@@ -190,7 +190,8 @@ pub fn ensure_forwarding_dropin(c: &TestContainer) -> bool {
     c.ok(&format!(
         "if test -e {FORWARDING_DROPIN}; then echo kept; else \
            printf '%s\\n' '# test stand-in of podspawn server-setup --forwarding' \
-             'Match Group podspawn-users' '    AllowTcpForwarding yes' >{FORWARDING_DROPIN} && \
+             'Match Group podspawn-users' '    AllowTcpForwarding yes' '    GatewayPorts no' \
+             >{FORWARDING_DROPIN} && \
            mkdir -p /run/sshd && sshd -t && echo wrote; fi"
     ))
     .trim()
