@@ -45,6 +45,7 @@ nix-instantiate|nix-bin|the NixOS module tests
 python3|python3|a hostile broker client and the make-try pty test
 file|file|checking that the in-container helper is statically linked
 busybox|busybox-static|the libc-free (Alpine-like) image of the SFTP tests
+/usr/include/security/pam_modules.h|libpam0g-dev|building pam_podspawn.so
 '
 
 have() {

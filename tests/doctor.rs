@@ -8,9 +8,11 @@ use common::TempDir;
 use podspawn::commands::doctor::{
     self, Check, ContainerFacts, Listener, SocketFacts, Status, UserFacts,
 };
+use podspawn::core::config::PortForwarding;
 use podspawn::core::sshd_config::{self, Directive, ShadowReport};
 use podspawn::host::accounts::AccountFacts;
 use podspawn::host::fs_policy::{self, PathEntry};
+use podspawn::host::pam;
 use podspawn::host::sshd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -171,6 +173,180 @@ fn sshd_check_with_a_member() {
     );
     assert_status(&c, Status::Fail);
     assert!(c.detail.contains("Bad configuration option"));
+}
+
+// ---- TCP forwarding and pam_podspawn.so ------------------------------------------------------
+
+fn pam_facts(use_pam: Option<bool>, sshd: Option<&str>, module_file: bool) -> pam::PamFacts {
+    let text = sshd.map(str::to_string);
+    let load = move |n: &str| (n == "sshd").then(|| text.clone()).flatten();
+    pam::PamFacts {
+        use_pam,
+        service_file: PathBuf::from("/etc/pam.d/sshd"),
+        session: pam::stack("sshd", "session", &load).map_err(|e| e.to_string()),
+        module_file: module_file.then(|| PathBuf::from("/usr/lib64/security/pam_podspawn.so")),
+    }
+}
+
+const PAM_REQUIRED: &str = "session include password-auth\nsession required pam_podspawn.so\n";
+const PAM_OPTIONAL: &str = "session optional pam_podspawn.so\n";
+
+#[test]
+fn sshd_check_expects_forwarding_only_with_the_module() {
+    let report = ShadowReport {
+        ours: Some(ours()),
+        ..Default::default()
+    };
+    let fwd = GOOD_DUMP.replace(
+        "allowtcpforwarding no",
+        "allowtcpforwarding yes\ngatewayports no",
+    );
+    assert_status(
+        &doctor::check_sshd_with(Some("alice"), Ok(&fwd), &report, true),
+        Status::Pass,
+    );
+    let c = doctor::check_sshd_with(Some("alice"), Ok(&fwd), &report, false);
+    assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("allowtcpforwarding"), "{c:?}");
+    // GatewayPorts other than no with forwarding on: a hardening warning.
+    let gw = fwd.replace("gatewayports no", "gatewayports clientspecified");
+    let c = doctor::check_sshd_with(Some("alice"), Ok(&gw), &report, true);
+    assert_status(&c, Status::Warn);
+    assert!(c.detail.contains("gatewayports"), "{c:?}");
+    // Module in place but forwarding off: the forwarding check's business, not a failure here.
+    assert_status(
+        &doctor::check_sshd_with(Some("alice"), Ok(GOOD_DUMP), &report, true),
+        Status::Pass,
+    );
+}
+
+#[test]
+fn use_pam_check() {
+    use PortForwarding::*;
+    assert_status(&doctor::check_use_pam(Auto, Some(true)), Status::Pass);
+    let c = doctor::check_use_pam(Auto, Some(false));
+    assert_status(&c, Status::Warn);
+    assert!(c.detail.contains("UsePAM no"), "{c:?}");
+    assert!(c.fix.as_deref().unwrap().contains("UsePAM yes"), "{c:?}");
+    assert_status(&doctor::check_use_pam(On, Some(false)), Status::Warn);
+    assert_status(&doctor::check_use_pam(Off, Some(false)), Status::Pass);
+    assert_status(&doctor::check_use_pam(Auto, None), Status::Warn);
+}
+
+#[test]
+fn pam_stack_check() {
+    use PortForwarding::*;
+    let ok = pam_facts(Some(true), Some(PAM_REQUIRED), true);
+    let c = doctor::check_pam_stack(Auto, &ok, true);
+    assert_status(&c, Status::Pass);
+    assert_eq!(c.detail, "session required pam_podspawn.so (sshd:2)");
+    // Not in the stack: auto warns (forwarding stays off), on fails, off does not care.
+    let none = pam_facts(Some(true), Some("session required pam_unix.so\n"), true);
+    let c = doctor::check_pam_stack(Auto, &none, false);
+    assert_status(&c, Status::Warn);
+    assert!(
+        c.fix.as_deref().unwrap().contains("pam-auth-update"),
+        "{c:?}"
+    );
+    assert_status(&doctor::check_pam_stack(On, &none, false), Status::Fail);
+    assert_status(&doctor::check_pam_stack(Off, &none, false), Status::Pass);
+    let unreadable = pam_facts(Some(true), None, true);
+    assert_status(
+        &doctor::check_pam_stack(Auto, &unreadable, false),
+        Status::Warn,
+    );
+    // `optional` lets a failing module through: an error while forwarding is on.
+    let opt = pam_facts(Some(true), Some(PAM_OPTIONAL), true);
+    let c = doctor::check_pam_stack(Auto, &opt, true);
+    assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("host's network namespace"), "{c:?}");
+    assert!(c.fix.as_deref().unwrap().contains("`required`"), "{c:?}");
+    assert_status(&doctor::check_pam_stack(Auto, &opt, false), Status::Warn);
+    assert_status(&doctor::check_pam_stack(On, &opt, false), Status::Fail);
+    // A `sufficient` line before it may end the stack first.
+    let skipped = pam_facts(
+        Some(true),
+        Some("session sufficient pam_permit.so\nsession required pam_podspawn.so\n"),
+        true,
+    );
+    let c = doctor::check_pam_stack(Auto, &skipped, true);
+    assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("may be skipped"), "{c:?}");
+}
+
+#[test]
+fn pam_module_check() {
+    use PortForwarding::*;
+    let c = doctor::check_pam_module(Auto, &pam_facts(Some(true), Some(PAM_REQUIRED), true));
+    assert_status(&c, Status::Pass);
+    assert_eq!(c.detail, "/usr/lib64/security/pam_podspawn.so");
+    // In the stack as `required` but missing: PAM fails every session.
+    let c = doctor::check_pam_module(Off, &pam_facts(Some(true), Some(PAM_REQUIRED), false));
+    assert_status(&c, Status::Fail);
+    assert!(c.detail.contains("ssh logins fail"), "{c:?}");
+    // `-session`: PAM skips a missing module.
+    let dash = pam_facts(
+        Some(true),
+        Some("-session required pam_podspawn.so\n"),
+        false,
+    );
+    assert_status(&doctor::check_pam_module(Auto, &dash), Status::Warn);
+    let none = pam_facts(Some(true), Some(""), false);
+    assert_status(&doctor::check_pam_module(Auto, &none), Status::Warn);
+    assert_status(&doctor::check_pam_module(On, &none), Status::Fail);
+    assert_status(&doctor::check_pam_module(Off, &none), Status::Pass);
+}
+
+#[test]
+fn forwarding_check() {
+    use PortForwarding::*;
+    let t = |v: &str| sshd_config::parse_sshd_t(&format!("allowtcpforwarding {v}\n"));
+    let ok = pam_facts(Some(true), Some(PAM_REQUIRED), true);
+    assert!(doctor::check_forwarding(Auto, &ok, true, None, None).is_none());
+    let c = doctor::check_forwarding(Auto, &ok, true, Some("alice"), Some(&t("yes"))).unwrap();
+    assert_status(&c, Status::Pass);
+    assert!(c.detail.starts_with("on for podspawn users"), "{c:?}");
+    // Module in place, forwarding off: server-setup --forwarding turns it on.
+    let c = doctor::check_forwarding(Auto, &ok, true, Some("alice"), Some(&t("no"))).unwrap();
+    assert_status(&c, Status::Warn);
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("sudo podspawn server-setup --forwarding")
+    );
+    assert_status(
+        &doctor::check_forwarding(Off, &ok, true, Some("alice"), Some(&t("no"))).unwrap(),
+        Status::Pass,
+    );
+    // The one that matters: forwarding effective while the module is not in place.
+    for facts in [
+        pam_facts(Some(false), Some(PAM_REQUIRED), true),
+        pam_facts(Some(true), Some(PAM_OPTIONAL), true),
+        pam_facts(Some(true), Some(PAM_REQUIRED), false),
+        pam_facts(Some(true), None, true),
+    ] {
+        for v in ["yes", "local", "remote", "all"] {
+            for setting in [Auto, On, Off] {
+                let c = doctor::check_forwarding(setting, &facts, true, Some("alice"), Some(&t(v)))
+                    .unwrap();
+                assert_status(&c, Status::Fail);
+                assert!(c.detail.contains("host's network namespace"), "{c:?}");
+                assert!(c.detail.contains("checked as alice"), "{c:?}");
+            }
+        }
+        // Without podspawn's Match block (stock sshd: forwarding on), the fix is a full setup.
+        let c =
+            doctor::check_forwarding(Auto, &facts, false, Some("alice"), Some(&t("yes"))).unwrap();
+        assert_status(&c, Status::Fail);
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .starts_with("sudo podspawn server-setup   #"));
+        let c =
+            doctor::check_forwarding(Auto, &facts, true, Some("alice"), Some(&t("no"))).unwrap();
+        assert_status(&c, Status::Pass);
+        assert!(c.detail.starts_with("off for podspawn users: "), "{c:?}");
+    }
 }
 
 #[test]

@@ -166,6 +166,8 @@ fn args(e: &Env, probe: Option<&Member>) -> ServerSetupArgs {
         no_reload: true,
         no_units: true,
         probe_user: probe.map(|m| m.0.clone()),
+        // Never the machine's /etc/pam.d: a private one (absent unless a test writes it).
+        pam_dir: e.dir.join("pam.d"),
         ..ServerSetupArgs::default()
     }
 }
@@ -221,6 +223,8 @@ fn assert_ours(e: &Env, user: &str) {
     assert_eq!(t["authorizedkeyscommanduser"], vec!["podspawn"]);
     assert_eq!(t["authorizedkeysfile"], vec!["none"]);
     assert_eq!(t["allowstreamlocalforwarding"], vec!["no"]);
+    assert_eq!(t["x11forwarding"], vec!["no"]);
+    assert_eq!(t["permittunnel"], vec!["no"]);
     assert_eq!(t["permituserrc"], vec!["no"]);
     assert!(t["acceptenv"].contains(&"PODSPAWN_PROJECT".to_string()));
 }
@@ -296,6 +300,12 @@ fn debian_gets_a_dropin() {
     );
     host_sshd::sshd_test(&sshd(), &e.config).unwrap();
     assert_ours(&e, &m.0);
+    // No pam_podspawn.so (no PAM service file at all): TCP forwarding stays off.
+    assert!(!e
+        .dir
+        .join("ssh/sshd_config.d/09-podspawn-forwarding.conf")
+        .exists());
+    assert_eq!(effective(&e, &m.0)["allowtcpforwarding"], vec!["no"]);
     // Non-members keep the main file's settings.
     let root = effective(&e, "root");
     assert_eq!(root["authorizedkeyscommand"], vec!["none"]);
@@ -669,6 +679,7 @@ fn doctor_agrees_after_setup() {
             sshd_config: e.config.clone(),
             // Other tests add and remove members of podspawn-users concurrently: probe ours.
             probe_user: Some(m.0.clone()),
+            pam_dir: e.dir.join("pam.d"),
         },
     );
     let status = |n: &str| {
@@ -686,4 +697,291 @@ fn doctor_agrees_after_setup() {
     assert_eq!(status(doctor::KEY_FILES_CHECK), Status::Pass);
     assert_eq!(status(doctor::LOCK_CHECK), Status::Pass);
     assert_eq!(status(doctor::STATE_CHECK), Status::Warn);
+    // No PAM service file here: forwarding is off, which is what sshd does.
+    assert_eq!(status(doctor::FORWARDING_CHECK), Status::Pass);
+    assert_eq!(status(doctor::USEPAM_CHECK), Status::Pass);
+    assert_eq!(status(doctor::PAM_STACK_CHECK), Status::Warn);
+    assert_eq!(status(doctor::PAM_MODULE_CHECK), Status::Warn);
+}
+
+/// With the module in place doctor agrees that forwarding is on; an earlier `Match all` that
+/// turns forwarding on while the module is not in place is doctor's most important failure.
+#[test]
+fn doctor_agrees_about_forwarding() {
+    require_root_sshd_useradd();
+    use podspawn::commands::doctor::{self, Status};
+    let e = env("debian12.sshd_config", &[]);
+    let m = Member::new();
+    write_pam(&e, Some("required"));
+    setup_run(&e, &args(&e, Some(&m))).0.unwrap();
+    let gather = || {
+        doctor::gather(
+            &e.cfg,
+            &doctor::DoctorArgs {
+                json: false,
+                sshd_config: e.config.clone(),
+                probe_user: Some(m.0.clone()),
+                pam_dir: e.dir.join("pam.d"),
+            },
+        )
+    };
+    let status = |checks: &[doctor::Check], n: &str| {
+        let c = checks
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("no check {n}"))
+            .clone();
+        eprintln!("{c:?}");
+        c
+    };
+    let checks = gather();
+    for n in [
+        doctor::SSHD_CHECK,
+        doctor::FORWARDING_CHECK,
+        doctor::USEPAM_CHECK,
+        doctor::PAM_STACK_CHECK,
+        doctor::PAM_MODULE_CHECK,
+    ] {
+        assert_eq!(status(&checks, n).status, Status::Pass, "{n}");
+    }
+    assert!(status(&checks, doctor::FORWARDING_CHECK)
+        .detail
+        .starts_with("on for podspawn users"));
+
+    // The module's line turns optional, and server-setup has not run since: forwarding is still
+    // on, so the control is an error, and so is forwarding without the module in place.
+    write_pam(&e, Some("optional"));
+    let checks = gather();
+    assert_eq!(
+        status(&checks, doctor::PAM_STACK_CHECK).status,
+        Status::Fail
+    );
+    let c = status(&checks, doctor::FORWARDING_CHECK);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.detail.contains("host's network namespace"), "{c:?}");
+    assert!(c
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("server-setup --forwarding"));
+    assert_eq!(status(&checks, doctor::SSHD_CHECK).status, Status::Fail);
+    let json = doctor::render_json(&checks);
+    assert!(json.contains("\"TCP forwarding\""), "{json}");
+
+    // After --forwarding: off, and the optional control is only a warning.
+    let mut a = args(&e, Some(&m));
+    a.forwarding = true;
+    server_setup::forwarding_only(&e.cfg, &a, &mut Vec::new()).unwrap();
+    let checks = gather();
+    assert_eq!(
+        status(&checks, doctor::FORWARDING_CHECK).status,
+        Status::Pass
+    );
+    assert_eq!(status(&checks, doctor::SSHD_CHECK).status, Status::Pass);
+    assert_eq!(
+        status(&checks, doctor::PAM_STACK_CHECK).status,
+        Status::Warn
+    );
+}
+
+// ---- TCP forwarding and pam_podspawn.so ------------------------------------------------------
+
+/// A private pam.d whose sshd service has `@include common-session` (Debian's layout) with
+/// pam_podspawn.so (an absolute path to a file of this test) under `control`; `None`: no
+/// module line.
+fn write_pam(e: &Env, control: Option<&str>) -> PathBuf {
+    let pam = e.dir.join("pam.d");
+    std::fs::create_dir_all(&pam).unwrap();
+    let module = e.dir.join("security/pam_podspawn.so");
+    std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+    std::fs::write(&module, b"not really a module").unwrap();
+    std::fs::write(
+        pam.join("sshd"),
+        "@include common-auth\nsession    required     pam_loginuid.so\n@include common-session\n",
+    )
+    .unwrap();
+    let mut common = String::from(
+        "session\t[default=1]\t\t\tpam_permit.so\nsession\trequisite\t\t\tpam_deny.so\n\
+         session\trequired\t\t\tpam_permit.so\nsession\trequired\tpam_unix.so\n",
+    );
+    if let Some(c) = control {
+        common.push_str(&format!("session\t{c}\t{}\n", module.display()));
+    }
+    std::fs::write(pam.join("common-session"), common).unwrap();
+    module
+}
+
+fn forwarding_run(
+    cfg: &Config,
+    a: &ServerSetupArgs,
+) -> Result<server_setup::ForwardingReport, String> {
+    let mut a = a.clone();
+    a.forwarding = true;
+    let mut out = Vec::new();
+    let r = server_setup::forwarding_only(cfg, &a, &mut out);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    eprintln!("--- forwarding ---\n{out}--- result ---\n{r:?}");
+    if let Ok(r) = &r {
+        assert_eq!(out, format!("{}\n", r.line), "one line only");
+    }
+    r
+}
+
+#[test]
+fn forwarding_follows_the_pam_module() {
+    require_root_sshd_useradd();
+    let e = env("debian12.sshd_config", &[]);
+    let m = Member::new();
+    write_pam(&e, Some("required"));
+    let a = args(&e, Some(&m));
+    let fwd = e.dir.join("ssh/sshd_config.d/09-podspawn-forwarding.conf");
+    let dropin = e.dir.join("ssh/sshd_config.d/10-podspawn.conf");
+
+    let (r, out) = setup_run(&e, &a);
+    r.unwrap();
+    assert!(
+        out.contains("TCP forwarding (ssh -L/-R/-D) is on: pam_podspawn.so is in sshd's PAM"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&fwd).unwrap(),
+        sshd_config::render_forwarding_dropin()
+    );
+    assert_eq!(mode(&fwd), (0, 0, 0o644));
+    // The main drop-in is the one the packages ship: forwarding off there, whatever happens.
+    assert!(std::fs::read_to_string(&dropin)
+        .unwrap()
+        .lines()
+        .any(|l| l.trim() == "AllowTcpForwarding no"));
+    assert_ours(&e, &m.0);
+    let t = effective(&e, &m.0);
+    assert_eq!(t["allowtcpforwarding"], vec!["yes"]);
+    assert_eq!(t["gatewayports"], vec!["no"]);
+    assert_idempotent(&e, &a);
+    // --forwarding: nothing to change, one line.
+    let f = forwarding_run(&e.cfg, &a).unwrap();
+    assert!(f.on && !f.changed, "{f:?}");
+
+    // An `optional` control would let a failing module through: off, the file removed.
+    write_pam(&e, Some("optional"));
+    let f = forwarding_run(&e.cfg, &a).unwrap();
+    assert!(!f.on && f.changed, "{f:?}");
+    assert!(
+        f.line.starts_with("TCP forwarding (ssh -L/-R/-D) is off: "),
+        "{f:?}"
+    );
+    assert!(f.line.contains("control optional"), "{f:?}");
+    assert!(!fwd.exists());
+    assert_eq!(effective(&e, &m.0)["allowtcpforwarding"], vec!["no"]);
+    assert!(!forwarding_run(&e.cfg, &a).unwrap().changed, "idempotent");
+
+    // security.port_forwarding: on refuses, naming why and the fix, and changes nothing.
+    let mut on = e.cfg.clone();
+    on.security.port_forwarding = podspawn::core::config::PortForwarding::On;
+    let before = snapshot(&e.dir);
+    let err = forwarding_run(&on, &a).unwrap_err();
+    assert!(err.contains("security.port_forwarding is on"), "{err}");
+    assert!(
+        err.contains("control optional") && err.contains("fix:"),
+        "{err}"
+    );
+    let err = server_setup::run(&on, &a, &mut Vec::new()).unwrap_err();
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(before, snapshot(&e.dir));
+
+    // Back to required: on again; then UsePAM no turns it off.
+    write_pam(&e, Some("[success=ok ignore=ignore default=bad]"));
+    assert!(forwarding_run(&e.cfg, &a).unwrap().on);
+    assert!(fwd.exists());
+    let text = std::fs::read_to_string(&e.config)
+        .unwrap()
+        .replace("UsePAM yes", "UsePAM no");
+    std::fs::write(&e.config, text).unwrap();
+    let f = forwarding_run(&e.cfg, &a).unwrap();
+    assert!(!f.on && f.changed, "{f:?}");
+    assert!(
+        f.line
+            .contains("sshd runs with UsePAM no; pam_podspawn.so needs UsePAM yes"),
+        "{f:?}"
+    );
+    assert!(!fwd.exists());
+
+    // security.port_forwarding: off never turns it on.
+    let text = std::fs::read_to_string(&e.config)
+        .unwrap()
+        .replace("UsePAM no", "UsePAM yes");
+    std::fs::write(&e.config, text).unwrap();
+    let mut off = e.cfg.clone();
+    off.security.port_forwarding = podspawn::core::config::PortForwarding::Off;
+    let f = forwarding_run(&off, &a).unwrap();
+    assert!(
+        !f.on && f.line.ends_with("security.port_forwarding is off"),
+        "{f:?}"
+    );
+    assert!(!fwd.exists());
+}
+
+#[test]
+fn forwarding_in_the_marked_block() {
+    require_root_sshd_useradd();
+    let e = env("no-include.sshd_config", &[]);
+    let m = Member::new();
+    let module = write_pam(&e, Some("requisite"));
+    let a = args(&e, Some(&m));
+    setup_run(&e, &a).0.unwrap();
+    let text = std::fs::read_to_string(&e.config).unwrap();
+    assert!(sshd_config::block_has_forwarding(&text), "{text}");
+    assert!(text.find(sshd_config::BLOCK_END).unwrap() < text.find("Match User backup").unwrap());
+    assert_ours(&e, &m.0);
+    assert_eq!(effective(&e, &m.0)["allowtcpforwarding"], vec!["yes"]);
+    // The trailing Match block keeps its own value.
+    assert_eq!(effective(&e, "backup")["allowtcpforwarding"], vec!["no"]);
+    assert_idempotent(&e, &a);
+
+    // The module file goes away: --forwarding takes the lines out of the block, nothing else.
+    std::fs::remove_file(&module).unwrap();
+    let f = forwarding_run(&e.cfg, &a).unwrap();
+    assert!(!f.on && f.changed, "{f:?}");
+    assert!(f.line.contains("module file is missing"), "{f:?}");
+    let after = std::fs::read_to_string(&e.config).unwrap();
+    assert!(!sshd_config::block_has_forwarding(&after));
+    assert_eq!(
+        after,
+        sshd_config::set_block_forwarding(&text, false).unwrap()
+    );
+    assert_eq!(effective(&e, &m.0)["allowtcpforwarding"], vec!["no"]);
+    assert_ours(&e, &m.0);
+}
+
+/// The check that matters: an earlier drop-in turning forwarding on for everyone, while the
+/// module is not in place, would open forwards in the host's network namespace.
+#[test]
+fn forwarding_on_without_the_module_is_refused_and_rolled_back() {
+    require_root_sshd_useradd();
+    let e = env("debian12.sshd_config", &[]);
+    std::fs::create_dir_all(e.dir.join("ssh/sshd_config.d")).unwrap();
+    std::fs::write(
+        e.dir.join("ssh/sshd_config.d/05-fwd.conf"),
+        "Match all\n    AllowTcpForwarding yes\n",
+    )
+    .unwrap();
+    let m = Member::new();
+    let ssh_before = snapshot(&e.dir.join("ssh"));
+    let err = setup_run(&e, &args(&e, Some(&m))).0.unwrap_err();
+    assert!(err.contains("host's network namespace"), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    assert_eq!(ssh_before, snapshot(&e.dir.join("ssh")));
+
+    // --forwarding says the same, and a forwarding drop-in left from before stays removed.
+    std::fs::write(
+        e.dir.join("ssh/sshd_config.d/10-podspawn.conf"),
+        sshd_config::render_dropin(&bin()),
+    )
+    .unwrap();
+    let fwd = e.dir.join("ssh/sshd_config.d/09-podspawn-forwarding.conf");
+    std::fs::write(&fwd, sshd_config::render_forwarding_dropin()).unwrap();
+    let err = forwarding_run(&e.cfg, &args(&e, Some(&m))).unwrap_err();
+    assert!(err.contains("host's network namespace"), "{err}");
+    assert!(err.contains("stay removed"), "{err}");
+    assert!(!fwd.exists());
 }

@@ -18,6 +18,9 @@ pub struct Listed {
     pub running: bool,
     /// The networks it is attached to.
     pub networks: Vec<String>,
+    /// A user's network-namespace holder (not a session: kept while the user has sessions or
+    /// connection leases).
+    pub holder: bool,
 }
 
 /// A network of this installation, as the engine listed it (its owner labels already checked).
@@ -45,6 +48,8 @@ pub struct Facts<'a> {
     pub registered: &'a dyn Fn(&str) -> bool,
     /// A session's network, from its container name.
     pub network_of: &'a dyn Fn(&str) -> String,
+    /// `held(user)`: an SSH connection holds the user's network namespace (pam_podspawn.so).
+    pub held: &'a dyn Fn(&str) -> bool,
     pub now: i64,
 }
 
@@ -58,11 +63,16 @@ pub struct UserWork {
     pub untracked: Vec<Listed>,
     /// Networks no row names and no listed container is attached to.
     pub networks: Vec<String>,
+    /// Network-namespace holders of a user with no session row and no connection lease.
+    pub holders: Vec<Listed>,
 }
 
 impl UserWork {
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.untracked.is_empty() && self.networks.is_empty()
+        self.rows.is_empty()
+            && self.untracked.is_empty()
+            && self.networks.is_empty()
+            && self.holders.is_empty()
     }
 }
 
@@ -82,9 +92,20 @@ pub fn plan(
         leased,
         registered,
         network_of,
+        held,
         now,
     } = *facts;
     let mut work: BTreeMap<String, UserWork> = BTreeMap::new();
+    // A holder outlives its user's sessions only while a connection holds it.
+    let with_rows: HashSet<&str> = rows.iter().map(|r| r.user.as_str()).collect();
+    for c in containers.iter().filter(|c| c.holder) {
+        if !with_rows.contains(c.user.as_str()) && !held(&c.user) {
+            work.entry(c.user.clone())
+                .or_default()
+                .holders
+                .push(c.clone());
+        }
+    }
     if scope.sessions {
         let by_id: HashMap<&str, &Listed> = containers.iter().map(|c| (c.id.as_str(), c)).collect();
         let mut known: HashMap<&str, bool> = HashMap::new();
@@ -110,7 +131,7 @@ pub fn plan(
         let tracked: HashSet<&str> = rows.iter().map(|r| r.container_id.as_str()).collect();
         for c in containers
             .iter()
-            .filter(|c| !tracked.contains(c.id.as_str()))
+            .filter(|c| !c.holder && !tracked.contains(c.id.as_str()))
         {
             work.entry(c.user.clone())
                 .or_default()
@@ -183,6 +204,19 @@ mod tests {
             project: String::new(),
             running,
             networks: vec![format!("podspawn-{user}-net")],
+            holder: false,
+        }
+    }
+
+    fn holder(user: &str, id: &str) -> Listed {
+        Listed {
+            id: id.into(),
+            name: format!("podspawn-{user}.netns"),
+            user: user.into(),
+            project: String::new(),
+            running: true,
+            networks: vec![format!("podspawn-{user}.netns-net")],
+            holder: true,
         }
     }
 
@@ -207,9 +241,55 @@ mod tests {
             leased,
             registered,
             network_of: &net,
+            held: &|u| u == "held",
             now: 10,
         };
         plan(rows, cs, nets, scope, &facts)
+    }
+
+    #[test]
+    fn a_holder_is_kept_while_its_user_has_sessions_or_connections() {
+        let rows = vec![row(
+            "alice",
+            "c1",
+            Status::Running,
+            None,
+            SessionMode::GracePeriod,
+        )];
+        let cs = vec![
+            listed("alice", "c1", true),
+            holder("alice", "h1"),
+            holder("bob", "h2"),
+            holder("held", "h3"),
+        ];
+        let nets = vec![
+            ListedNetwork {
+                name: "podspawn-alice.netns-net".into(),
+                user: "alice".into(),
+            },
+            ListedNetwork {
+                name: "podspawn-bob.netns-net".into(),
+                user: "bob".into(),
+            },
+        ];
+        for scope in [
+            BOTH,
+            Scope {
+                sessions: true,
+                orphans: false,
+            },
+        ] {
+            let w = pl(&rows, &cs, &nets, scope, &|_, _| false, &|_| true);
+            // alice has a session, "held" a connection: only bob's holder goes; never as an
+            // untracked container, and its network is in use until the holder is gone.
+            assert_eq!(w.keys().collect::<Vec<_>>(), vec!["bob"], "{w:?}");
+            let bob = &w["bob"];
+            assert_eq!(bob.holders.len(), 1);
+            assert!(
+                bob.untracked.is_empty() && bob.networks.is_empty(),
+                "{bob:?}"
+            );
+        }
     }
 
     #[test]

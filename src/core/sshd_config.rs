@@ -20,6 +20,15 @@ pub const DROPIN_DIR: &str = "sshd_config.d";
 pub const DROPIN_NAME: &str = "10-podspawn.conf";
 /// The sshd drop-in shipped by the packages (`systemd/sshd/10-podspawn.conf`).
 pub const DROPIN_TEMPLATE: &str = include_str!("../../systemd/sshd/10-podspawn.conf");
+/// The drop-in that turns TCP forwarding on for podspawn users (written by server-setup only
+/// where pam_podspawn.so moves their connections into their container's network namespace).
+pub const FORWARDING_DROPIN_NAME: &str = "09-podspawn-forwarding.conf";
+/// Its text (`systemd/sshd/09-podspawn-forwarding.conf`).
+pub const FORWARDING_TEMPLATE: &str =
+    include_str!("../../systemd/sshd/09-podspawn-forwarding.conf");
+/// The first line of the forwarding part of a marked block.
+pub const FORWARDING_MARK: &str =
+    "# TCP forwarding for podspawn users (pam_podspawn.so is in place; security.port_forwarding)";
 /// The binary path in the shipped units and drop-in.
 pub const TEMPLATE_BINARY: &str = "/usr/bin/podspawn";
 pub const BLOCK_BEGIN: &str = "# BEGIN podspawn (managed by podspawn server-setup)";
@@ -382,6 +391,99 @@ pub fn render_block_with(binary: &str, socket: Option<&str>) -> String {
     )
 }
 
+/// The text of `09-podspawn-forwarding.conf`: a self-contained `Match Group podspawn-users`
+/// block with `AllowTcpForwarding yes` and `GatewayPorts no`, to be read before the main drop-in
+/// (sshd keeps the first value).
+pub fn render_forwarding_dropin() -> String {
+    FORWARDING_TEMPLATE.to_string()
+}
+
+/// The directive lines of the forwarding drop-in (its Match line and settings), no comments.
+fn forwarding_lines() -> Vec<&'static str> {
+    FORWARDING_TEMPLATE
+        .lines()
+        .filter(|l| directive(l).is_some())
+        .collect()
+}
+
+/// [`render_block_with`], with the forwarding Match block (before podspawn's main one) when
+/// `forwarding`.
+pub fn render_block_forwarding(binary: &str, socket: Option<&str>, forwarding: bool) -> String {
+    let block = render_block_with(binary, socket);
+    if !forwarding {
+        return block;
+    }
+    // The block was just rendered, so it is well formed.
+    set_block_forwarding(&block, true).unwrap_or(block)
+}
+
+/// Does the marked block in `text` carry the forwarding Match block?
+pub fn block_has_forwarding(text: &str) -> bool {
+    block_ranges(text).iter().any(|&(a, b)| {
+        text.lines()
+            .skip(a - 1)
+            .take(b + 1 - a)
+            .any(|l| l.trim_end() == FORWARDING_MARK)
+    })
+}
+
+/// Adds (`on`) or removes the forwarding Match block inside podspawn's marked blocks in `text`
+/// (before the block's first Match line); text outside the blocks is untouched. A BEGIN without
+/// END is an error.
+pub fn set_block_forwarding(text: &str, on: bool) -> Result<String, Error> {
+    // Checks that every block is closed.
+    remove_block(text)?;
+    let mut out = String::with_capacity(text.len() + 200);
+    let mut inside = false;
+    // Inside the forwarding part: 0 = no, 1 = after the mark, 2 = after its Match line.
+    let mut skipping = 0;
+    let mut added = false;
+    for line in text.split_inclusive('\n') {
+        if !inside {
+            if is_begin(line) {
+                inside = true;
+                added = false;
+            }
+            out.push_str(line);
+            continue;
+        }
+        if is_end(line) {
+            inside = false;
+            skipping = 0;
+            out.push_str(line);
+            continue;
+        }
+        let is_match = matches!(directive(line), Some((k, _)) if k == "match");
+        if line.trim_end() == FORWARDING_MARK {
+            skipping = 1;
+            continue;
+        }
+        if skipping == 1 {
+            if is_match {
+                skipping = 2;
+            }
+            continue;
+        }
+        if skipping == 2 {
+            if !is_match {
+                continue;
+            }
+            skipping = 0;
+        }
+        if is_match && on && !added {
+            out.push_str(FORWARDING_MARK);
+            out.push('\n');
+            for l in forwarding_lines() {
+                out.push_str(l);
+                out.push('\n');
+            }
+            added = true;
+        }
+        out.push_str(line);
+    }
+    Ok(out)
+}
+
 fn is_begin(line: &str) -> bool {
     line.trim_end().starts_with("# BEGIN podspawn")
 }
@@ -736,11 +838,25 @@ pub const CONFINEMENT: &[(&str, &str, bool)] = &[
 
 /// Compares `sshd -T -C user=<member>` output with podspawn's settings. `spawn`: the expected
 /// ForceCommand and `binary` the expected AuthorizedKeysCommand binary (`None`: any absolute path
-/// named podspawn*).
+/// named podspawn*). TCP forwarding is expected off ([`effective_mismatches_with`]).
 pub fn effective_mismatches(
     t: &BTreeMap<String, Vec<String>>,
     spawn: Option<&str>,
     binary: Option<&str>,
+) -> Vec<Mismatch> {
+    effective_mismatches_with(t, spawn, binary, false)
+}
+
+/// [`effective_mismatches`], `forwarding`: whether TCP forwarding is expected on (pam_podspawn.so
+/// in place). Expected off, any other `allowtcpforwarding` than `no` is required (forwards would
+/// open in the host's network namespace); expected on, `yes` is not required (without it
+/// forwarding is merely unavailable), and where forwarding is effective `gatewayports no` is a
+/// hardening setting. Unix-socket forwarding, X11 and tunnels are always `no`.
+pub fn effective_mismatches_with(
+    t: &BTreeMap<String, Vec<String>>,
+    spawn: Option<&str>,
+    binary: Option<&str>,
+    forwarding: bool,
 ) -> Vec<Mismatch> {
     let get = |k: &str| {
         t.get(k)
@@ -797,7 +913,11 @@ pub fn effective_mismatches(
         ("authorizedkeysfile", "none", true),
         ("permituserrc", "no", true),
         ("allowstreamlocalforwarding", "no", true),
-        ("allowtcpforwarding", "no", true),
+        if forwarding {
+            ("allowtcpforwarding", "yes", false)
+        } else {
+            ("allowtcpforwarding", "no", true)
+        },
         ("x11forwarding", "no", true),
         ("permittunnel", "no", true),
     ] {
@@ -808,6 +928,18 @@ pub fn effective_mismatches(
                 expected: want.into(),
                 actual: got,
                 required,
+            });
+        }
+    }
+    // GatewayPorts matters only where forwarding is effective.
+    if forwarding && get("allowtcpforwarding") != "no" {
+        let got = get("gatewayports");
+        if got != "no" {
+            out.push(Mismatch {
+                keyword: "gatewayports".into(),
+                expected: "no".into(),
+                actual: got,
+                required: false,
             });
         }
     }
@@ -1078,6 +1210,138 @@ mod tests {
         ] {
             assert!(d.lines().any(|l| l.trim() == line), "{line}");
         }
+    }
+
+    #[test]
+    fn forwarding_dropin_and_block() {
+        let f = render_forwarding_dropin();
+        let lines: Vec<&str> = f
+            .lines()
+            .filter(|l| directive(l).is_some())
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "Match Group podspawn-users",
+                "AllowTcpForwarding yes",
+                "GatewayPorts no"
+            ]
+        );
+        // The main drop-in keeps forwarding off (it is a conffile; the 09 file turns it on).
+        assert!(DROPIN_TEMPLATE
+            .lines()
+            .any(|l| l.trim() == "AllowTcpForwarding no"));
+        assert!(FORWARDING_DROPIN_NAME < DROPIN_NAME);
+
+        let plain = render_block_with("/usr/bin/podspawn", None);
+        assert_eq!(
+            render_block_forwarding("/usr/bin/podspawn", None, false),
+            plain
+        );
+        let fwd = render_block_forwarding("/usr/bin/podspawn", Some("/s"), true);
+        assert!(block_has_forwarding(&fwd) && !block_has_forwarding(&plain));
+        // The forwarding Match block comes first inside the marked block.
+        let matches: Vec<usize> = fwd
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim() == "Match Group podspawn-users")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(matches.len(), 2);
+        let yes = fwd
+            .lines()
+            .position(|l| l.trim() == "AllowTcpForwarding yes")
+            .unwrap();
+        let no = fwd
+            .lines()
+            .position(|l| l.trim() == "AllowTcpForwarding no")
+            .unwrap();
+        assert!(
+            matches[0] < yes && yes < matches[1] && matches[1] < no,
+            "{fwd}"
+        );
+        assert!(fwd.contains("spawn --socket /s\n"));
+        // Added and removed in place, idempotently, in a whole sshd_config.
+        let main = insert_block("Port 22\nMatch User x\n  X11Forwarding no\n", &plain).unwrap();
+        let on = set_block_forwarding(&main, true).unwrap();
+        assert_eq!(set_block_forwarding(&on, true).unwrap(), on);
+        assert_eq!(
+            on,
+            insert_block(
+                &main,
+                &render_block_forwarding("/usr/bin/podspawn", None, true)
+            )
+            .unwrap()
+        );
+        assert!(block_has_forwarding(&on));
+        assert_eq!(set_block_forwarding(&on, false).unwrap(), main);
+        assert_eq!(set_block_forwarding(&main, false).unwrap(), main);
+        assert!(on.ends_with("Match User x\n  X11Forwarding no\n"));
+        // Without a block nothing changes; an unclosed block is an error.
+        assert_eq!(
+            set_block_forwarding("Port 22\n", true).unwrap(),
+            "Port 22\n"
+        );
+        assert!(set_block_forwarding(&format!("{BLOCK_BEGIN}\nMatch all\n"), true).is_err());
+    }
+
+    #[test]
+    fn forwarding_expectation_in_the_effective_values() {
+        let base = "authorizedkeyscommand /usr/bin/podspawn auth-keys %u %t %k\n\
+                    authorizedkeyscommanduser podspawn\nauthorizedkeysfile none\n\
+                    permituserrc no\nforcecommand /usr/bin/podspawn spawn\n\
+                    authenticationmethods publickey\npubkeyauthentication yes\n\
+                    passwordauthentication no\nkbdinteractiveauthentication no\n\
+                    hostbasedauthentication no\nallowstreamlocalforwarding no\n\
+                    x11forwarding no\npermittunnel no\nacceptenv PODSPAWN_PROJECT\n";
+        let with = |fwd: &str, gw: &str| {
+            parse_sshd_t(&format!(
+                "{base}allowtcpforwarding {fwd}\ngatewayports {gw}\n"
+            ))
+        };
+        let kws = |m: Vec<Mismatch>| -> Vec<(String, bool)> {
+            m.into_iter().map(|m| (m.keyword, m.required)).collect()
+        };
+        // Expected off: only `no` passes, anything else is required.
+        assert!(effective_mismatches_with(&with("no", "no"), None, None, false).is_empty());
+        assert_eq!(effective_mismatches(&with("no", "yes"), None, None), vec![]);
+        for v in ["yes", "local", "remote", "all"] {
+            assert_eq!(
+                kws(effective_mismatches_with(&with(v, "no"), None, None, false)),
+                vec![("allowtcpforwarding".to_string(), true)]
+            );
+        }
+        // Expected on: `yes` and gatewayports no; otherwise not required (forwarding is merely
+        // unavailable).
+        assert!(effective_mismatches_with(&with("yes", "no"), None, None, true).is_empty());
+        assert_eq!(
+            kws(effective_mismatches_with(
+                &with("no", "clientspecified"),
+                None,
+                None,
+                true
+            )),
+            vec![("allowtcpforwarding".to_string(), false)]
+        );
+        assert_eq!(
+            kws(effective_mismatches_with(
+                &with("yes", "clientspecified"),
+                None,
+                None,
+                true
+            )),
+            vec![("gatewayports".to_string(), false)]
+        );
+        // Unix sockets, X11 and tunnels stay off either way.
+        let t = parse_sshd_t(&format!(
+            "{}allowtcpforwarding yes\ngatewayports no\n",
+            base.replace("x11forwarding no", "x11forwarding yes")
+        ));
+        assert_eq!(
+            kws(effective_mismatches_with(&t, None, None, true)),
+            vec![("x11forwarding".to_string(), true)]
+        );
     }
 
     #[test]

@@ -273,6 +273,26 @@ impl ContainerRuntime for Docker {
         self.image_id_of(image).await
     }
 
+    async fn netns_of(&self, id: &str) -> Result<Option<NetnsRef>> {
+        match self
+            .ready()
+            .await?
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => Ok(Some(NetnsRef {
+                running: c.state.as_ref().and_then(|s| s.running).unwrap_or(false),
+                sandbox_key: c
+                    .network_settings
+                    .and_then(|n| n.sandbox_key)
+                    .filter(|k| !k.is_empty()),
+                pid: c.state.and_then(|s| s.pid).filter(|p| *p > 0),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(derr("inspect container", e)),
+        }
+    }
+
     async fn exec_capture(
         &self,
         container: &str,
@@ -361,7 +381,9 @@ impl ContainerRuntime for Docker {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            hostname: Some(spec.hostname.clone()),
+            // A container that joins another's namespace has that container's hostname.
+            hostname: (!spec.hostname.is_empty() && !joins_container(spec.network.as_deref()))
+                .then(|| spec.hostname.clone()),
             labels: Some(spec.labels.clone()),
             // podspawn's start command replaces the image's ENTRYPOINT as well as its CMD: an
             // entrypoint would otherwise receive the start command as arguments (and swallow it).

@@ -241,6 +241,16 @@ impl ContainerRuntime for Fake {
         }
     }
 
+    async fn netns_of(&self, id: &str) -> Result<Option<NetnsRef>> {
+        self.call(format!("netns {id}"))?;
+        // The test process's own namespace stands in for a container's.
+        Ok(self.container(id).map(|c| NetnsRef {
+            running: c.running,
+            sandbox_key: c.running.then(|| "/proc/self/ns/net".to_string()),
+            pid: None,
+        }))
+    }
+
     async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String> {
         self.call(format!("create {}", spec.name))?;
         if self.container(&spec.name).is_some() {
@@ -266,8 +276,21 @@ impl ContainerRuntime for Fake {
                 });
             }
         }
+        if let Some(target) = spec
+            .network
+            .as_deref()
+            .and_then(|n| n.strip_prefix("container:"))
+        {
+            if !self.container(target).is_some_and(|c| c.running) {
+                return Err(Error::Io {
+                    what: format!("start container {}", spec.name),
+                    message: format!("cannot join network of a non running container: {target}"),
+                });
+            }
+        }
         let id = self.id("c");
-        let running = !self.broken_start.load(Ordering::SeqCst);
+        // A namespace holder only sleeps: a broken start command is a session's.
+        let running = !self.broken_start.load(Ordering::SeqCst) || is_netns_holder(&spec.labels);
         self.st().containers.push(FakeContainer {
             id: id.clone(),
             name: spec.name.clone(),

@@ -92,6 +92,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(ContainerState, Option<String>)>> + Send;
     /// A container's labels (`None`: no such container).
     fn container_labels(&self, name: &str) -> impl Future<Output = Result<Option<Labels>>> + Send;
+    /// Where a container's network namespace is (`None`: no such container).
+    fn netns_of(&self, id: &str) -> impl Future<Output = Result<Option<NetnsRef>>> + Send;
     /// Pulls the image unless it is on the host.
     fn ensure_image(&self, image: &str) -> impl Future<Output = Result<()>> + Send;
     /// Creates and starts a container; returns its ID.

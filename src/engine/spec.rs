@@ -17,6 +17,12 @@ pub const LABEL_PROJECT: &str = "podspawn-project";
 /// Which podspawn installation (state database) owns an object; reconciliation only ever touches
 /// objects of its own instance, so two installations (or test runs) on one engine leave each other alone.
 pub const LABEL_INSTANCE: &str = "podspawn-instance";
+/// What a container that is not a session is for: [`ROLE_NETNS`] on a user's namespace holder.
+pub const LABEL_ROLE: &str = "podspawn-role";
+/// The role of a user's network-namespace holder (see [`holder_spec`]).
+pub const ROLE_NETNS: &str = "netns";
+/// On a session container that joined its user's network namespace: the holder's container ID.
+pub const LABEL_NETNS: &str = "podspawn-netns";
 
 /// 16 random hex digits from the kernel's generator.
 fn random_hex16() -> io::Result<String> {
@@ -35,6 +41,80 @@ pub fn new_instance_id() -> io::Result<String> {
 pub fn instance_id(db_path: &Path) -> String {
     let h = crate::core::names::fnv1a64(db_path.as_os_str().as_encoded_bytes().iter().copied());
     format!("{h:016x}")
+}
+
+/// The names a user's network-namespace holder may use, in order of preference:
+/// `podspawn-<user>.netns`, then a deterministic alternative for when another installation holds
+/// it. A '.' never occurs in user or project names, so no session container can have these names.
+pub fn holder_name_candidates(user: &str, instance: &str) -> [String; 2] {
+    let base = format!("podspawn-{user}.netns");
+    let h = crate::core::names::fnv1a64(instance.bytes().chain([0]).chain(user.bytes()));
+    let alt = format!("{base}-{:08x}", h >> 32);
+    [base, alt]
+}
+
+/// A session container's network mode when it joins the holder `holder_id`.
+pub fn joined_network(holder_id: &str) -> String {
+    format!("container:{holder_id}")
+}
+
+/// Whether a spec's network is another container's namespace (then the engine refuses a
+/// hostname and aliases of its own).
+pub fn joins_container(network: Option<&str>) -> bool {
+    network.is_some_and(|n| n.starts_with("container:"))
+}
+
+/// Is this container (by its labels) a user's network-namespace holder?
+pub fn is_netns_holder(labels: &HashMap<String, String>) -> bool {
+    labels.get(LABEL_ROLE).map(String::as_str) == Some(ROLE_NETNS)
+}
+
+/// The holder of `user`'s network namespace (pure): one sleeping process that every container of
+/// the user joins (`container:` network mode), so `localhost` is shared by the user's containers
+/// and by the SSH forwards pam_podspawn.so puts into that namespace, like a Kubernetes pod. It
+/// runs the session image's `sleep` with no capabilities, a read-only root, a few pids and little
+/// memory, on the user's own bridge network (`network`; None: Docker's default bridge).
+pub fn holder_spec(
+    cfg: &Config,
+    instance: &str,
+    user: &str,
+    name: &str,
+    image: &str,
+    network: Option<String>,
+) -> ContainerSpec {
+    let mut labels = labels(instance, user, "");
+    labels.insert(LABEL_ROLE.to_string(), ROLE_NETNS.to_string());
+    ContainerSpec {
+        name: name.to_string(),
+        image: image.to_string(),
+        hostname: user.to_string(),
+        labels,
+        nano_cpus: 0,
+        memory: 16 * 1024 * 1024,
+        pids_limit: 8,
+        cap_drop: vec!["ALL".to_string()],
+        cap_add: Vec::new(),
+        no_new_privileges: true,
+        readonly_rootfs: true,
+        tmpfs: HashMap::new(),
+        runtime: cfg.security.runtime.clone(),
+        binds: Vec::new(),
+        network,
+        cmd: vec!["sleep".into(), "infinity".into()],
+        user: Some("0:0".into()),
+        env: Vec::new(),
+        aliases: Vec::new(),
+        volumes: Vec::new(),
+    }
+}
+
+/// Where the engine keeps a container's network namespace: its sandbox file (a bind mount of the
+/// namespace, readable by root without ptrace rights) and its main process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetnsRef {
+    pub running: bool,
+    pub sandbox_key: Option<String>,
+    pub pid: Option<i64>,
 }
 
 /// The per-session bridge network: isolates one user's containers from everyone else's.

@@ -27,6 +27,12 @@ pub fn summary(r: &Report) -> String {
         r.forgotten_rows,
         r.removed_networks.len()
     ));
+    if r.removed_holders > 0 {
+        s.push_str(&format!(
+            ", removed {} unused network namespace(s)",
+            r.removed_holders
+        ));
+    }
     if !r.errors.is_empty() {
         s.push_str(&format!(", {} error(s)", r.errors.len()));
     }
@@ -189,11 +195,21 @@ mod tests {
             restarted: vec!["d".into()],
             forgotten_rows: 1,
             removed_networks: vec![],
+            removed_holders: 0,
             errors: vec![],
         };
         assert_eq!(
             summary(&r),
             "removed 3 container(s) (grace-expired 1, orphan 2), restarted 1, forgot 1 stale row(s), removed 0 network(s)"
+        );
+        let r = Report {
+            removed_holders: 2,
+            ..r
+        };
+        assert!(
+            summary(&r).ends_with(", removed 2 unused network namespace(s)"),
+            "{}",
+            summary(&r)
         );
     }
 }

@@ -64,6 +64,9 @@ pub enum Error {
         image: String,
         cause: engine::Error,
     },
+    /// A stopped container whose user's network-namespace holder is gone cannot start again
+    /// (it joined that holder's namespace): it is replaced.
+    NetnsGone { container: String },
 }
 
 impl std::fmt::Display for Error {
@@ -81,6 +84,11 @@ impl std::fmt::Display for Error {
                 f,
                 "the container for {user} (image {image}) did not start: {cause}; check the image \
                  with: podspawn verify-image {image}"
+            ),
+            Error::NetnsGone { container } => write!(
+                f,
+                "the container {container} cannot start again: the network namespace it joined \
+                 is gone"
             ),
         }
     }
@@ -144,6 +152,8 @@ pub struct Report {
     pub restarted: Vec<String>,
     pub forgotten_rows: usize,
     pub removed_networks: Vec<String>,
+    /// Network-namespace holders removed (their users have no sessions or connections left).
+    pub removed_holders: usize,
     pub errors: Vec<String>,
 }
 
@@ -153,6 +163,7 @@ impl Report {
         self.restarted.extend(other.restarted);
         self.forgotten_rows += other.forgotten_rows;
         self.removed_networks.extend(other.removed_networks);
+        self.removed_holders += other.removed_holders;
         self.errors.extend(other.errors);
     }
 }
@@ -376,19 +387,179 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     }
 
     /// Starts a stopped container again. Its session directory must exist first, or the engine
-    /// refuses the bind mount (after a host reboot, /run is empty).
-    pub async fn restart(&self, row: &SessionRow) -> Result<(), engine::Error> {
+    /// refuses the bind mount (after a host reboot, /run is empty); so must the holder of the
+    /// network namespace it joined (started first; [`Error::NetnsGone`] when it is gone).
+    pub async fn restart(&self, row: &SessionRow) -> Result<(), Error> {
         if self.cfg.broker.session_dir.is_some() {
             if let Some(a) = crate::host::accounts::lookup(&row.user) {
                 let _ = self.session_bind(&a);
             }
         }
-        self.docker.start(&row.container_id).await
+        let labels = self.docker.container_labels(&row.container_id).await?;
+        if let Some(holder) = labels.as_ref().and_then(|l| l.get(engine::LABEL_NETNS)) {
+            match self.docker.container_state(holder).await?.0 {
+                ContainerState::Running => {}
+                ContainerState::Stopped => self.docker.start(holder).await?,
+                ContainerState::Missing => {
+                    return Err(Error::NetnsGone {
+                        container: row.container_name.clone(),
+                    })
+                }
+            }
+        }
+        Ok(self.docker.start(&row.container_id).await?)
+    }
+
+    /// The owner labels of `user`'s network-namespace holder (and of its network).
+    fn netns_owner(&self, user: &str) -> HashMap<String, String> {
+        let mut owner = self.owner(user, "");
+        owner.insert(engine::LABEL_ROLE.into(), engine::ROLE_NETNS.into());
+        owner
+    }
+
+    /// The user's network-namespace holder as (container ID, name): running, started, or created
+    /// (in isolated mode with the user's own bridge network) when there is none. `image`: the
+    /// image to run it from (the session's being created; None: the user's default image). Only
+    /// objects with this installation's owner labels are used; a name held by another owner
+    /// moves to the alternative name. The caller holds the user's lock.
+    pub async fn ensure_netns(
+        &self,
+        account: &Account,
+        image: Option<&str>,
+    ) -> Result<(String, String), Error> {
+        let user = account.name.as_str();
+        let owner = self.netns_owner(user);
+        let candidates = engine::holder_name_candidates(user, &self.instance);
+        for name in &candidates {
+            match self.docker.container_labels(name).await? {
+                Some(l) if engine::same_owner(&l, &owner) && engine::is_netns_holder(&l) => {
+                    match self.docker.container_state(name).await? {
+                        (ContainerState::Running, Some(id)) => return Ok((id, name.clone())),
+                        (ContainerState::Stopped, Some(id)) => match self.docker.start(&id).await {
+                            Ok(()) => return Ok((id, name.clone())),
+                            Err(e) => {
+                                tracing::warn!(podspawn_user = user, podspawn_container = %name,
+                                        "the network namespace holder does not start again ({e}); replacing it");
+                                self.docker.remove(&id).await?;
+                            }
+                        },
+                        _ => {}
+                    }
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            let net = engine::network_name(name);
+            if self.cfg.security.network == NetworkMode::Isolated {
+                if let Some(l) = self.docker.network_labels(&net).await? {
+                    if !engine::same_owner(&l, &owner) {
+                        continue;
+                    }
+                }
+            }
+            let id = self.create_netns(account, name, image).await?;
+            return Ok((id, name.clone()));
+        }
+        Err(crate::core::names::NamesTaken {
+            names: candidates.to_vec(),
+        }
+        .into())
+    }
+
+    async fn create_netns(
+        &self,
+        account: &Account,
+        name: &str,
+        image: Option<&str>,
+    ) -> Result<String, Error> {
+        let user = account.name.as_str();
+        let owner = self.netns_owner(user);
+        let image = match image {
+            Some(i) => i.to_string(),
+            None => UserOverrides::load(&self.cfg.users_dir, user)?
+                .image
+                .unwrap_or_else(|| self.cfg.defaults.image.clone()),
+        };
+        self.docker.ensure_image(&image).await?;
+        let t0 = std::time::Instant::now();
+        let network = if self.cfg.security.network == NetworkMode::Isolated {
+            let net = engine::network_name(name);
+            // An exhausted address pool names its fix in its message (engine::Error).
+            self.docker.ensure_network(&net, &owner).await?;
+            Some(net)
+        } else {
+            None
+        };
+        let spec = engine::holder_spec(&self.cfg, &self.instance, user, name, &image, network);
+        let id = match self.docker.create_and_start(&spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(n) = &spec.network {
+                    let _ = engine::remove_owned_network(&self.docker, n, &owner).await;
+                }
+                return Err(e.into());
+            }
+        };
+        tracing::info!(
+            podspawn_user = user,
+            podspawn_container = name,
+            ms = t0.elapsed().as_millis() as u64,
+            "network namespace created"
+        );
+        Ok(id)
+    }
+
+    /// Removes the user's network-namespace holder and its network when nothing needs them any
+    /// more: no session row and no connection lease (pam_podspawn.so). Returns whether it removed
+    /// a holder. The caller holds the user's lock.
+    pub async fn reap_netns_if_unused(&self, user: &str) -> Result<bool, Error> {
+        if !self.db().list(Some(user))?.is_empty() || self.db().netns_lease_count(user)? > 0 {
+            return Ok(false);
+        }
+        let owner = self.netns_owner(user);
+        let mut removed = false;
+        for name in engine::holder_name_candidates(user, &self.instance) {
+            match self.docker.container_labels(&name).await? {
+                Some(l) if engine::same_owner(&l, &owner) && engine::is_netns_holder(&l) => {
+                    self.docker.remove(&name).await?;
+                    removed = true;
+                    tracing::info!(podspawn_user = user, podspawn_container = %name,
+                        "network namespace removed");
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            let net = engine::network_name(&name);
+            if let Some(l) = self.docker.network_labels(&net).await? {
+                if engine::same_owner(&l, &owner) {
+                    self.docker.remove_network(&net).await?;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Creates the container `name` (from [`Lifecycle::allocate_name`]) for (user, project) and its
-    /// state row. The caller holds the user's lock and has checked `resources.max_per_user`.
+    /// state row. The caller holds the user's lock and has checked `resources.max_per_user`. A
+    /// failed create leaves nothing behind: not even the network namespace it made for a user
+    /// with no other session or connection.
     pub async fn create(
+        &self,
+        account: &Account,
+        project: &str,
+        name: &str,
+        t: i64,
+    ) -> Result<SessionRow, Error> {
+        let made = self.create_inner(account, project, name, t).await;
+        if made.is_err() {
+            if let Err(e) = self.reap_netns_if_unused(&account.name).await {
+                tracing::warn!(podspawn_user = %account.name, "removing the network namespace: {e}");
+            }
+        }
+        made
+    }
+
+    async fn create_inner(
         &self,
         account: &Account,
         project: &str,
@@ -425,20 +596,18 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             );
         }
         self.docker.ensure_image(&spec.image).await?;
-        let labels = engine::labels(&self.instance, user, project);
-        if self.cfg.security.network == NetworkMode::Isolated {
-            let net = engine::network_name(&spec.name);
-            let t0 = std::time::Instant::now();
-            // An exhausted address pool names its fix in its message (engine::Error).
-            let made = self.docker.ensure_network(&net, &labels).await;
-            tracing::debug!(
-                podspawn_user = user,
-                ms = t0.elapsed().as_millis() as u64,
-                "network"
-            );
-            made?;
-            spec.network = Some(net);
-        }
+        // Every container of the user joins the user's network namespace: one holder per user
+        // (created on the user's first login, with the user's own bridge network in isolated
+        // mode), so `localhost` is the same in all of them and for the SSH forwards that
+        // pam_podspawn.so puts into that namespace. Other users' namespaces stay apart.
+        let (holder_id, holder_name) = self.ensure_netns(account, Some(&spec.image)).await?;
+        spec.network = Some(engine::joined_network(&holder_id));
+        spec.labels
+            .insert(engine::LABEL_NETNS.into(), holder_id.clone());
+        // A project's companion services join the user's bridge network, where the holder (and
+        // so every session of the user) finds them by name.
+        let services_net = (self.cfg.security.network == NetworkMode::Isolated)
+            .then(|| engine::network_name(&holder_name));
         let shell = ov
             .shell
             .clone()
@@ -484,12 +653,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
         let id = match created {
             Ok(id) => id,
-            Err(e) => {
-                if let Some(n) = &spec.network {
-                    let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
-                }
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
         };
         tracing::debug!(
             podspawn_user = user,
@@ -505,9 +669,6 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             .await
         {
             let _ = self.docker.remove(&id).await;
-            if let Some(n) = &spec.network {
-                let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
-            }
             return Err(Error::DidNotStart {
                 user: user.to_string(),
                 image: spec.image.clone(),
@@ -518,15 +679,17 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             self.prepare_workspace(&id, p, account.uid, account.gid)
                 .await;
             // Companion services (roles/project_services.rs); a failure ends the session.
-            let net = spec.network.as_deref();
             if let Err(e) = self
-                .start_services(user, project, &spec.name, net, &p.podfile)
+                .start_services(
+                    user,
+                    project,
+                    &spec.name,
+                    services_net.as_deref(),
+                    &p.podfile,
+                )
                 .await
             {
                 let _ = self.docker.remove(&id).await;
-                if let Some(n) = &spec.network {
-                    let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
-                }
                 return Err(e);
             }
         }
@@ -552,9 +715,6 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         let fail = self.db().insert(&row).err();
         if let Some(e) = fail {
             let _ = self.docker.remove(&id).await;
-            if let Some(n) = &spec.network {
-                let _ = engine::remove_owned_network(&self.docker, n, &labels).await;
-            }
             return Err(e.into());
         }
         tracing::info!(podspawn_user = user, podspawn_project = project, podspawn_container = %spec.name,
@@ -708,6 +868,16 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         if !scope.orphans && rows.is_empty() {
             return;
         }
+        // Connection leases (pam_podspawn.so, kept in state.db by the broker) count for all of
+        // their user's sessions, in this process too.
+        let held = match self.db().netns_leased_users() {
+            Ok(h) => h,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return;
+            }
+        };
+        let leased = &|u: &str, p: &str| leased(u, p) || held.contains(u);
         // The two lists at once: a pass with nothing to do is these two requests.
         let (containers, networks) =
             tokio::join!(self.docker.list_instance(&self.instance), async {
@@ -747,6 +917,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                     user,
                     project,
                     running: c.running,
+                    holder: engine::is_netns_holder(&c.labels),
                     networks: c.networks,
                 })
             })
@@ -764,6 +935,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 leased,
                 registered: &|u| crate::store::keys::is_registered(key_dir, u),
                 network_of: &engine::network_name,
+                held: &|u| held.contains(u),
                 now: now(),
             };
             pass::plan(&rows, &containers, &networks, scope, &facts)
@@ -833,6 +1005,15 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             }
             self.remove_unused_network(&user, n, &mut report).await;
         }
+        // The user's namespace holder, when the user's last session went in this pass (or
+        // before) and no connection holds it; decided again here, under the lock.
+        if !work.holders.is_empty() || !work.rows.is_empty() {
+            match self.reap_netns_if_unused(&user).await {
+                Ok(true) => report.removed_holders += 1,
+                Ok(false) => {}
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
         drop(guard);
         report
     }
@@ -878,6 +1059,13 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                         "restarted a container stopped by a Docker or host restart");
                     report.restarted.push(cur.container_name.clone());
                 }
+                // Its namespace is gone: it cannot run again (the next login creates a new one).
+                Err(Error::NetnsGone { .. }) => match self.destroy(&cur, EndReason::Orphan).await {
+                    Ok(()) => report
+                        .removed
+                        .push((cur.container_name.clone(), EndReason::Orphan)),
+                    Err(e) => report.errors.push(e.to_string()),
+                },
                 Err(e) => report.errors.push(e.to_string()),
             },
             CleanupAction::ForgetRow => {
@@ -996,7 +1184,10 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             .list_managed()
             .await?
             .into_iter()
-            .filter(|c| c.labels.get(LABEL_INSTANCE) == Some(&self.instance))
+            .filter(|c| {
+                c.labels.get(LABEL_INSTANCE) == Some(&self.instance)
+                    && !engine::is_netns_holder(&c.labels)
+            })
             .map(|c| c.id)
             .collect();
         s.containers_docker = ours.len() as u64;
@@ -1076,7 +1267,20 @@ pub(crate) mod tests {
         let c = lc.docker.container(&row.container_id).unwrap();
         assert_eq!(c.name, "podspawn-alice");
         assert!(same_owner(&c.labels, &lc.owner("alice", "")));
-        assert_eq!(c.network.as_deref(), Some("podspawn-alice-net"));
+        // It joined the user's network namespace: a holder on the user's own network.
+        let h = lc.docker.container("podspawn-alice.netns").unwrap();
+        assert!(h.running && engine::is_netns_holder(&h.labels));
+        assert!(same_owner(&h.labels, &lc.owner("alice", "")));
+        assert_eq!(h.network.as_deref(), Some("podspawn-alice.netns-net"));
+        assert_eq!(c.network, Some(format!("container:{}", h.id)));
+        assert_eq!(c.labels.get(engine::LABEL_NETNS), Some(&h.id));
+        // A second session of the user joins the same holder.
+        let web = rt
+            .block_on(lc.create(&account("alice", 2001), "web", "podspawn-alice-web", 100))
+            .unwrap();
+        let w = lc.docker.container(&web.container_id).unwrap();
+        assert_eq!(w.network, c.network);
+        assert_eq!(lc.docker.networks().len(), 1);
         assert_eq!(lc.db().get("alice", "").unwrap().unwrap(), row);
         assert_eq!(row.expires_at, Some(100 + 8 * 3600));
         assert_eq!(row.status, Status::Running);
@@ -1319,6 +1523,13 @@ pub(crate) mod tests {
         let rt = rt();
         let row = make(&lc, &rt, "alice", 1);
         rt.block_on(lc.destroy(&row, EndReason::Stop)).unwrap();
+        // The namespace stays until its user has no session and no connection left: then it
+        // goes with its network.
+        assert_eq!(lc.docker.containers().len(), 1);
+        lc.db().netns_lease_add("alice", 1).unwrap();
+        assert!(!rt.block_on(lc.reap_netns_if_unused("alice")).unwrap());
+        lc.db().netns_lease_drop("alice").unwrap();
+        assert!(rt.block_on(lc.reap_netns_if_unused("alice")).unwrap());
         assert!(lc.docker.containers().is_empty());
         assert!(lc.docker.networks().is_empty());
         assert!(lc.db().get("alice", "").unwrap().is_none());
@@ -1487,10 +1698,18 @@ pub(crate) mod tests {
         let o = lc.docker.overlap.lock().unwrap().clone();
         assert_eq!(o.max, CLEANUP_PARALLELISM, "{o:?}");
         assert_eq!(o.max_per_user, 1, "{o:?}");
-        let left: Vec<String> = lc.docker.containers().into_iter().map(|c| c.id).collect();
-        assert_eq!(left, vec![keep.container_id.clone()]);
+        // With their last sessions, the users' namespaces went too; alice's stays.
+        assert_eq!(report.removed_holders, 20);
+        let left: Vec<String> = lc.docker.containers().into_iter().map(|c| c.name).collect();
+        assert_eq!(
+            left,
+            vec![
+                "podspawn-alice.netns".to_string(),
+                keep.container_name.clone()
+            ]
+        );
         let nets: Vec<String> = lc.docker.networks().into_iter().map(|n| n.0).collect();
-        assert_eq!(nets, vec!["podspawn-alice-net".to_string()]);
+        assert_eq!(nets, vec!["podspawn-alice.netns-net".to_string()]);
         assert_eq!(lc.db().list(None).unwrap(), vec![keep]);
         assert!(lc
             .db()
@@ -1583,6 +1802,7 @@ pub(crate) mod tests {
         );
         let nets: Vec<String> = lc.docker.networks().into_iter().map(|n| n.0).collect();
         assert!(nets.contains(&"podspawn-theirs-net".to_string()));
-        assert!(nets.contains(&"podspawn-alice-net".to_string()));
+        assert!(nets.contains(&"podspawn-alice.netns-net".to_string()));
+        assert!(lc.docker.container("podspawn-alice.netns").is_some());
     }
 }

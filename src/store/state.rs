@@ -51,6 +51,13 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 5: connection-level leases of pam_podspawn.so (SSH connections in a user's network
+    // namespace), kept by the broker so that the separate cleanup process sees them too
+    "CREATE TABLE netns_leases (
+        user TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        since INTEGER NOT NULL
+    );",
 ];
 
 /// The `meta` key of this installation's instance id.
@@ -329,6 +336,71 @@ impl Db {
         Ok(rows)
     }
 
+    /// One more SSH connection of `user` holds the user's network namespace; returns how many do.
+    pub fn netns_lease_add(&self, user: &str, t: i64) -> Result<u32, Error> {
+        self.conn
+            .execute(
+                "INSERT INTO netns_leases (user, count, since) VALUES (?1, 1, ?2)
+                 ON CONFLICT(user) DO UPDATE SET count = count + 1",
+                params![user, t],
+            )
+            .map_err(Error::Sql)?;
+        self.netns_lease_count(user)
+    }
+
+    /// One connection fewer; returns how many still hold the namespace.
+    pub fn netns_lease_drop(&self, user: &str) -> Result<u32, Error> {
+        self.conn
+            .execute(
+                "UPDATE netns_leases SET count = count - 1 WHERE user=?1",
+                params![user],
+            )
+            .map_err(Error::Sql)?;
+        self.conn
+            .execute(
+                "DELETE FROM netns_leases WHERE user=?1 AND count <= 0",
+                params![user],
+            )
+            .map_err(Error::Sql)?;
+        self.netns_lease_count(user)
+    }
+
+    pub fn netns_lease_count(&self, user: &str) -> Result<u32, Error> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT count FROM netns_leases WHERE user=?1",
+                params![user],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Error::Sql)?;
+        Ok(u32::try_from(n.unwrap_or(0).max(0)).unwrap_or(u32::MAX))
+    }
+
+    /// The users whose network namespace some connection holds (one query per cleanup pass).
+    pub fn netns_leased_users(&self) -> Result<std::collections::HashSet<String>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user FROM netns_leases WHERE count > 0")
+            .map_err(Error::Sql)?;
+        let users = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(Error::Sql)?
+            .collect::<Result<_, _>>()
+            .map_err(Error::Sql)?;
+        Ok(users)
+    }
+
+    /// Forgets every connection lease: a (re)started broker holds none (the connections that held
+    /// them were to the broker that ended).
+    pub fn clear_netns_leases(&self) -> Result<(), Error> {
+        self.conn
+            .execute("DELETE FROM netns_leases", [])
+            .map_err(Error::Sql)?;
+        Ok(())
+    }
+
     pub fn delete(&self, user: &str, project: &str) -> Result<(), Error> {
         self.conn
             .execute(
@@ -394,6 +466,24 @@ mod tests {
             expires_at: Some(200),
             uid: 1234,
         }
+    }
+
+    #[test]
+    fn netns_leases_count_up_and_down_and_clear() {
+        let db = Db::open_in_memory().unwrap();
+        assert_eq!(db.netns_lease_count("alice").unwrap(), 0);
+        assert_eq!(db.netns_lease_add("alice", 10).unwrap(), 1);
+        assert_eq!(db.netns_lease_add("alice", 11).unwrap(), 2);
+        assert_eq!(db.netns_lease_add("bob", 12).unwrap(), 1);
+        let users = db.netns_leased_users().unwrap();
+        assert!(users.contains("alice") && users.contains("bob") && users.len() == 2);
+        assert_eq!(db.netns_lease_drop("alice").unwrap(), 1);
+        assert_eq!(db.netns_lease_drop("alice").unwrap(), 0);
+        // Never below zero, and the row is gone.
+        assert_eq!(db.netns_lease_drop("alice").unwrap(), 0);
+        assert!(!db.netns_leased_users().unwrap().contains("alice"));
+        db.clear_netns_leases().unwrap();
+        assert!(db.netns_leased_users().unwrap().is_empty());
     }
 
     #[test]

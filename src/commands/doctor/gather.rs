@@ -1,11 +1,12 @@
 //! Gathering the real inputs: the processes, files and engine answers the checks judge.
 use super::{
     available_bytes, check_accept_env, check_binary, check_broker, check_cleanup,
-    check_config_file, check_default_image, check_disk, check_docker, check_key_dir,
-    check_key_files, check_lock_dir, check_max_startups, check_orphans, check_runc, check_sshd,
-    check_sshd_reloaded, check_state_db, check_users, is_cleanup_daemon, parse_btime,
-    parse_containers, parse_stat_ppid, parse_stat_starttime, socket_facts, with_disabled_dropin,
-    Check, DoctorArgs, Listener, UserFacts, SSHD_CHECK, USERS_CHECK,
+    check_config_file, check_default_image, check_disk, check_docker, check_forwarding,
+    check_key_dir, check_key_files, check_lock_dir, check_max_startups, check_orphans,
+    check_pam_module, check_pam_stack, check_runc, check_sshd_reloaded, check_sshd_with,
+    check_state_db, check_use_pam, check_users, is_cleanup_daemon, parse_btime, parse_containers,
+    parse_stat_ppid, parse_stat_starttime, socket_facts, with_disabled_dropin, Check, DoctorArgs,
+    Listener, UserFacts, SSHD_CHECK, USERS_CHECK,
 };
 use crate::core::config::Config;
 use crate::core::sshd_config;
@@ -183,16 +184,24 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
             };
             pidfile = first("pidfile");
             max_startups = first("maxstartups");
+            let setting = cfg.security.port_forwarding;
+            let facts = crate::host::pam::PamFacts::read(
+                &args.pam_dir,
+                global.as_ref().map(crate::host::pam::use_pam),
+            );
+            let in_place =
+                crate::commands::server_setup::forwarding::module_in_place(&facts).is_ok();
             let check = match (&dump, root) {
                 (Err(e), false) => Check::warn(
                     SSHD_CHECK,
                     format!("`sshd -T` needs root: {e}"),
                     Some("sudo podspawn doctor".into()),
                 ),
-                _ => check_sshd(
+                _ => check_sshd_with(
                     member.as_deref(),
                     dump.as_deref().map_err(|e| e.as_str()),
                     &report,
+                    in_place,
                 ),
             };
             let disabled = config
@@ -203,6 +212,27 @@ pub fn gather(cfg: &Config, args: &DoctorArgs) -> Vec<Check> {
             if let (Ok(d), Some(_)) = (&dump, &member) {
                 checks.extend(check_accept_env(d, &cfg.session.accept_env));
             }
+            let member_map = dump
+                .as_ref()
+                .ok()
+                .filter(|_| member.is_some())
+                .map(|d| sshd_config::parse_sshd_t(d));
+            let forwarding = check_forwarding(
+                setting,
+                &facts,
+                report.ours.is_some(),
+                member.as_deref(),
+                member_map.as_ref(),
+            );
+            let forwarding_on = member_map
+                .as_ref()
+                .and_then(|t| t.get("allowtcpforwarding"))
+                .and_then(|v| v.first())
+                .is_some_and(|v| v != "no");
+            checks.extend(forwarding);
+            checks.push(check_use_pam(setting, facts.use_pam));
+            checks.push(check_pam_stack(setting, &facts, forwarding_on));
+            checks.push(check_pam_module(setting, &facts));
             akc_binary = dump
                 .ok()
                 .filter(|_| member.is_some())

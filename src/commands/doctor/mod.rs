@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod docker;
 mod files;
+mod forwarding;
 mod gather;
 mod services;
 mod sshd;
@@ -24,11 +25,13 @@ pub use docker::{
 pub use files::{
     check_config_file, check_key_dir, check_key_files, check_lock_dir, check_state_db,
 };
+pub use forwarding::{check_forwarding, check_pam_module, check_pam_stack, check_use_pam};
 pub use gather::{find_listener, gather};
 pub use services::{check_broker, check_cleanup, is_cleanup_daemon, socket_facts, SocketFacts};
 pub use sshd::{
     check_accept_env, check_binary, check_max_startups, check_sshd, check_sshd_reloaded,
-    parse_btime, parse_stat_ppid, parse_stat_starttime, with_disabled_dropin, Listener,
+    check_sshd_with, parse_btime, parse_stat_ppid, parse_stat_starttime, with_disabled_dropin,
+    Listener,
 };
 pub use users::{check_users, UserFacts};
 
@@ -51,6 +54,9 @@ pub struct DoctorArgs {
     /// Check sshd's effective settings for this account (default: a member of podspawn-users).
     #[arg(long, value_name = "USER")]
     pub probe_user: Option<String>,
+    /// The PAM configuration directory (tests).
+    #[arg(long, value_name = "DIR", default_value = crate::host::pam::PAM_DIR, hide = true)]
+    pub pam_dir: PathBuf,
 }
 
 impl Default for DoctorArgs {
@@ -59,6 +65,7 @@ impl Default for DoctorArgs {
             probe_user: None,
             json: false,
             sshd_config: PathBuf::from(sshd_config::SSHD_CONFIG),
+            pam_dir: PathBuf::from(crate::host::pam::PAM_DIR),
         }
     }
 }
@@ -124,6 +131,10 @@ pub const RELOAD_CHECK: &str = "sshd running configuration";
 pub const ORPHAN_CHECK: &str = "orphaned containers";
 pub const MAXSTARTUPS_CHECK: &str = "sshd MaxStartups";
 pub const ACCEPT_ENV_CHECK: &str = "sshd AcceptEnv";
+pub const USEPAM_CHECK: &str = "sshd UsePAM";
+pub const PAM_STACK_CHECK: &str = "PAM session stack (pam_podspawn.so)";
+pub const PAM_MODULE_CHECK: &str = "pam_podspawn.so module file";
+pub const FORWARDING_CHECK: &str = "TCP forwarding";
 
 fn mode_of(m: u32) -> String {
     format!("{:04o}", m & 0o7777)

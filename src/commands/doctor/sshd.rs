@@ -35,6 +35,17 @@ pub fn with_disabled_dropin(check: Check, disabled: Option<&Path>) -> Check {
 }
 
 pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &ShadowReport) -> Check {
+    check_sshd_with(member, dump, report, false)
+}
+
+/// [`check_sshd`]; `forwarding`: TCP forwarding may be on (pam_podspawn.so is in place). Forwarding
+/// that is merely off is the forwarding check's business, not a failure here.
+pub fn check_sshd_with(
+    member: Option<&str>,
+    dump: Result<&str, &str>,
+    report: &ShadowReport,
+    forwarding: bool,
+) -> Check {
     let dump = match dump {
         Ok(d) => d,
         Err(e) => {
@@ -81,8 +92,11 @@ pub fn check_sshd(member: Option<&str>, dump: Result<&str, &str>, report: &Shado
         );
     };
     let map = sshd_config::parse_sshd_t(dump);
-    let mm = sshd_config::effective_mismatches(&map, None, None);
-    let (required, optional): (Vec<_>, Vec<_>) = mm.into_iter().partition(|m| m.required);
+    let mm = sshd_config::effective_mismatches_with(&map, None, None, forwarding);
+    let (required, optional): (Vec<_>, Vec<_>) = mm
+        .into_iter()
+        .filter(|m| m.required || m.keyword != "allowtcpforwarding")
+        .partition(|m| m.required);
     if !required.is_empty() {
         let why = sshd_config::explain_mismatches(&required, report);
         let fix = if !ours_ok {

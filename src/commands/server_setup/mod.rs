@@ -6,7 +6,9 @@
 //!    `systemd/tmpfiles.d/podspawn.conf`, the default configuration (root:podspawn 0640) if
 //!    missing, and the owner and mode of existing key files (root:podspawn 0640) and state files.
 //! 3. sshd: `sshd_config.d/10-podspawn.conf` when the main file has a top-level `Include` that
-//!    covers it, otherwise a marked block before the first `Match` of the main file.
+//!    covers it, otherwise a marked block before the first `Match` of the main file. TCP
+//!    forwarding (see [`forwarding`]): `sshd_config.d/09-podspawn-forwarding.conf` (or its lines
+//!    at the top of the marked block) only where pam_podspawn.so is in place, removed elsewhere.
 //! 4. `sshd -t` again, and the effective settings of a member of podspawn-users with
 //!    `sshd -T -C user=…`; any failure restores every sshd file byte for byte.
 //! 5. `systemctl reload` only when something changed.
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod files;
+pub mod forwarding;
 mod sshd_files;
 
 pub use files::wanted_dirs;
@@ -102,6 +105,14 @@ pub struct ServerSetupArgs {
     /// accounts, podspawn-users, homes, key file owners and modes (see src/reconcile.rs).
     #[arg(long)]
     pub users: bool,
+    /// Only turn TCP forwarding (ssh -L/-R/-D) for podspawn users on or off, from
+    /// security.port_forwarding and whether pam_podspawn.so is in sshd's PAM session stack
+    /// (writes or removes sshd_config.d/09-podspawn-forwarding.conf); prints one line.
+    #[arg(long, conflicts_with = "users")]
+    pub forwarding: bool,
+    /// The PAM configuration directory (tests).
+    #[arg(long, value_name = "DIR", default_value = crate::host::pam::PAM_DIR, hide = true)]
+    pub pam_dir: PathBuf,
 }
 
 impl Default for ServerSetupArgs {
@@ -115,6 +126,8 @@ impl Default for ServerSetupArgs {
             probe_user: None,
             no_units: false,
             users: false,
+            forwarding: false,
+            pam_dir: PathBuf::from(crate::host::pam::PAM_DIR),
         }
     }
 }
@@ -141,6 +154,9 @@ pub fn server_setup(cfg: &Config, args: &ServerSetupArgs) -> Result<(), String> 
     let mut out = std::io::stdout();
     if args.users {
         return users_only(cfg, args.dry_run, &mut out);
+    }
+    if args.forwarding {
+        return forwarding_only(cfg, args, &mut out).map(|_| ());
     }
     run(cfg, args, &mut out).map(|_| ())
 }
@@ -171,6 +187,183 @@ fn users_result(report: &crate::commands::reconcile::Report) -> Result<(), Strin
             report.problems.len()
         ))
     }
+}
+
+/// What `server-setup --forwarding` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardingReport {
+    /// Forwarding is on (effective for the probed member, when there is one).
+    pub on: bool,
+    /// The line printed.
+    pub line: String,
+    /// An sshd file was written or removed.
+    pub changed: bool,
+    pub reloaded: bool,
+}
+
+/// `server-setup --forwarding`: only writes or removes the forwarding drop-in (or the forwarding
+/// lines of the marked block), validates like a full run, reloads sshd when something changed,
+/// and prints one line. Idempotent; the packages run it after pam-auth-update.
+pub fn forwarding_only(
+    cfg: &Config,
+    args: &ServerSetupArgs,
+    out: &mut dyn Write,
+) -> Result<ForwardingReport, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "server-setup --forwarding changes sshd's configuration: run it with sudo".into(),
+        );
+    }
+    let config = &args.sshd_config;
+    if !config.is_absolute() {
+        return Err(format!(
+            "--sshd-config {} must be an absolute path",
+            config.display()
+        ));
+    }
+    let sshd = sshd_or_err()?;
+    sshd_test(&sshd, config).map_err(|e| {
+        format!(
+            "the current sshd configuration is invalid, so nothing was changed (`{} -t -f {}`): \
+             {e}",
+            sshd.display(),
+            config.display()
+        )
+    })?;
+    let config_dir = config.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let dropin = config_dir.join(DROPIN_DIR).join(DROPIN_NAME);
+    let fwd_dropin = config_dir.join(DROPIN_DIR).join(FORWARDING_DROPIN_NAME);
+    let main_text = match read_existing(config)? {
+        Some((b, ..)) => {
+            String::from_utf8(b).map_err(|_| format!("{} is not valid UTF-8", config.display()))?
+        }
+        None => return Err(format!("{} does not exist", config.display())),
+    };
+    let (without_block, _) =
+        remove_block(&main_text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let dropin_mode = include_covering(&without_block, &dropin).is_some() && dropin.is_file();
+    let block_mode = !dropin_mode && !block_ranges(&main_text).is_empty();
+    let mut decision = forwarding_decision(cfg, &sshd, config, args)?;
+    if decision.on && !dropin_mode && !block_mode {
+        decision = forwarding::Decision {
+            on: false,
+            reason: format!(
+                "podspawn's sshd settings are not installed ({} or a podspawn block in {})",
+                dropin.display(),
+                config.display()
+            ),
+            fix: Some("sudo podspawn server-setup".into()),
+        };
+        if cfg.security.port_forwarding == crate::core::config::PortForwarding::On {
+            return Err(format!(
+                "{}\n(nothing was changed by this run)",
+                decision.required_error()
+            ));
+        }
+    }
+    let on = decision.on;
+    let mut changes = Vec::new();
+    if !(on && dropin_mode) {
+        plan_remove(
+            &mut changes,
+            &fwd_dropin,
+            &format!("remove {}", fwd_dropin.display()),
+        )?;
+    }
+    if dropin_mode && on {
+        plan_write(
+            &mut changes,
+            &fwd_dropin,
+            render_forwarding_dropin(),
+            &config_dir,
+            &format!("write {}", fwd_dropin.display()),
+        )?;
+    }
+    if block_mode {
+        let new = set_block_forwarding(&main_text, on)
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        plan_write(
+            &mut changes,
+            config,
+            new,
+            &config_dir,
+            &format!(
+                "set the forwarding lines of podspawn's block in {}",
+                config.display()
+            ),
+        )?;
+    }
+    let changed = !changes.is_empty();
+    let mut report = ForwardingReport {
+        on,
+        line: decision.line(),
+        changed,
+        reloaded: false,
+    };
+    if args.dry_run {
+        let what: Vec<String> = changes.iter().map(|c| c.what.clone()).collect();
+        report.line = if what.is_empty() {
+            format!("{} (nothing to change)", report.line)
+        } else {
+            format!("{} (would {})", report.line, what.join(", "))
+        };
+        let _ = writeln!(out, "{}", report.line);
+        return Ok(report);
+    }
+    let (n, applied) = apply_changes(&changes);
+    let undo = |e: String| -> String {
+        let msgs = rollback(&changes, n, None);
+        if msgs.is_empty() {
+            e
+        } else {
+            format!("{e}\nrolled back:\n  {}", msgs.join("\n  "))
+        }
+    };
+    applied.map_err(undo)?;
+    if changed {
+        sshd_test(&sshd, config).map_err(|e| {
+            undo(format!(
+                "sshd rejects the new configuration (`{} -t -f {}`): {e}",
+                sshd.display(),
+                config.display()
+            ))
+        })?;
+    }
+    if let Some(user) = args.probe_user.clone().or_else(podspawn_member) {
+        let dump = sshd_dump(&sshd, config, Some(&user))
+            .map_err(|e| format!("`sshd -T -C user={user}` failed: {e}"))?;
+        if let Err(e) = forwarding_effective(&parse_sshd_t(&dump), &user, on) {
+            if !on {
+                // Forwarding on without the module: something other than podspawn's lines turns
+                // it on. Putting podspawn's forwarding lines back would not make it safer.
+                return Err(if changed {
+                    format!("{e}\n(podspawn's forwarding lines stay removed)")
+                } else {
+                    e
+                });
+            }
+            if cfg.security.port_forwarding == crate::core::config::PortForwarding::On {
+                return Err(undo(e));
+            }
+            // Auto: forwarding cannot be on; nothing of ours turns it on.
+            let _ = undo(String::new());
+            report.on = false;
+            report.line = forwarding::Decision {
+                on: false,
+                reason: e,
+                fix: None,
+            }
+            .line();
+        }
+    }
+    if changed {
+        match reload_sshd(&sshd, config, args)? {
+            Reload::Done(_) => report.reloaded = true,
+            Reload::Note(n) => report.line = format!("{}; {n}", report.line),
+        }
+    }
+    let _ = writeln!(out, "{}", report.line);
+    Ok(report)
 }
 
 /// The binary to configure: `--binary` or this executable; checked like sshd checks it.
@@ -248,6 +441,8 @@ pub fn run(
         )
     })?;
 
+    let decision = forwarding_decision(cfg, &sshd, config, args)?;
+
     let dry = args.dry_run;
     if dry {
         let _ = writeln!(out, "server-setup --dry-run: nothing is changed");
@@ -279,6 +474,7 @@ pub fn run(
     let config_dir = config.parent().unwrap_or(Path::new("/")).to_path_buf();
     let dropin_dir = config_dir.join(DROPIN_DIR);
     let dropin = dropin_dir.join(DROPIN_NAME);
+    let fwd_dropin = dropin_dir.join(FORWARDING_DROPIN_NAME);
     let main_text = match read_existing(config)? {
         Some((b, ..)) => {
             String::from_utf8(b).map_err(|_| format!("{} is not valid UTF-8", config.display()))?
@@ -290,6 +486,14 @@ pub fn run(
     let covering = include_covering(&without_block, &dropin);
     let mut changes = Vec::new();
     let mut created_dir = None;
+    // Forwarding off: the forwarding drop-in goes first (and is never put back by a rollback).
+    if !(decision.on && covering.is_some()) {
+        plan_remove(
+            &mut changes,
+            &fwd_dropin,
+            &format!("remove {} (TCP forwarding off)", fwd_dropin.display()),
+        )?;
+    }
     let target = if let Some(line) = covering {
         let _ = writeln!(
             log.out,
@@ -320,12 +524,21 @@ pub fn run(
                 config.display()
             ),
         )?;
+        if decision.on {
+            plan_write(
+                &mut changes,
+                &fwd_dropin,
+                render_forwarding_dropin(),
+                &config_dir,
+                &format!("write {} (TCP forwarding on)", fwd_dropin.display()),
+            )?;
+        }
         dropin.clone()
     } else {
         let new = insert_block(
             &main_text,
             &crate::core::sshd_config::with_accept_env(
-                &render_block_with(&binary, socket.as_deref()),
+                &render_block_forwarding(&binary, socket.as_deref(), decision.on),
                 &cfg.session.accept_env,
             ),
         )
@@ -347,6 +560,7 @@ pub fn run(
     for c in &changes {
         log.change(c.what.clone());
     }
+    let _ = writeln!(log.out, "  {}", decision.line());
     let sshd_changed = !changes.is_empty();
 
     let mut report = SetupReport {
@@ -365,7 +579,7 @@ pub fn run(
                     log.out,
                     "  --- block ---\n{}  ---",
                     crate::core::sshd_config::with_accept_env(
-                        &render_block_with(&binary, socket.as_deref()),
+                        &render_block_forwarding(&binary, socket.as_deref(), decision.on),
                         &cfg.session.accept_env,
                     )
                 );
@@ -415,6 +629,7 @@ pub fn run(
             &dropin,
             &binary,
             socket.as_deref(),
+            (cfg.security.port_forwarding, decision.on),
             args,
             &mut log,
         )
@@ -435,37 +650,12 @@ pub fn run(
 
     // Reload.
     if sshd_changed {
-        let pidfile = sshd_dump(&sshd, config, None).ok().and_then(|t| {
-            parse_sshd_t(&t)
-                .get("pidfile")
-                .and_then(|v| v.first().cloned())
-        });
-        let service = args.service_name.clone().or_else(detect_ssh_service);
-        if args.no_reload {
-            log.note(format!(
-                "sshd was not reloaded (--no-reload): the changes apply after `{}`",
-                reload_hint(service.as_deref(), pidfile.as_deref())
-            ));
-        } else if !systemd_running() {
-            log.note(format!(
-                "systemd is not running, so sshd was not reloaded: run `{}`",
-                reload_hint(None, pidfile.as_deref())
-            ));
-        } else if let Some(svc) = service {
-            run_systemctl(&["reload", &svc]).map_err(|e| {
-                format!(
-                    "the sshd configuration is written and valid, but reloading failed: {e}; \
-                     reload it yourself: sudo systemctl reload {svc}"
-                )
-            })?;
-            log.change(format!("reload {svc}"));
-            report.reloaded = true;
-        } else {
-            log.note(
-                "neither ssh.service nor sshd.service is active: the settings apply when sshd \
-                 starts (sudo systemctl start ssh, or sshd)"
-                    .into(),
-            );
+        match reload_sshd(&sshd, config, args)? {
+            Reload::Done(svc) => {
+                log.change(format!("reload {svc}"));
+                report.reloaded = true;
+            }
+            Reload::Note(n) => log.note(n),
         }
     } else {
         let _ = writeln!(log.out, "  sshd is already configured");
@@ -487,13 +677,113 @@ pub fn run(
     Ok(report)
 }
 
+/// What reloading sshd came to.
+enum Reload {
+    /// `systemctl reload <unit>` ran.
+    Done(String),
+    /// Not reloaded: why, and how to do it.
+    Note(String),
+}
+
+/// Reloads sshd after a change (or says why not and how).
+fn reload_sshd(sshd: &Path, config: &Path, args: &ServerSetupArgs) -> Result<Reload, String> {
+    let pidfile = sshd_dump(sshd, config, None).ok().and_then(|t| {
+        parse_sshd_t(&t)
+            .get("pidfile")
+            .and_then(|v| v.first().cloned())
+    });
+    let service = args.service_name.clone().or_else(detect_ssh_service);
+    if args.no_reload {
+        Ok(Reload::Note(format!(
+            "sshd was not reloaded (--no-reload): the changes apply after `{}`",
+            reload_hint(service.as_deref(), pidfile.as_deref())
+        )))
+    } else if !systemd_running() {
+        Ok(Reload::Note(format!(
+            "systemd is not running, so sshd was not reloaded: run `{}`",
+            reload_hint(None, pidfile.as_deref())
+        )))
+    } else if let Some(svc) = service {
+        run_systemctl(&["reload", &svc]).map_err(|e| {
+            format!(
+                "the sshd configuration is written and valid, but reloading failed: {e}; \
+                 reload it yourself: sudo systemctl reload {svc}"
+            )
+        })?;
+        Ok(Reload::Done(svc))
+    } else {
+        Ok(Reload::Note(
+            "neither ssh.service nor sshd.service is active: the settings apply when sshd \
+             starts (sudo systemctl start ssh, or sshd)"
+                .into(),
+        ))
+    }
+}
+
+/// The forwarding decision for this host (sshd's UsePAM, the sshd PAM service under
+/// `--pam-dir`); with `security.port_forwarding: on` an error when it cannot be on.
+fn forwarding_decision(
+    cfg: &Config,
+    sshd: &Path,
+    config: &Path,
+    args: &ServerSetupArgs,
+) -> Result<forwarding::Decision, String> {
+    let use_pam = sshd_dump(sshd, config, None)
+        .ok()
+        .map(|t| crate::host::pam::use_pam(&parse_sshd_t(&t)));
+    let facts = crate::host::pam::PamFacts::read(&args.pam_dir, use_pam);
+    let d = forwarding::decide(cfg.security.port_forwarding, &facts);
+    if cfg.security.port_forwarding == crate::core::config::PortForwarding::On && !d.on {
+        return Err(format!(
+            "{}\n(nothing was changed by this run)",
+            d.required_error()
+        ));
+    }
+    Ok(d)
+}
+
+/// The effective AllowTcpForwarding of `t` against the decision: `Err` with the message when
+/// sshd does not do what was decided. Forwarding expected off but effective: always an error
+/// (forwards would open in the host's network namespace).
+fn forwarding_effective(
+    t: &std::collections::BTreeMap<String, Vec<String>>,
+    user: &str,
+    on: bool,
+) -> Result<(), String> {
+    let got = t
+        .get("allowtcpforwarding")
+        .and_then(|v| v.first())
+        .map(String::as_str)
+        .unwrap_or("(unset)");
+    let want = if on { "yes" } else { "no" };
+    if got == want {
+        return Ok(());
+    }
+    if on {
+        Err(format!(
+            "TCP forwarding was to be on, but sshd's effective AllowTcpForwarding for {user} \
+             (`sshd -T -C user={user}`) is {got}: an earlier Match block or drop-in sets it"
+        ))
+    } else {
+        Err(format!(
+            "sshd's effective AllowTcpForwarding for {user} (`sshd -T -C user={user}`) is {got}, \
+             but pam_podspawn.so is not in place: forwards would open in the host's network \
+             namespace; remove the AllowTcpForwarding line that applies to podspawn-users (an \
+             earlier Match block or drop-in)"
+        ))
+    }
+}
+
 /// After writing: sshd -t, then the effective settings. Returns the probed account.
+/// `forwarding`: security.port_forwarding and whether forwarding was decided on.
+#[allow(clippy::too_many_arguments)]
 fn verify(
     sshd: &Path,
     config: &Path,
     dropin: &Path,
     binary: &str,
     socket: Option<&str>,
+    forwarding: (crate::core::config::PortForwarding, bool),
     args: &ServerSetupArgs,
     log: &mut Log,
 ) -> Result<Option<String>, String> {
@@ -540,11 +830,20 @@ fn verify(
         Some(user) => {
             let dump = sshd_dump(sshd, config, Some(user))
                 .map_err(|e| format!("`sshd -T -C user={user}` failed: {e}"))?;
-            let mm = effective_mismatches(
-                &parse_sshd_t(&dump),
+            let t = parse_sshd_t(&dump);
+            let mm = effective_mismatches_with(
+                &t,
                 Some(&spawn_command(binary, socket)),
                 Some(binary),
+                forwarding.1,
             );
+            if let Err(e) = forwarding_effective(&t, user, forwarding.1) {
+                // Forwarding expected on but not effective matters only when it is required.
+                if !forwarding.1 || forwarding.0 == crate::core::config::PortForwarding::On {
+                    return Err(e);
+                }
+                log.note(e);
+            }
             let (required, optional): (Vec<Mismatch>, Vec<Mismatch>) =
                 mm.into_iter().partition(|m| m.required);
             if !required.is_empty() {
@@ -557,6 +856,11 @@ fn verify(
                     accounts::USERS_GROUP
                 ));
             }
+            // AllowTcpForwarding was judged above.
+            let optional: Vec<Mismatch> = optional
+                .into_iter()
+                .filter(|m| m.keyword != "allowtcpforwarding")
+                .collect();
             if !optional.is_empty() {
                 log.note(format!(
                     "for podspawn users some hardening settings are overridden:{}",

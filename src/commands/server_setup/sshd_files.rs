@@ -16,6 +16,9 @@ pub(super) struct FileChange {
     pub(super) gid: u32,
     pub(super) mode: u32,
     pub(super) what: String,
+    /// Remove the file instead of writing `new`. A removal is never undone by a rollback: the
+    /// only file removed is the forwarding drop-in, and without it forwarding is off (safe).
+    pub(super) remove: bool,
 }
 
 /// A file's bytes, owner and mode (`None`: it does not exist).
@@ -64,6 +67,7 @@ pub(super) fn plan_write(
             gid,
             mode,
             what: format!("back up {}", path.display()),
+            remove: false,
         });
         changes.push(FileChange {
             path: path.to_path_buf(),
@@ -73,6 +77,7 @@ pub(super) fn plan_write(
             gid,
             mode,
             what: what.to_string(),
+            remove: false,
         });
     } else {
         changes.push(FileChange {
@@ -83,6 +88,28 @@ pub(super) fn plan_write(
             gid: 0,
             mode: 0o644,
             what: what.to_string(),
+            remove: false,
+        });
+    }
+    Ok(())
+}
+
+/// Plans the removal of `path` when it exists.
+pub(super) fn plan_remove(
+    changes: &mut Vec<FileChange>,
+    path: &Path,
+    what: &str,
+) -> Result<(), String> {
+    if let Some((bytes, uid, gid, mode)) = read_existing(path)? {
+        changes.push(FileChange {
+            path: path.to_path_buf(),
+            old: Some((bytes, uid, gid, mode)),
+            new: Vec::new(),
+            uid,
+            gid,
+            mode,
+            what: what.to_string(),
+            remove: true,
         });
     }
     Ok(())
@@ -90,6 +117,14 @@ pub(super) fn plan_write(
 
 pub(super) fn apply_changes(changes: &[FileChange]) -> (usize, Result<(), String>) {
     for (i, c) in changes.iter().enumerate() {
+        if c.remove {
+            match std::fs::remove_file(&c.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return (i, Err(format!("cannot remove {}: {e}", c.path.display()))),
+            }
+            continue;
+        }
         if let Err(e) = crate::host::fs::write_file_atomic(&c.path, &c.new, c.uid, c.gid, c.mode) {
             return (i, Err(e.into()));
         }
@@ -105,6 +140,13 @@ pub(super) fn rollback(
 ) -> Vec<String> {
     let mut msgs = Vec::new();
     for c in changes[..n].iter().rev() {
+        if c.remove {
+            msgs.push(format!(
+                "left {} removed (TCP forwarding off is the safe state)",
+                c.path.display()
+            ));
+            continue;
+        }
         let r = match &c.old {
             Some((bytes, uid, gid, mode)) => {
                 crate::host::fs::write_file_atomic(&c.path, bytes, *uid, *gid, *mode)

@@ -60,6 +60,10 @@ impl<R: ContainerRuntime> Broker<R> {
             }
             stopped.push(r.container_name);
         }
+        // With the user's last session, the namespace goes too (unless a connection holds it).
+        if let Err(e) = self.lc.reap_netns_if_unused(user).await {
+            tracing::warn!(podspawn_user = %user, "removing the network namespace: {e}");
+        }
         if purge {
             // A project's companion services' named volumes (roles/project_services.rs).
             let gone = self.lc.purge_volumes(user, project).await;

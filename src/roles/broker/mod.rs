@@ -412,6 +412,8 @@ impl<R: ContainerRuntime> Broker<R> {
     /// their spawn processes resume them.
     fn open_resume_window(&self) -> Result<(), crate::store::state::Error> {
         let db = self.lc.db();
+        // Connection leases belonged to connections to the broker that ended.
+        db.clear_netns_leases()?;
         let t = now();
         for row in db.list(None)? {
             if row.status != Status::Running {

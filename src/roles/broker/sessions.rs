@@ -277,16 +277,23 @@ impl<R: ContainerRuntime> Broker<R> {
             Some(r) => self.lc.docker.container_state(&r.container_id).await?.0,
             None => ContainerState::Missing,
         };
-        let decision = session::decide_open(row.as_ref(), state, t);
-        let (id, name, created) = match (decision, &row) {
-            (OpenDecision::Reattach, Some(r)) => {
-                self.lc
-                    .db()
-                    .set_status(user, project, Status::Running, None, t)?;
-                (r.container_id.clone(), r.container_name.clone(), false)
+        let mut decision = session::decide_open(row.as_ref(), state, t);
+        let mut row = row;
+        if let (OpenDecision::StartAndReattach, Some(r)) = (decision, &row) {
+            match self.lc.restart(r).await {
+                Ok(()) => {}
+                // Its network namespace is gone (a Docker restart after the holder was removed):
+                // a new container replaces it.
+                Err(crate::roles::lifecycle::Error::NetnsGone { .. }) => {
+                    self.lc.destroy(r, EndReason::Orphan).await?;
+                    row = None;
+                    decision = OpenDecision::Create { remove_old: false };
+                }
+                Err(e) => return Err(e.into()),
             }
-            (OpenDecision::StartAndReattach, Some(r)) => {
-                self.lc.restart(r).await?;
+        }
+        let (id, name, created) = match (decision, &row) {
+            (OpenDecision::Reattach | OpenDecision::StartAndReattach, Some(r)) => {
                 self.lc
                     .db()
                     .set_status(user, project, Status::Running, None, t)?;
@@ -520,7 +527,10 @@ impl<R: ContainerRuntime> Broker<R> {
             self.cfg().session.grace_period.as_secs(),
             t,
         ) {
-            CloseDecision::Destroy => self.lc.destroy(&row, EndReason::Disconnect).await,
+            CloseDecision::Destroy => match self.lc.destroy(&row, EndReason::Disconnect).await {
+                Ok(()) => self.lc.reap_netns_if_unused(&key.0).await.map(|_| ()),
+                Err(e) => Err(e),
+            },
             CloseDecision::Grace { until } => self
                 .lc
                 .db()
@@ -643,9 +653,15 @@ impl<R: ContainerRuntime> Broker<R> {
 }
 
 impl<R: ContainerRuntime> Broker<R> {
-    /// `Netns` from pam_podspawn.so: see [`Request::Netns`].
+    /// `Netns` from pam_podspawn.so (root, in sshd's privileged process): the user's network
+    /// namespace as an fd, then a connection-level lease on all of the user's sessions until the
+    /// module closes the connection (close_session, or sshd's end).
     pub(super) async fn serve_netns(&self, uid: u32, user: &str, mut conn: Conn) {
         if uid != 0 {
+            tracing::warn!(
+                uid,
+                "refused a network namespace request from a non-root caller"
+            );
             conn.send(&fail(
                 ErrorKind::Forbidden,
                 "only root (sshd's PAM session module) may ask for a network namespace",
@@ -653,7 +669,121 @@ impl<R: ContainerRuntime> Broker<R> {
             .await;
             return;
         }
-        let _ = user;
-        conn.send(&fail(ErrorKind::Internal, "not yet")).await;
+        let account = match self.netns_account(user) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(podspawn_user = %user, "network namespace refused: {}", e.message);
+                conn.send(&e.reply()).await;
+                return;
+            }
+        };
+        let opened = async {
+            let _g = self.lc.lock_user(user).await?;
+            let (id, name) = self.lc.ensure_netns(&account, None).await?;
+            let r = self
+                .lc
+                .docker
+                .netns_of(&id)
+                .await?
+                .ok_or_else(|| Refusal::from(format!("the holder {name} vanished")))?;
+            let fd = crate::host::netns::open(&r)
+                .map_err(|e| Refusal::from(format!("cannot open the namespace of {name}: {e}")))?;
+            let n = self.lc.db().netns_lease_add(user, now())?;
+            Ok::<_, Refusal>((name, fd, n))
+        };
+        let (holder, fd, n) = match opened.await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(podspawn_user = %user, "network namespace: {}", e.message);
+                conn.send(&e.reply()).await;
+                return;
+            }
+        };
+        tracing::info!(podspawn_user = %user, podspawn_container = %holder, connections = n,
+            "connection joined the network namespace");
+        if conn
+            .send_with_fd(
+                &Response::Netns {
+                    holder: holder.clone(),
+                },
+                fd.as_raw_fd(),
+            )
+            .await
+        {
+            drop(fd);
+            // The lease lasts as long as the connection; nothing else is asked on it.
+            while let Some(line) = conn.read_line().await {
+                if line.is_err()
+                    || !conn
+                        .send(&fail(
+                            ErrorKind::Invalid,
+                            "a network namespace lease accepts no requests",
+                        ))
+                        .await
+                {
+                    break;
+                }
+            }
+        }
+        self.end_netns_lease(user).await;
+    }
+
+    /// The account a Netns request names: a valid, registered podspawn user with a host account.
+    fn netns_account(&self, user: &str) -> Result<Account, Refusal> {
+        let forbidden = |message: String| Refusal {
+            kind: ErrorKind::Forbidden,
+            message,
+        };
+        crate::core::names::validate_user(user).map_err(|e| Refusal {
+            kind: ErrorKind::Invalid,
+            message: e.to_string(),
+        })?;
+        if !crate::store::keys::is_registered(&self.cfg().auth.key_dir, user) {
+            return Err(forbidden(format!(
+                "{user} is not a registered podspawn user"
+            )));
+        }
+        accounts::lookup(user).ok_or_else(|| forbidden(format!("{user} has no host account")))
+    }
+
+    /// A connection lease ended. With the user's last one, the grace periods of sessions nobody
+    /// else holds start again from now (a forwarding-only connection kept them), and with no
+    /// session left the namespace goes too.
+    async fn end_netns_lease(&self, user: &str) {
+        let Ok(_g) = self.lc.lock_user(user).await else {
+            let _ = self.lc.db().netns_lease_drop(user);
+            return;
+        };
+        let left = match self.lc.db().netns_lease_drop(user) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(podspawn_user = %user, "ending a connection lease: {e}");
+                return;
+            }
+        };
+        tracing::info!(podspawn_user = %user, connections = left, "connection left the network namespace");
+        if left > 0 {
+            return;
+        }
+        let t = now();
+        let grace = self.cfg().session.grace_period.as_secs();
+        // Read first: the database guard must not live through the loop's own writes.
+        let rows = self.lc.db().list(Some(user)).unwrap_or_default();
+        for r in rows {
+            if r.status != Status::Grace || self.leases_of(&(r.user.clone(), r.project.clone())) > 0
+            {
+                continue;
+            }
+            if let CloseDecision::Grace { until } = session::decide_last_close(r.mode, grace, t) {
+                let until = until.max(r.grace_expiry.unwrap_or(0));
+                let _ = self
+                    .lc
+                    .db()
+                    .set_status(&r.user, &r.project, Status::Grace, Some(until), t);
+            }
+        }
+        if let Err(e) = self.lc.reap_netns_if_unused(user).await {
+            tracing::warn!(podspawn_user = %user, "removing the network namespace: {e}");
+        }
     }
 }

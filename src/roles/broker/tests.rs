@@ -357,3 +357,187 @@ fn the_exec_gets_allowed_variables_the_agent_socket_and_the_status_wrapper() {
         e.env
     );
 }
+
+/// Asks `b` for `user`'s network namespace as `uid`, the way pam_podspawn.so does; returns the
+/// reply, its fd, the client (the lease lasts while it is open) and the broker's task.
+fn ask_netns(
+    rt: &tokio::runtime::Runtime,
+    b: &Arc<Broker<Fake>>,
+    uid: u32,
+    user: &str,
+) -> (
+    Response,
+    Option<std::os::fd::OwnedFd>,
+    protocol::Client,
+    tokio::task::JoinHandle<()>,
+) {
+    let (a, c) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let (b2, user) = (b.clone(), user.to_string());
+    let task = rt.spawn(async move {
+        let conn = Conn {
+            stream: UnixStream::from_std(a).unwrap(),
+            buf: Vec::new(),
+        };
+        b2.serve_netns(uid, &user, conn).await;
+    });
+    let mut client = protocol::Client::from_stream(c);
+    client
+        .send(&Request::Netns {
+            user: "ignored: the broker was handed the name".into(),
+        })
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (resp, fd) = client.recv().unwrap();
+    (resp, fd, client, task)
+}
+
+#[test]
+fn netns_is_for_root_only_about_registered_users() {
+    let dir = TempDir::new("b-netns-who");
+    let b = Arc::new(broker(&dir, SessionMode::GracePeriod, 3));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A user asking (even about themselves) is refused: only sshd's module, as root.
+    let (resp, fd, _c, _t) = ask_netns(&rt, &b, 1000, "alice");
+    assert!(
+        matches!(&resp, Response::Error { kind: ErrorKind::Forbidden, message } if message.contains("only root")),
+        "{resp:?}"
+    );
+    assert!(fd.is_none());
+    // Not registered, or not a valid name: refused, nothing created.
+    let (resp, fd, _c, _t) = ask_netns(&rt, &b, 0, "nosuchuser9");
+    assert!(
+        matches!(&resp, Response::Error { kind: ErrorKind::Forbidden, message } if message.contains("not a registered")),
+        "{resp:?}"
+    );
+    assert!(fd.is_none());
+    let (resp, _, _c, _t) = ask_netns(&rt, &b, 0, "../x");
+    assert!(
+        matches!(
+            &resp,
+            Response::Error {
+                kind: ErrorKind::Invalid,
+                ..
+            }
+        ),
+        "{resp:?}"
+    );
+    assert!(b.lc.docker.containers().is_empty());
+}
+
+#[test]
+fn a_netns_lease_keeps_the_users_sessions_and_namespace_until_the_connection_ends() {
+    let dir = TempDir::new("b-netns-lease");
+    // The module's user must have a host account: root stands in for one here.
+    dir.write("keys/root", "ssh-ed25519 AAAA x\n");
+    let b = Arc::new(broker(&dir, SessionMode::GracePeriod, 3));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (resp, fd, client, task) = ask_netns(&rt, &b, 0, "root");
+    assert_eq!(
+        resp,
+        Response::Netns {
+            holder: "podspawn-root.netns".into()
+        }
+    );
+    assert!(fd.is_some(), "the namespace travels as an fd");
+    let holder = b.lc.docker.container("podspawn-root.netns").unwrap();
+    assert!(holder.running && engine::is_netns_holder(&holder.labels));
+    assert_eq!(b.lc.db().netns_lease_count("root").unwrap(), 1);
+    // A session whose grace period ran out while only the connection (ssh -N -L) holds it: kept.
+    let me = account("root", 0);
+    let t = now();
+    let row = rt.block_on(async {
+        let _g = b.lc.lock_user("root").await.unwrap();
+        b.lc.create(&me, "", "podspawn-root", t).await.unwrap()
+    });
+    // It joined the namespace the connection is in.
+    let c = b.lc.docker.container(&row.container_id).unwrap();
+    assert_eq!(c.network, Some(format!("container:{}", holder.id)));
+    b.lc.db()
+        .set_status("root", "", Status::Grace, Some(t - 1), t)
+        .unwrap();
+    rt.block_on(b.sweep());
+    assert!(b.lc.docker.container(&row.container_id).is_some());
+    // Another request on the lease connection is refused; the lease goes on.
+    let mut client = client;
+    let resp = client.call(&Request::Status {}).unwrap();
+    assert!(
+        matches!(
+            &resp,
+            Response::Error {
+                kind: ErrorKind::Invalid,
+                ..
+            }
+        ),
+        "{resp:?}"
+    );
+    // The connection ends: the grace period starts again from now.
+    drop(client);
+    rt.block_on(task).unwrap();
+    assert_eq!(b.lc.db().netns_lease_count("root").unwrap(), 0);
+    let r = b.lc.db().get("root", "").unwrap().unwrap();
+    assert_eq!(r.status, Status::Grace);
+    assert!(r.grace_expiry.unwrap() >= t + 60, "{r:?}");
+    rt.block_on(b.sweep());
+    assert!(b.lc.docker.container(&row.container_id).is_some());
+    // When it runs out, the session goes, and with the user's last one, the namespace.
+    b.lc.db()
+        .set_status("root", "", Status::Grace, Some(t - 1), t)
+        .unwrap();
+    rt.block_on(b.sweep());
+    assert!(
+        b.lc.docker.containers().is_empty(),
+        "{:?}",
+        b.lc.docker.containers()
+    );
+    assert!(b.lc.docker.networks().is_empty());
+}
+
+#[test]
+fn a_netns_lease_without_sessions_keeps_only_the_namespace() {
+    let dir = TempDir::new("b-netns-alone");
+    dir.write("keys/root", "ssh-ed25519 AAAA x\n");
+    let b = Arc::new(broker(&dir, SessionMode::GracePeriod, 3));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, fd, client, task) = ask_netns(&rt, &b, 0, "root");
+    assert!(fd.is_some());
+    // Two connections share the one namespace.
+    let (resp, _, client2, task2) = ask_netns(&rt, &b, 0, "root");
+    assert_eq!(
+        resp,
+        Response::Netns {
+            holder: "podspawn-root.netns".into()
+        }
+    );
+    assert_eq!(b.lc.docker.containers().len(), 1);
+    assert_eq!(b.lc.db().netns_lease_count("root").unwrap(), 2);
+    // A cleanup pass (the separate process reads the leases from state.db) keeps it.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let report = rt.block_on(b.lc.cleanup_pass(&|_, _| false, &stop));
+    assert_eq!(report.removed_holders, 0, "{report:?}");
+    drop(client);
+    rt.block_on(task).unwrap();
+    assert_eq!(
+        b.lc.docker.containers().len(),
+        1,
+        "the other connection holds it"
+    );
+    drop(client2);
+    rt.block_on(task2).unwrap();
+    assert!(b.lc.docker.containers().is_empty());
+    assert!(b.lc.docker.networks().is_empty());
+}
