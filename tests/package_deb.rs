@@ -339,6 +339,11 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         Command::new("docker")
             .args(["run", "-d", "--name", &c.name, "--hostname", "debtest"])
             .args(["--label", "podspawn-test=1"])
+            // pam_podspawn.so joins the network namespace of the user's container, a sibling on
+            // the host's engine: the broker opens it as /proc/<host pid>/ns/net (the host's pid
+            // namespace) and sshd's setns needs CAP_SYS_ADMIN. With the host's pids visible,
+            // nothing here may signal processes by name: the broker is stopped by its pid file.
+            .args(["--pid", "host", "--cap-add", "SYS_ADMIN"])
             .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
             .arg("-v")
             .arg(format!("{}:/pkg:ro", deb.parent().unwrap().display()))
@@ -401,7 +406,8 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         &c.name,
         "sh",
         "-c",
-        "exec podspawn serve --listen /run/podspawn/podspawn.sock >>/var/log/broker.log 2>&1",
+        "echo $$ >/run/test-broker.pid; \
+         exec podspawn serve --listen /run/podspawn/podspawn.sock >>/var/log/broker.log 2>&1",
     ]));
     assert!(o.status.success(), "starting the broker\n{}", out(&o));
     wait_until("the broker socket", 30, || {
@@ -469,10 +475,17 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
             .args(["ps", "--format", "{{.Names}} {{.Image}}", "--filter"])
             .arg(format!("label=podspawn-user={user}")),
     );
+    // The session's container, and the holder of the user's network namespace that
+    // pam_podspawn.so joined (podspawn-<user>.netns).
+    let mut running: Vec<String> = stdout(&names).lines().map(str::to_string).collect();
+    running.sort();
     assert_eq!(
-        stdout(&names).trim(),
-        format!("podspawn-{user} {}", common::IMAGE),
-        "the user's container on the host"
+        running,
+        [
+            format!("podspawn-{user} {}", common::IMAGE),
+            format!("podspawn-{user}.netns {}", common::IMAGE)
+        ],
+        "the user's containers on the host"
     );
     assert_eq!(
         c.ok("stat -c '%a %U:%G' /var/lib/podspawn/state.db").trim(),
@@ -576,7 +589,8 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     // Under systemd, prerm stops podspawn.service; this container has no systemd, so stop the
     // hand-started broker here (a broker left running could recreate its lock directory after
     // the purge below).
-    c.ok("pkill -x podspawn; for i in $(seq 50); do pgrep -x podspawn >/dev/null || exit 0; sleep 0.1; done; exit 1");
+    c.ok("p=$(cat /run/test-broker.pid) && kill \"$p\"; \
+          for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || exit 0; sleep 0.1; done; exit 1");
     // With a forwarding drop-in (server-setup's, or a stand-in where it has no --forwarding),
     // the member gets TCP forwarding; prerm must take it away with the module's line.
     debian_container::ensure_forwarding_dropin(&c);

@@ -160,6 +160,25 @@ fn wait_sshd_listening(c: &TestContainer, reloads: usize) {
     }
 }
 
+/// Deselects pam_podspawn.so's profile the way README.Debian tells an admin to
+/// (`pam-auth-update --disable podspawn`, then `podspawn server-setup --forwarding`, which then
+/// removes the forwarding drop-in) and reloads sshd. Needed here: the module joins the network
+/// namespace of the user's container, a sibling on the host's engine, which the broker opens as
+/// /proc/<host pid>/ns/net or the engine's /var/run/docker/netns/<id>; neither is visible in this
+/// container (systemd must be PID 1, so it cannot share the host's pid namespace), and member
+/// logins would fail closed. tests/package_deb.rs logs in through the module (its container
+/// shares the host's pid namespace); this checks the opt-out and that an upgrade keeps it.
+fn opt_out_of_pam_module(c: &TestContainer) {
+    let reloads = sshd_reloads(c);
+    c.ok(&format!(
+        "DEBIAN_FRONTEND=noninteractive pam-auth-update --disable podspawn && \
+         ! grep -q pam_podspawn.so /etc/pam.d/common-session && \
+         podspawn server-setup --forwarding && ! test -e {FORWARDING_DROPIN} && \
+         sshd -t && systemctl reload ssh.service"
+    ));
+    wait_sshd_listening(c, reloads + 1);
+}
+
 /// `apt-get install` of the package file `path` in the container (a first install or an
 /// upgrade); waits until sshd, which postinst reloads, listens again. Returns apt's output.
 fn apt_install(c: &TestContainer, path: &str) -> String {
@@ -306,6 +325,11 @@ fn deb_under_systemd_pid1() {
     );
     c.ok("sshd -t && systemctl is-active ssh.service");
     assert_pam_enabled(&c);
+    // security.port_forwarding: auto, UsePAM yes, the module in common-session: forwarding on.
+    if has_forwarding_flag(&c) {
+        c.ok(&format!("test -f {FORWARDING_DROPIN}"));
+    }
+    opt_out_of_pam_module(&c);
     phase("install");
 
     // --- 2. A registered user logs in over ssh and runs a command in their container.
@@ -335,10 +359,16 @@ fn deb_under_systemd_pid1() {
             .arg(format!("label=podspawn-user={user}")),
     );
     let container = format!("podspawn-{user}");
+    // The session's container and the holder of the user's network namespace.
+    let mut running: Vec<String> = stdout(&ps).lines().map(str::to_string).collect();
+    running.sort();
     assert_eq!(
-        stdout(&ps).trim(),
-        format!("{container} {}", common::IMAGE),
-        "the user's container on the host engine"
+        running,
+        [
+            format!("{container} {}", common::IMAGE),
+            format!("{container}.netns {}", common::IMAGE)
+        ],
+        "the user's containers on the host engine"
     );
     // Socket activation: the first connection started the broker, which reached READY=1
     // (Type=notify: `active` only after it).
@@ -486,15 +516,11 @@ fn deb_under_systemd_pid1() {
         "sshd -T for the member {user} lacks {missing:#?}\n{}",
         c.ok(&format!("cat {DROPIN}"))
     );
-    // TCP forwarding agrees with the forwarding drop-in; with `server-setup --forwarding` (auto,
-    // UsePAM yes, pam_podspawn.so in common-session) it is on.
-    let forwarding = assert_forwarding_agrees(&c, &user);
-    if has_forwarding_flag(&c) {
-        assert!(
-            forwarding,
-            "auto, UsePAM yes, the module in common-session, but no {FORWARDING_DROPIN}"
-        );
-    }
+    // TCP forwarding agrees with the forwarding drop-in: off, the module being deselected.
+    assert!(
+        !assert_forwarding_agrees(&c, &user),
+        "pam_podspawn.so deselected, yet {FORWARDING_DROPIN} exists"
+    );
     let password = packages::rand_hex(16);
     c.ok(&format!(
         "useradd -m -s /bin/bash {plain} && \
@@ -723,6 +749,7 @@ fn deb_install_and_upgrade_reconcile_registered_users() {
         );
     };
     named(&log, "install");
+    opt_out_of_pam_module(&c);
     let left_alone = |log: &str, when: &str| {
         for u in untouched {
             let l: Vec<&str> = log
@@ -826,6 +853,13 @@ fn deb_install_and_upgrade_reconcile_registered_users() {
         "upgrade: the new users were not set up:\n{log}"
     );
     left_alone(&log, "upgrade");
+    // The admin's deselection of pam_podspawn.so survives the upgrade (pam-auth-update
+    // --package adds only profiles it has not seen), and forwarding stays off.
+    assert!(
+        debian_container::common_session_lines(&c).is_empty(),
+        "the upgrade put pam_podspawn.so back into common-session:\n{log}"
+    );
+    c.ok(&format!("! test -e {FORWARDING_DROPIN}"));
     assert_eq!(
         before,
         account_lines(&c, &untouched),
