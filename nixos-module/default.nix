@@ -40,6 +40,22 @@ let
         AcceptEnv PODSPAWN_PROJECT LANG LANGUAGE LC_*
   '';
 
+  # TCP forwarding for podspawn users (the packages' 09-podspawn-forwarding.conf, written by
+  # `podspawn server-setup --forwarding`): sshd serves -L/-R/-D from its own process, so forwards
+  # are safe only where pam_podspawn.so has moved the connection into the user's container's
+  # network namespace. NixOS declares sshd's PAM stack, so the module knows: "auto" means on
+  # wherever sshd uses PAM (then the module is in sshd's session stack), "on" asserts that.
+  usePAM = config.services.openssh.settings.UsePAM or true;
+  forwarding = cfg.portForwarding == "on" || (cfg.portForwarding == "auto" && usePAM);
+  pamModule = "${cfg.package}/lib/security/pam_podspawn.so";
+  # Before the Match block above: for a member, the first value sshd reads wins. The same block
+  # as systemd/sshd/09-podspawn-forwarding.conf (what server-setup writes for the packages).
+  forwardingBlock = ''
+    Match Group podspawn-users
+        AllowTcpForwarding yes
+        GatewayPorts no
+  '';
+
   # --- systemd/ files -> NixOS options -------------------------------------------------------
   contentLines = file: builtins.filter
     (l: l != "" && !(lib.hasPrefix "#" l) && !(lib.hasPrefix ";" l))
@@ -236,6 +252,20 @@ in
       };
     };
 
+    portForwarding = mkOption {
+      type = types.enum [ "auto" "on" "off" ];
+      default = "auto";
+      description = ''
+        TCP forwarding (ssh -L, -R, -D; VS Code Remote) for podspawn users, into their own
+        container's network namespace through the PAM session module pam_podspawn.so (from
+        `package`), which this module then adds to sshd's PAM session stack with control
+        `required` (it ignores every other user and service). `auto`: on where sshd uses PAM
+        (services.openssh.settings.UsePAM, true by default), off otherwise; `on`: asserts that
+        sshd uses PAM; `off`: never. Unix-socket forwarding, X11 and tunnels stay off. Also
+        written to config.yaml as security.port_forwarding.
+      '';
+    };
+
     metrics.enable = lib.mkEnableOption ''
       the Prometheus endpoint podspawn-metrics.socket (127.0.0.1:9108, one
       podspawn-metrics@.service per request)'';
@@ -251,6 +281,14 @@ in
         {
           assertion = config.services.openssh.enable;
           message = "services.podspawn works behind OpenSSH: services.openssh.enable must not be false.";
+        }
+        {
+          assertion = cfg.portForwarding != "on" || usePAM;
+          message = "services.podspawn.portForwarding = \"on\" needs sshd's PAM session stack (pam_podspawn.so moves forwards into the user's container): set services.openssh.settings.UsePAM = true; or portForwarding = \"auto\" or \"off\".";
+        }
+        {
+          assertion = setting [ "security" "port_forwarding" ] cfg.portForwarding == cfg.portForwarding;
+          message = "services.podspawn.settings.security.port_forwarding is set from services.podspawn.portForwarding: set that option instead.";
         }
         {
           assertion = builtins.elem (setting [ "session" "mode" ] "grace-period") modes;
@@ -314,10 +352,15 @@ in
       services.podspawn.settings.helper.path = lib.mkDefault
         (if cfg.helperPackage == null then "" else "${cfg.helperPackage}/bin/podspawn-helper");
 
+      services.podspawn.settings.security.port_forwarding = lib.mkDefault cfg.portForwarding;
+
+      warnings = lib.optional (cfg.portForwarding == "auto" && !usePAM)
+        "services.podspawn.portForwarding = \"auto\": services.openssh.settings.UsePAM is false, so TCP forwarding stays off for podspawn users.";
+
       services.openssh.enable = lib.mkDefault true;
       # A Match block runs to the end of the file, so it must come after every other line;
       # extraConfig follows the settings, and mkAfter puts this after other modules' extraConfig.
-      services.openssh.extraConfig = lib.mkAfter matchBlock;
+      services.openssh.extraConfig = lib.mkAfter ((lib.optionalString forwarding forwardingBlock) + matchBlock);
 
       environment.systemPackages = [ cfg.package ];
 
@@ -327,6 +370,19 @@ in
         // { wantedBy = [ "sockets.target" ]; };
       systemd.services.podspawn = unitFrom "service" (unitsDir + "/podspawn.service") (_: { });
     }
+
+    # pam_podspawn.so in sshd's session stack, after nixpkgs' own session rules (their orders are
+    # 10000 + 100 per rule): pam_systemd, pam_env and the others run in the host's namespace.
+    # `required`: for a podspawn user a failure must end the login (with `optional` the
+    # connection would stay in the host's namespace, where forwards reach the host).
+    (mkIf forwarding {
+      security.pam.services.sshd.rules.session.podspawn = {
+        order = 20000;
+        control = "required";
+        modulePath = pamModule;
+        args = [ ];
+      };
+    })
 
     # One host account, key file and override file per declared user.
     {

@@ -7,7 +7,12 @@
 # The .deb is a dpkg-deb staging tree (no debhelper, no cargo-deb): control from debian/control.in,
 # maintainer scripts debian/{postinst,prerm,postrm}, conffiles debian/conffiles. The .rpm is built by
 # rpmbuild from rpm/podspawn.spec over the same staged tree. Both use:
-#   - target/release/podspawn (cargo build --release --locked),
+#   - target/release/podspawn and target/release/libpam_podspawn.so (one cargo build --release
+#     --locked -p podspawn -p pam_podspawn; the PAM session module needs libpam0g-dev / pam-devel),
+#     the module installed as pam_podspawn.so in the distribution's PAM module directory:
+#     /usr/lib/<multiarch>/security (Debian, enabled with the pam-auth-update profile
+#     debian/pam-config -> /usr/share/pam-configs/podspawn) and %{_libdir}/security (RPM,
+#     added to /etc/pam.d/sshd by %post),
 #   - podspawn-helper, static (scripts/build-helper.sh), installed as
 #     /usr/lib/podspawn/podspawn-helper (helper.path's default) and mounted into every container,
 #   - `podspawn gen-assets` for man pages and shell completions,
@@ -36,18 +41,33 @@ need dpkg-deb dpkg
 need dpkg-shlibdeps dpkg-dev
 need rpmbuild rpm
 need gzip gzip
+need nm binutils
+need dpkg-architecture dpkg-dev
 
 VERSION=$(awk -F'"' '/^\[/{sec=$0} sec=="[package]" && /^version *=/{print $2; exit}' Cargo.toml)
 [ -n "$VERSION" ] || { echo "build-packages: no version in Cargo.toml" >&2; exit 1; }
 DEB_VERSION=$VERSION-$REV
 ARCH=$(dpkg --print-architecture)
+MULTIARCH=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 
-# 1. The one release build.
+# 1. The one release build: podspawn and the PAM session module.
 if [ "${SKIP_CARGO_BUILD:-}" != 1 ]; then
-	"$CARGO" build --release --locked
+	if [ ! -e /usr/include/security/pam_modules.h ]; then
+		echo "build-packages: warning: no /usr/include/security/pam_modules.h: the PAM module" \
+			"(pam_podspawn) may need it: apt-get install libpam0g-dev (dnf install pam-devel)" >&2
+	fi
+	"$CARGO" build --release --locked -p podspawn -p pam_podspawn
 fi
 BIN=$TARGET/release/podspawn
 [ -x "$BIN" ] || { echo "build-packages: $BIN missing" >&2; exit 1; }
+PAM_MODULE=$TARGET/release/libpam_podspawn.so
+[ -f "$PAM_MODULE" ] || { echo "build-packages: $PAM_MODULE missing" >&2; exit 1; }
+for sym in pam_sm_open_session pam_sm_close_session; do
+	nm -D --defined-only "$PAM_MODULE" | grep -qw "$sym" || {
+		echo "build-packages: $PAM_MODULE does not export $sym" >&2
+		exit 1
+	}
+done
 # The static in-container helper (build-helper.sh checks it is static and NSS-free). With
 # SKIP_CARGO_BUILD=1 an existing one is used as is.
 HELPER=$TARGET/x86_64-unknown-linux-gnu/helper/podspawn-helper
@@ -93,6 +113,10 @@ chmod 0755 "$T/etc/podspawn" "$T/etc/ssh" "$T/etc/ssh/sshd_config.d"
 # 4. The .deb.
 D=$WORK/deb
 cp -a "$T" "$D"
+# The PAM session module in Debian's multiarch PAM directory, and its pam-auth-update profile
+# (postinst runs pam-auth-update --package; prerm removes it before the module goes away).
+install -D -m 0644 "$PAM_MODULE" "$D/usr/lib/$MULTIARCH/security/pam_podspawn.so"
+install -D -m 0644 debian/pam-config "$D/usr/share/pam-configs/podspawn"
 DOC=$D/usr/share/doc/podspawn
 install -D -m 0644 debian/copyright "$DOC/copyright"
 install -m 0644 debian/README.Debian "$DOC/README.Debian"
@@ -116,8 +140,15 @@ install -m 0644 debian/conffiles "$D/DEBIAN/conffiles"
 # ${shlibs:Depends} the way dpkg-shlibdeps computes it (it wants a debian/control to exist).
 mkdir -p "$WORK/shlibs/debian"
 printf 'Source: podspawn\n\nPackage: podspawn\nArchitecture: any\n' >"$WORK/shlibs/debian/control"
-SHLIBS=$(cd "$WORK/shlibs" && dpkg-shlibdeps -O "$D/usr/bin/podspawn" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+SHLIBS=$(cd "$WORK/shlibs" && dpkg-shlibdeps -O "$D/usr/bin/podspawn" \
+	"$D/usr/lib/$MULTIARCH/security/pam_podspawn.so" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$SHLIBS" ] || { echo "build-packages: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+# A PAM module may leave libpam's symbols to the loading process (no DT_NEEDED on libpam.so.0);
+# it still needs libpam0g, and pam-auth-update (libpam-runtime, in control.in) to be enabled.
+case ", $SHLIBS," in
+*", libpam0g "* | *", libpam0g,"*) ;;
+*) SHLIBS="$SHLIBS, libpam0g" ;;
+esac
 SIZE=$(du -sk --apparent-size --exclude=DEBIAN "$D" | cut -f1)
 sed -e "s/@VERSION@/$DEB_VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@INSTALLED_SIZE@/$SIZE/" \
 	-e "s/@SHLIBS@/$SHLIBS/" debian/control.in >"$D/DEBIAN/control"
@@ -132,13 +163,16 @@ SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(stat -c %Y debian/changelog)} \
 # 5. The .rpm.
 R=$WORK/rpm
 mkdir -p "$R"
-rpmbuild -bb --quiet \
+# --nodeps: the spec's BuildRequires (pam-devel) name Fedora packages; here the build's tools and
+# headers come from dpkg's database (libpam0g-dev), which rpmbuild cannot see.
+rpmbuild -bb --quiet --nodeps \
 	--define "_topdir $R" \
 	--define "_rpmdir $OUT" \
 	--define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
 	--define "pkg_version $VERSION" \
 	--define "pkg_release $REV" \
 	--define "stage $T" \
+	--define "pam_module $PAM_MODULE" \
 	--define "srcdir $SRC" \
 	rpm/podspawn.spec >"$WORK/rpmbuild.log" 2>&1 || {
 	cat "$WORK/rpmbuild.log" >&2

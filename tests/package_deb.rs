@@ -13,7 +13,10 @@ mod debian_container;
 #[path = "support/packages.rs"]
 mod packages;
 
-use debian_container::{modes, ssh, wait_until, TestContainer};
+use debian_container::{
+    assert_forwarding_agrees, assert_pam_enabled, assert_pam_gone, has_forwarding_flag, modes,
+    pam_module_path, ssh, wait_until, TestContainer, FORWARDING_DROPIN,
+};
 use packages::{artifact, check, need, out, stdout, tempdir};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
@@ -86,8 +89,12 @@ fn mode_string(mode: u32) -> String {
 fn deb_contents_modes_and_control() {
     let deb = artifact("deb");
     let files = deb_listing(&deb);
+    let module = pam_module_path();
     let mut wanted: Vec<(&str, u32)> = packages::COMMON_FILES.to_vec();
     wanted.extend([
+        // The PAM session module in the multiarch PAM directory, and its pam-auth-update profile.
+        (module.as_str(), 0o644),
+        ("/usr/share/pam-configs/podspawn", 0o644),
         ("/usr/share/zsh/vendor-completions/_podspawn", 0o644),
         ("/usr/share/doc/podspawn/copyright", 0o644),
         ("/usr/share/doc/podspawn/changelog.Debian.gz", 0o644),
@@ -135,7 +142,13 @@ fn deb_contents_modes_and_control() {
             .to_string()
     };
     let depends = field("Depends");
-    for d in ["libc6 (>= ", "openssh-server (>= 1:8.2)", "passwd"] {
+    for d in [
+        "libc6 (>= ",
+        "openssh-server (>= 1:8.2)",
+        "passwd",
+        "libpam0g",
+        "libpam-runtime",
+    ] {
         assert!(depends.contains(d), "Depends lacks {d}: {depends}");
     }
     assert_eq!(field("Recommends"), "docker.io | docker-ce | docker-engine");
@@ -161,9 +174,33 @@ fn deb_contents_modes_and_control() {
         "deb-systemd-invoke try-restart podspawn.service",
         "10-podspawn.conf.disabled",
         "podspawn server-setup --users",
+        "pam-auth-update --package",
+        "podspawn server-setup --forwarding",
     ] {
         assert!(postinst.contains(needle), "postinst lacks {needle}");
     }
+    // pam-auth-update, then server-setup --forwarding, before the sshd check and reload.
+    let at = |needle: &str| {
+        postinst
+            .rfind(needle)
+            .unwrap_or_else(|| panic!("postinst lacks {needle}"))
+    };
+    assert!(
+        at("\tsetup_pam\n") < at("\tsetup_forwarding\n")
+            && at("\tsetup_forwarding\n") < at("\tconfigure_sshd\n"),
+        "postinst's order: setup_pam, setup_forwarding, configure_sshd"
+    );
+    let prerm = std::fs::read_to_string(tmp.join("prerm")).unwrap();
+    assert!(
+        prerm.contains("pam-auth-update --package --remove podspawn")
+            && prerm.contains(FORWARDING_DROPIN),
+        "prerm must take pam_podspawn.so out of common-session and remove {FORWARDING_DROPIN}"
+    );
+    let postrm = std::fs::read_to_string(tmp.join("postrm")).unwrap();
+    assert!(
+        postrm.contains("pam-auth-update --package --remove podspawn"),
+        "postrm lacks the pam-auth-update --remove safety net"
+    );
 
     // The payload matches the source tree (else the package is stale).
     let root = tempdir("debroot");
@@ -172,6 +209,40 @@ fn deb_contents_modes_and_control() {
     for m in ["podspawn.1.gz", "podspawn-serve.1.gz"] {
         let bytes = std::fs::read(root.join("usr/share/man/man1").join(m)).unwrap();
         assert_eq!(&bytes[..2], &[0x1f, 0x8b], "{m} is not gzip");
+    }
+    // The profile and the module are the source tree's and this build's.
+    assert_eq!(
+        std::fs::read(root.join("usr/share/pam-configs/podspawn")).unwrap(),
+        std::fs::read(packages::manifest_dir().join("debian/pam-config")).unwrap(),
+        "the pam-auth-update profile is not debian/pam-config: run `make packages`"
+    );
+    let profile = std::fs::read_to_string(root.join("usr/share/pam-configs/podspawn")).unwrap();
+    for field in [
+        "Default: yes",
+        "Session-Type: Additional",
+        "Session-Interactive-Only: yes",
+    ] {
+        assert!(
+            profile.lines().any(|l| l == field),
+            "the profile lacks {field}:\n{profile}"
+        );
+    }
+    assert!(
+        profile
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["required", "pam_podspawn.so"]),
+        "the profile's Session: line is not `required pam_podspawn.so`:\n{profile}"
+    );
+    let so = root.join(module.trim_start_matches('/'));
+    let symbols = stdout(&check(
+        Command::new("nm").args(["-D", "--defined-only"]).arg(&so),
+    ));
+    for sym in ["pam_sm_open_session", "pam_sm_close_session"] {
+        assert!(
+            symbols.split_whitespace().any(|w| w == sym),
+            "{} does not export {sym}",
+            so.display()
+        );
     }
     let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_dir_all(&root);
@@ -185,7 +256,8 @@ const LOGS: &str = "echo '--- sshd.log'; tail -n 40 /var/log/sshd.log 2>&1; \
 /// which the broker writes), and the system identities.
 fn snapshot(c: &TestContainer) -> String {
     c.ok(
-        r#"find /etc/podspawn /etc/ssh /usr/lib/systemd/system /etc/systemd/system \
+        r#"find /etc/podspawn /etc/ssh /etc/pam.d /usr/share/pam-configs /usr/lib/*/security/pam_podspawn.so \
+              /usr/lib/systemd/system /etc/systemd/system \
               /usr/lib/sysusers.d /usr/lib/tmpfiles.d /var/lib/podspawn /usr/share/doc/podspawn \
               /usr/bin/podspawn -xdev \( -path '/var/lib/podspawn/state.db*' -prune -o -print \) \
            | LC_ALL=C sort | while read -r p; do
@@ -267,6 +339,11 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         Command::new("docker")
             .args(["run", "-d", "--name", &c.name, "--hostname", "debtest"])
             .args(["--label", "podspawn-test=1"])
+            // pam_podspawn.so joins the network namespace of the user's container, a sibling on
+            // the host's engine: the broker opens it as /proc/<host pid>/ns/net (the host's pid
+            // namespace) and sshd's setns needs CAP_SYS_ADMIN. With the host's pids visible,
+            // nothing here may signal processes by name: the broker is stopped by its pid file.
+            .args(["--pid", "host", "--cap-add", "SYS_ADMIN"])
             .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
             .arg("-v")
             .arg(format!("{}:/pkg:ro", deb.parent().unwrap().display()))
@@ -293,6 +370,16 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
     );
     assert_setup(&c);
     assert_sshd_valid(&c, "after the install");
+    // pam_podspawn.so: in place and in common-session; su (a non-member's session) works.
+    assert_pam_enabled(&c);
+    // Why prerm takes the line out before dpkg removes the file: a `required` module that
+    // cannot be loaded fails every session of every service including common-session.
+    let module = pam_module_path();
+    c.ok(&format!(
+        "mv {module} {module}.hidden && ! su -s /bin/sh nobody -c true 2>/dev/null; \
+         r=$?; mv {module}.hidden {module}; exit $r"
+    ));
+    c.ok("su -s /bin/sh nobody -c true");
     // Enabled the debhelper way (the symlinks exist even without systemd as PID 1).
     c.ok(
         "test -L /etc/systemd/system/sockets.target.wants/podspawn.socket && \
@@ -319,7 +406,8 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         &c.name,
         "sh",
         "-c",
-        "exec podspawn serve --listen /run/podspawn/podspawn.sock >>/var/log/broker.log 2>&1",
+        "echo $$ >/run/test-broker.pid; \
+         exec podspawn serve --listen /run/podspawn/podspawn.sock >>/var/log/broker.log 2>&1",
     ]));
     assert!(o.status.success(), "starting the broker\n{}", out(&o));
     wait_until("the broker socket", 30, || {
@@ -354,6 +442,16 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         );
     }
     let uid = c.ok(&format!("id -u {user}")).trim().to_string();
+    // Forwarding: what sshd gives the member agrees with the forwarding drop-in; with
+    // `server-setup --forwarding` (security.port_forwarding: auto, UsePAM yes, the module in
+    // common-session) it is on.
+    let forwarding = assert_forwarding_agrees(&c, &user);
+    if has_forwarding_flag(&c) {
+        assert!(
+            forwarding,
+            "auto with UsePAM yes and pam_podspawn.so in common-session, but no {FORWARDING_DROPIN}\n{install_log}"
+        );
+    }
 
     // --- ssh from the host into the published port lands in the user's container.
     let mut login = ssh(&key, port, &user, "echo hi; id -u");
@@ -377,10 +475,17 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
             .args(["ps", "--format", "{{.Names}} {{.Image}}", "--filter"])
             .arg(format!("label=podspawn-user={user}")),
     );
+    // The session's container, and the holder of the user's network namespace that
+    // pam_podspawn.so joined (podspawn-<user>.netns).
+    let mut running: Vec<String> = stdout(&names).lines().map(str::to_string).collect();
+    running.sort();
     assert_eq!(
-        stdout(&names).trim(),
-        format!("podspawn-{user} {}", common::IMAGE),
-        "the user's container on the host"
+        running,
+        [
+            format!("podspawn-{user} {}", common::IMAGE),
+            format!("podspawn-{user}.netns {}", common::IMAGE)
+        ],
+        "the user's containers on the host"
     );
     assert_eq!(
         c.ok("stat -c '%a %U:%G' /var/lib/podspawn/state.db").trim(),
@@ -476,17 +581,27 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         "640 root:podspawn"
     );
     assert_eq!(m["/etc/podspawn/config.yaml"], "640 root:podspawn");
+    assert_pam_enabled(&c);
+    assert_forwarding_agrees(&c, &user);
     let _ = std::fs::remove_dir_all(&up_dir);
 
     // --- Remove: the drop-in stays (conffile) and locks podspawn users out; sshd stays valid.
     // Under systemd, prerm stops podspawn.service; this container has no systemd, so stop the
     // hand-started broker here (a broker left running could recreate its lock directory after
     // the purge below).
-    c.ok("pkill -x podspawn; for i in $(seq 50); do pgrep -x podspawn >/dev/null || exit 0; sleep 0.1; done; exit 1");
+    c.ok("p=$(cat /run/test-broker.pid) && kill \"$p\"; \
+          for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || exit 0; sleep 0.1; done; exit 1");
+    // With a forwarding drop-in (server-setup's, or a stand-in where it has no --forwarding),
+    // the member gets TCP forwarding; prerm must take it away with the module's line.
+    debian_container::ensure_forwarding_dropin(&c);
+    assert!(assert_forwarding_agrees(&c, &user));
     let o = c.sh("dpkg -r podspawn");
     assert!(o.status.success(), "dpkg -r\n{}", out(&o));
     c.ok(&format!("test -f {DROPIN} && ! test -e /usr/bin/podspawn"));
     assert_sshd_valid(&c, "after dpkg -r");
+    // The module's line left common-session before the file went; sessions still work.
+    assert_pam_gone(&c);
+    assert_forwarding_agrees(&c, &user);
     // sshd re-executes itself on SIGHUP (same pid) and writes its pid file again once it has read
     // the configuration and bound its listeners: wait for that, not for a fixed time.
     c.ok("p=$(cat /run/sshd.pid) && rm /run/sshd.pid && kill -HUP \"$p\"");
@@ -533,6 +648,8 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         out(&o)
     );
     c.ok(&format!("! test -e {DROPIN} && test -f {DROPIN}.disabled"));
+    // No forwarding without the Match block that confines members.
+    c.ok(&format!("! test -e {FORWARDING_DROPIN}"));
     c.ok("rm /usr/local/sbin/sshd");
     assert_sshd_valid(&c, "after the drop-in was rejected");
     assert_setup(&c);
@@ -546,6 +663,7 @@ fn deb_installs_on_fresh_debian_and_ssh_login_works() {
         "! test -e {DROPIN}.disabled && ! test -e {DROPIN} && ! test -e /etc/podspawn"
     ));
     assert_sshd_valid(&c, "after the second purge");
+    assert_pam_gone(&c);
 
     drop(c);
     let _ = std::fs::remove_dir_all(&keydir);

@@ -13,6 +13,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
+/// Where the rpm installs the PAM session module: %{_libdir}/security (/usr/lib64 on x86_64).
+fn pam_module_path() -> String {
+    let o = check(Command::new("rpm").args(["--eval", "%{_libdir}"]));
+    format!("{}/security/pam_podspawn.so", stdout(&o).trim())
+}
+
+const PAM_SSHD: &str = "/etc/pam.d/sshd";
+const FORWARDING_DROPIN: &str = "/etc/ssh/sshd_config.d/09-podspawn-forwarding.conf";
+
 fn rpm_q(pkg: &Path, args: &[&str]) -> String {
     need("rpm", "rpm");
     stdout(&check(Command::new("rpm").arg("-qp").args(args).arg(pkg)))
@@ -67,8 +76,10 @@ fn rpm_file_list_modes_config_and_scripts() {
     let pkg = artifact("rpm");
     let list = rpm_q(&pkg, &["-l"]);
     let files = rpm_files(&pkg);
+    let module = pam_module_path();
     let mut wanted: Vec<(&str, u32)> = packages::COMMON_FILES.to_vec();
     wanted.extend([
+        (module.as_str(), 0o755),
         ("/usr/share/zsh/site-functions/_podspawn", 0o644),
         ("/usr/lib/systemd/system-preset/80-podspawn.preset", 0o644),
         ("/etc/podspawn/keys", 0o750),
@@ -116,6 +127,7 @@ fn rpm_file_list_modes_config_and_scripts() {
         "openssh-server >= 8.2",
         "libc.so.6()(64bit)",
         "/usr/sbin/useradd",
+        "pam",
     ] {
         assert!(
             requires.lines().any(|l| l.trim() == r),
@@ -153,6 +165,33 @@ fn rpm_file_list_modes_config_and_scripts() {
             "scriptlets lack {needle:?}:\n{scripts}"
         );
     }
+    // pam_podspawn.so: %post adds a marked block to /etc/pam.d/sshd and decides forwarding
+    // (before the sshd check); %preun (erase) removes the forwarding drop-in, then the block.
+    let post = scriptlet(&scripts, "postinstall");
+    for needle in [
+        "session    required     pam_podspawn.so",
+        "# BEGIN podspawn",
+        "# END podspawn",
+        PAM_SSHD,
+        "/usr/bin/podspawn server-setup --forwarding",
+    ] {
+        assert!(post.contains(needle), "%post lacks {needle:?}:\n{post}");
+    }
+    assert!(
+        post.find("server-setup --forwarding").unwrap() < post.rfind("sshd_test").unwrap(),
+        "%post: server-setup --forwarding must come before the sshd check"
+    );
+    let preun = scriptlet(&scripts, "preuninstall");
+    for needle in [
+        "sed -i '/^# BEGIN podspawn/,/^# END podspawn/d' /etc/pam.d/sshd",
+        FORWARDING_DROPIN,
+    ] {
+        assert!(preun.contains(needle), "%preun lacks {needle:?}:\n{preun}");
+    }
+    assert!(
+        preun.find(FORWARDING_DROPIN).unwrap() < preun.find("sed -i").unwrap(),
+        "%preun: forwarding off before the PAM block goes"
+    );
     // The socket is never restarted (a running broker keeps the listening fd).
     assert!(
         !scripts.lines().any(|l| !l.trim_start().starts_with('#')
@@ -213,6 +252,13 @@ fn rpm_installs_into_a_scratch_root_without_scriptlets() {
             .arg(&root)
             .arg(&pkg),
     );
+    let module = pam_module_path();
+    let m = meta(&root, &module);
+    assert!(
+        m.is_file() && m.mode() & 0o7777 == 0o755,
+        "{module}: {:o}",
+        m.mode()
+    );
     for (path, mode) in packages::COMMON_FILES {
         let m = meta(&root, path);
         assert!(m.is_file(), "{path} is not a regular file");
@@ -248,6 +294,16 @@ fn rpm_scriptlets_set_up_and_erase_in_a_debian_root() {
     check(Command::new("rpm").arg("--root").arg(&root).arg("--initdb"));
     let in_root =
         |script: &str| check(Command::new("chroot").arg(&root).args(["sh", "-c", script]));
+    let pam_sshd_before = std::fs::read(root.join(PAM_SSHD.trim_start_matches('/'))).unwrap();
+    let pam_blocks = |root: &Path| {
+        let text = std::fs::read_to_string(root.join(PAM_SSHD.trim_start_matches('/'))).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("pam_podspawn.so"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        (text.matches("# BEGIN podspawn").count(), lines)
+    };
 
     // First with an sshd that rejects the drop-in: %post moves it aside and sshd stays valid;
     // the erase removes the disabled copy.
@@ -279,8 +335,13 @@ fn rpm_scriptlets_set_up_and_erase_in_a_debian_root() {
             .arg("podspawn"),
     );
     in_root(&format!(
-        "! test -e {dropin}.disabled && ! test -e {dropin} && sshd -t"
+        "! test -e {dropin}.disabled && ! test -e {dropin} && ! test -e {FORWARDING_DROPIN} && sshd -t"
     ));
+    assert_eq!(
+        std::fs::read(root.join(PAM_SSHD.trim_start_matches('/'))).unwrap(),
+        pam_sshd_before,
+        "{PAM_SSHD} after rpm -e is not what it was before the install"
+    );
 
     // --nodeps: the Debian root's packages are in dpkg's database, not rpm's.
     let o = check(
@@ -328,18 +389,46 @@ fn rpm_scriptlets_set_up_and_erase_in_a_debian_root() {
         .join("etc/systemd/system/timers.target.wants/podspawn-cleanup.timer")
         .exists());
     in_root("test -f /etc/ssh/sshd_config.d/10-podspawn.conf && mkdir -p /run/sshd && sshd -t");
+    // %post: pam_podspawn.so in sshd's session stack, once, also after a reinstall.
+    assert_eq!(
+        pam_blocks(&root),
+        (1, vec!["session required pam_podspawn.so".to_string()]),
+        "{PAM_SSHD} after rpm -i"
+    );
+    check(
+        Command::new("rpm")
+            .args(["-U", "--replacepkgs", "--nodeps", "--root"])
+            .arg(&root)
+            .arg(&pkg),
+    );
+    assert_eq!(
+        pam_blocks(&root),
+        (1, vec!["session required pam_podspawn.so".to_string()]),
+        "{PAM_SSHD} after a reinstall (rpm -U --replacepkgs)"
+    );
     // sshd's effective settings for a member of podspawn-users (an account of this root only).
     let effective = stdout(&in_root(
         "useradd -M -G podspawn-users pstrpm && sshd -T -C user=pstrpm,host=x,addr=127.0.0.1",
     ));
+    let forwarding = root
+        .join(FORWARDING_DROPIN.trim_start_matches('/'))
+        .exists();
+    let tcp = format!(
+        "allowtcpforwarding {}",
+        if forwarding { "yes" } else { "no" }
+    );
     for want in [
         "authorizedkeyscommand /usr/bin/podspawn auth-keys %u %t %k",
         "authorizedkeyscommanduser podspawn",
         "authorizedkeysfile none",
+        tcp.as_str(),
+        "allowstreamlocalforwarding no",
+        "x11forwarding no",
+        "permittunnel no",
     ] {
         assert!(
             effective.lines().any(|l| l == want),
-            "{want:?} not in\n{effective}"
+            "{want:?} not in ({FORWARDING_DROPIN} exists: {forwarding})\n{effective}"
         );
     }
 
@@ -350,9 +439,15 @@ fn rpm_scriptlets_set_up_and_erase_in_a_debian_root() {
             .arg(&root)
             .arg("podspawn"),
     );
+    assert_eq!(
+        std::fs::read(root.join(PAM_SSHD.trim_start_matches('/'))).unwrap(),
+        pam_sshd_before,
+        "{PAM_SSHD} after rpm -e is not what it was before the install"
+    );
     for gone in [
         "usr/bin/podspawn",
         "etc/ssh/sshd_config.d/10-podspawn.conf",
+        "etc/ssh/sshd_config.d/09-podspawn-forwarding.conf",
         "etc/systemd/system/sockets.target.wants/podspawn.socket",
         "etc/systemd/system/multi-user.target.wants/podspawn-cleanup.service",
     ] {
@@ -362,5 +457,28 @@ fn rpm_scriptlets_set_up_and_erase_in_a_debian_root() {
         );
     }
     in_root("mkdir -p /run/sshd && sshd -t");
+
+    // %postun's safety net (what a downgrade to a version without the module relies on: the
+    // replaced package's %postun runs after its files are gone): without %preun, the block of a
+    // module that is gone still leaves /etc/pam.d/sshd.
+    check(
+        Command::new("rpm")
+            .args(["-i", "--nodeps", "--root"])
+            .arg(&root)
+            .arg(&pkg),
+    );
+    assert_eq!(pam_blocks(&root).0, 1, "{PAM_SSHD} after rpm -i");
+    check(
+        Command::new("rpm")
+            .args(["-e", "--nodeps", "--nopreun", "--root"])
+            .arg(&root)
+            .arg("podspawn"),
+    );
+    assert_eq!(
+        std::fs::read(root.join(PAM_SSHD.trim_start_matches('/'))).unwrap(),
+        pam_sshd_before,
+        "{PAM_SSHD} after rpm -e --nopreun: %postun left the block of a missing module"
+    );
+    in_root(&format!("! test -e {FORWARDING_DROPIN}"));
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -4,7 +4,9 @@
 //! into a sibling container on the host's engine, journald's PODSPAWN_* fields, the cleanup
 //! daemon's status and watchdog pings, `systemctl restart podspawn` under a live session,
 //! sshd's effective settings for a podspawn user (a password login never reaches a host shell,
-//! while it does for an ordinary account: the control), and the purge. A second container:
+//! while it does for an ordinary account: the control), pam_podspawn.so in common-session and
+//! TCP forwarding agreeing with the forwarding drop-in, the removal (the module's line and the
+//! drop-in gone first; an ordinary login still works) and the purge. A second container:
 //! install and upgrade over key files and accounts in every state (issue 16).
 //!
 //! Needs root, Docker, debootstrap (the rootfs is cached under target/package-tests/) and
@@ -16,7 +18,10 @@ mod debian_container;
 #[path = "support/packages.rs"]
 mod packages;
 
-use debian_container::{keygen, ssh, wait_until, TestContainer};
+use debian_container::{
+    assert_forwarding_agrees, assert_pam_enabled, assert_pam_gone, has_forwarding_flag, keygen,
+    ssh, wait_until, TestContainer, FORWARDING_DROPIN,
+};
 use packages::{artifact, check, need, out, stdout, tempdir};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
@@ -35,7 +40,8 @@ const LOGS: &str =
 
 /// sshd's effective values (`sshd -T`) that podspawn's Match block must give a member of
 /// podspawn-users: every way in is confined to the container (ForceCommand, public keys only,
-/// keys only from podspawn), and nothing is forwarded to the host.
+/// keys only from podspawn), and nothing but TCP is forwarded (TCP only with the forwarding
+/// drop-in: `assert_forwarding_agrees`).
 const MEMBER_SETTINGS: &[&str] = &[
     "forcecommand exec /usr/bin/podspawn spawn",
     "authenticationmethods publickey",
@@ -49,7 +55,6 @@ const MEMBER_SETTINGS: &[&str] = &[
     "authorizedkeysfile none",
     "permituserrc no",
     "allowstreamlocalforwarding no",
-    "allowtcpforwarding no",
     "x11forwarding no",
     "permittunnel no",
 ];
@@ -153,6 +158,25 @@ fn wait_sshd_listening(c: &TestContainer, reloads: usize) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Deselects pam_podspawn.so's profile the way README.Debian tells an admin to
+/// (`pam-auth-update --disable podspawn`, then `podspawn server-setup --forwarding`, which then
+/// removes the forwarding drop-in) and reloads sshd. Needed here: the module joins the network
+/// namespace of the user's container, a sibling on the host's engine, which the broker opens as
+/// /proc/<host pid>/ns/net or the engine's /var/run/docker/netns/<id>; neither is visible in this
+/// container (systemd must be PID 1, so it cannot share the host's pid namespace), and member
+/// logins would fail closed. tests/package_deb.rs logs in through the module (its container
+/// shares the host's pid namespace); this checks the opt-out and that an upgrade keeps it.
+fn opt_out_of_pam_module(c: &TestContainer) {
+    let reloads = sshd_reloads(c);
+    c.ok(&format!(
+        "DEBIAN_FRONTEND=noninteractive pam-auth-update --disable podspawn && \
+         ! grep -q pam_podspawn.so /etc/pam.d/common-session && \
+         podspawn server-setup --forwarding && ! test -e {FORWARDING_DROPIN} && \
+         sshd -t && systemctl reload ssh.service"
+    ));
+    wait_sshd_listening(c, reloads + 1);
 }
 
 /// `apt-get install` of the package file `path` in the container (a first install or an
@@ -300,6 +324,12 @@ fn deb_under_systemd_pid1() {
         c.logs()
     );
     c.ok("sshd -t && systemctl is-active ssh.service");
+    assert_pam_enabled(&c);
+    // security.port_forwarding: auto, UsePAM yes, the module in common-session: forwarding on.
+    if has_forwarding_flag(&c) {
+        c.ok(&format!("test -f {FORWARDING_DROPIN}"));
+    }
+    opt_out_of_pam_module(&c);
     phase("install");
 
     // --- 2. A registered user logs in over ssh and runs a command in their container.
@@ -329,10 +359,16 @@ fn deb_under_systemd_pid1() {
             .arg(format!("label=podspawn-user={user}")),
     );
     let container = format!("podspawn-{user}");
+    // The session's container and the holder of the user's network namespace.
+    let mut running: Vec<String> = stdout(&ps).lines().map(str::to_string).collect();
+    running.sort();
     assert_eq!(
-        stdout(&ps).trim(),
-        format!("{container} {}", common::IMAGE),
-        "the user's container on the host engine"
+        running,
+        [
+            format!("{container} {}", common::IMAGE),
+            format!("{container}.netns {}", common::IMAGE)
+        ],
+        "the user's containers on the host engine"
     );
     // Socket activation: the first connection started the broker, which reached READY=1
     // (Type=notify: `active` only after it).
@@ -480,6 +516,11 @@ fn deb_under_systemd_pid1() {
         "sshd -T for the member {user} lacks {missing:#?}\n{}",
         c.ok(&format!("cat {DROPIN}"))
     );
+    // TCP forwarding agrees with the forwarding drop-in: off, the module being deselected.
+    assert!(
+        !assert_forwarding_agrees(&c, &user),
+        "pam_podspawn.so deselected, yet {FORWARDING_DROPIN} exists"
+    );
     let password = packages::rand_hex(16);
     c.ok(&format!(
         "useradd -m -s /bin/bash {plain} && \
@@ -517,7 +558,36 @@ fn deb_under_systemd_pid1() {
     assert_eq!(stdout(&again), "key-ok\n", "{}\n{}", out(&again), c.logs());
     phase("sshd settings and passwords");
 
-    // --- 7. Purge: units gone, sshd valid, reloads and serves.
+    // --- 7. Remove: prerm takes the forwarding drop-in away (reloading sshd if there was one)
+    // and pam_podspawn.so out of common-session before the file goes; an ordinary account's
+    // login through sshd's PAM stack still works.
+    // With a forwarding drop-in (server-setup's, or a stand-in where it has no --forwarding),
+    // so that prerm's reload is exercised either way.
+    if debian_container::ensure_forwarding_dropin(&c) {
+        let reloads = sshd_reloads(&c);
+        c.ok("systemctl reload ssh.service");
+        wait_sshd_listening(&c, reloads + 1);
+    }
+    assert!(assert_forwarding_agrees(&c, &user));
+    let reloads = sshd_reloads(&c);
+    let o = c.sh("apt-get remove -y podspawn");
+    assert!(o.status.success(), "apt remove\n{}", out(&o));
+    assert_pam_gone(&c);
+    assert_forwarding_agrees(&c, &user);
+    c.ok("sshd -t && systemctl is-active ssh.service");
+    // prerm removed the drop-in and reloaded sshd.
+    wait_sshd_listening(&c, reloads + 1);
+    let after_remove = password_ssh(&ask, port, &plain, probe);
+    assert_eq!(
+        stdout(&after_remove),
+        format!("HOST-SHELL-{HOSTNAME}\n"),
+        "an ordinary login after the removal\n{}\n{}",
+        out(&after_remove),
+        c.logs()
+    );
+    phase("remove");
+
+    // --- 8. Purge: units gone, sshd valid, reloads and serves.
     let reloads = sshd_reloads(&c);
     let o = c.sh("apt-get purge -y podspawn");
     assert!(o.status.success(), "apt purge\n{}", out(&o));
@@ -679,6 +749,7 @@ fn deb_install_and_upgrade_reconcile_registered_users() {
         );
     };
     named(&log, "install");
+    opt_out_of_pam_module(&c);
     let left_alone = |log: &str, when: &str| {
         for u in untouched {
             let l: Vec<&str> = log
@@ -782,6 +853,13 @@ fn deb_install_and_upgrade_reconcile_registered_users() {
         "upgrade: the new users were not set up:\n{log}"
     );
     left_alone(&log, "upgrade");
+    // The admin's deselection of pam_podspawn.so survives the upgrade (pam-auth-update
+    // --package adds only profiles it has not seen), and forwarding stays off.
+    assert!(
+        debian_container::common_session_lines(&c).is_empty(),
+        "the upgrade put pam_podspawn.so back into common-session:\n{log}"
+    );
+    c.ok(&format!("! test -e {FORWARDING_DROPIN}"));
     assert_eq!(
         before,
         account_lines(&c, &untouched),

@@ -25,6 +25,9 @@ in
   configFile = config.environment.etc."podspawn/config.yaml".source or null;
   toplevel = config.system.build.toplevel.drvPath;
   sshd = config.system.build.sshdConfig;
+  # security.pam.services.<name>'s session rules as "session CONTROL MODULE ARGS" lines
+  inherit (config.system.build) pam;
+  inherit (config) warnings;
   inherit (config.system.build) units;
   etc = builtins.mapAttrs
     (_: e: {

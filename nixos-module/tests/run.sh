@@ -145,6 +145,65 @@ check "sshd: no AuthorizedKeysCommand or ForceCommand under /nix/store" \
   sh -c "! grep -E '^[[:space:]]*(AuthorizedKeysCommand|ForceCommand)[[:space:]]+/nix/store' '$tmp/sshd_config'"
 check "sshd: openssh is enabled" j -e '.openssh == true'
 
+# --- TCP forwarding through pam_podspawn.so (portForwarding, default auto) ----------------------
+printf '%s\n' "Match Group podspawn-users" "    AllowTcpForwarding yes" "    GatewayPorts no" >"$tmp/forwarding-block"
+sed -e '/^[[:space:]]*$/d' "$tmp/sshd_config" |
+  tail -n "$(($(wc -l <"$tmp/expected-block") + $(wc -l <"$tmp/forwarding-block")))" |
+  head -n "$(wc -l <"$tmp/forwarding-block")" >"$tmp/fwd-tail"
+check "forwarding (auto, UsePAM): the forwarding Match block comes right before podspawn's block" \
+  diff -u "$tmp/forwarding-block" "$tmp/fwd-tail"
+# Drift guard: the block server-setup writes for the packages (09-podspawn-forwarding.conf) is
+# the module's, line for line.
+fwdsrc=systemd/sshd/09-podspawn-forwarding.conf
+if [ -f "$fwdsrc" ]; then
+  sed -n '/^Match /,$p' "$fwdsrc" | grep -v '^[[:space:]]*#' | grep -v '^[[:space:]]*$' >"$tmp/fwd-dropin-block"
+  check "forwarding: $fwdsrc's Match block is the module's, line for line" \
+    diff -u "$tmp/forwarding-block" "$tmp/fwd-dropin-block"
+else
+  echo "note $fwdsrc is not in this checkout yet: no drift guard for the forwarding block"
+fi
+# The effective values for a member, from a real sshd (Match User stands in for the group, which
+# this host's accounts do not have).
+effective() { # effective SSHD_CONFIG: sshd -T for a member, the forwarding keywords only
+  sed 's/^Match Group podspawn-users$/Match User pstnixfwd/' "$1" >"$1.user"
+  sshd -T -f "$1.user" -C user=pstnixfwd,host=x,addr=127.0.0.1 2>&1 |
+    grep -E '^(allowtcpforwarding|allowstreamlocalforwarding|x11forwarding|permittunnel) ' | sort
+}
+printf '%s\n' "allowstreamlocalforwarding no" "allowtcpforwarding yes" "permittunnel no" "x11forwarding no" >"$tmp/eff-on"
+printf '%s\n' "allowstreamlocalforwarding no" "allowtcpforwarding no" "permittunnel no" "x11forwarding no" >"$tmp/eff-off"
+check "forwarding (auto, UsePAM): sshd -T for a member: TCP forwarding yes; unix sockets, X11, tunnels no" \
+  diff -u "$tmp/eff-on" <(effective "$tmp/sshd_config")
+pamline="session required $pkg/lib/security/pam_podspawn.so"
+check "forwarding (auto, UsePAM): pam_podspawn.so is sshd's last session rule, control required" \
+  j -e --arg l "$pamline" '.pam.sshd | split("\n") | map(select(. != "")) | last == $l'
+check "forwarding (auto, UsePAM): config.yaml's security.port_forwarding is auto, no warning" \
+  j -e '.settings.security.port_forwarding == "auto" and .warnings == []'
+# no_forwarding CASE: no PAM rule, one Match block, every kind of forwarding off for a member
+no_forwarding() {
+  local case=$1
+  jq -r .sshd "$tmp/$case.json" >"$tmp/sshd_config.$case"
+  jq -e '(.pam.sshd // "" | contains("pam_podspawn") | not)' "$tmp/$case.json" >/dev/null || { echo "PAM rule: $(jq .pam "$tmp/$case.json")"; return 1; }
+  [ "$(grep -c '^Match Group podspawn-users$' "$tmp/sshd_config.$case")" = 1 ] || { cat "$tmp/sshd_config.$case"; return 1; }
+  diff -u "$tmp/eff-off" <(effective "$tmp/sshd_config.$case") || return 1
+  sshd -t -f "$tmp/sshd_config.$case"
+}
+if evaluate forwarding-off >"$tmp/forwarding-off.json" 2>"$tmp/forwarding-off.err"; then
+  check "forwarding off: no PAM rule, no forwarding block; sshd -T for a member: all forwarding no" \
+    no_forwarding forwarding-off
+  check "forwarding off: config.yaml's security.port_forwarding is off" \
+    jq -e '.settings.security.port_forwarding == "off" and .warnings == []' "$tmp/forwarding-off.json"
+else
+  bad "portForwarding = off evaluates" "$(cat "$tmp/forwarding-off.err")"
+fi
+if evaluate forwarding-without-pam >"$tmp/forwarding-without-pam.json" 2>"$tmp/forwarding-without-pam.err"; then
+  check "forwarding auto without UsePAM: no PAM rule, no forwarding block; sshd -T: all forwarding no" \
+    no_forwarding forwarding-without-pam
+  check "forwarding auto without UsePAM: a warning says so" \
+    jq -e '(.warnings | length) == 1 and (.warnings[0] | contains("UsePAM is false"))' "$tmp/forwarding-without-pam.json"
+else
+  bad "portForwarding = auto with UsePAM = false evaluates" "$(cat "$tmp/forwarding-without-pam.err")"
+fi
+
 # the wrapper: a 0755 root-owned copy in /etc that execs the package's binary
 check "wrapper: /etc/podspawn/bin/podspawn is a 0755 root:root copy" \
   j -e '.etc["podspawn/bin/podspawn"] | .mode == "0755" and .user == "root" and .group == "root" and .enable'
@@ -323,6 +382,8 @@ rejects key-with-options "services.podspawn.users.alice.keys:" "is not a public 
 rejects no-keys "services.podspawn.users.alice.keys is empty"
 rejects moved-key-dir "services.podspawn.settings.auth.key_dir is fixed to /etc/podspawn/keys"
 rejects bad-interval "services.podspawn.cleanup.interval" "is not of type"
+rejects forwarding-on-without-pam 'services.podspawn.portForwarding = "on" needs sshd' "UsePAM = true"
+rejects forwarding-in-settings "services.podspawn.settings.security.port_forwarding is set from services.podspawn.portForwarding"
 
 # a setting only podspawn itself can judge: evaluation works, the build fails with its message
 if evaluate bad-memory >"$tmp/mem.json" 2>"$tmp/mem.err"; then

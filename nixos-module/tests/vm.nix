@@ -52,7 +52,14 @@ in
     server.succeed("test \"$(stat -c '%U:%G %a' /etc/podspawn/keys/alice)\" = 'root:podspawn 640'")
     server.succeed("test \"$(stat -c '%U:%G %a' /etc/podspawn/keys)\" = 'root:podspawn 750'")
     server.succeed("test \"$(stat -c '%U %a' /etc/podspawn/bin/podspawn)\" = 'root 755'")
-    server.succeed("sshd -T -C user=alice,host=client,addr=192.168.1.1 | grep -qx 'forcecommand /etc/podspawn/bin/podspawn spawn'")
+    server.succeed("sshd -T -C user=alice,host=client,addr=192.168.1.1 | grep -qx 'forcecommand exec /etc/podspawn/bin/podspawn spawn'")
+
+    # Forwarding (portForwarding = "auto", sshd with UsePAM): pam_podspawn.so is a required
+    # session rule of sshd, and members get TCP forwarding (into their container) and nothing else.
+    server.succeed("grep -Eq '^session[[:space:]]+required[[:space:]]+/nix/store/[^ ]+/lib/security/pam_podspawn[.]so' /etc/pam.d/sshd")
+    effective = server.succeed("sshd -T -C user=alice,host=client,addr=192.168.1.1").splitlines()
+    for want in ["allowtcpforwarding yes", "allowstreamlocalforwarding no", "x11forwarding no", "permittunnel no"]:
+        assert want in effective, want
 
     client.succeed("install -D -m 600 ${./vm-test-key} /root/.ssh/id_ed25519")
     ssh = "ssh -o StrictHostKeyChecking=no -o BatchMode=yes alice@server"

@@ -179,3 +179,108 @@ pub fn repack_deb(deb: &Path, version: &str, dir: &Path) -> std::path::PathBuf {
     );
     up_deb
 }
+
+/// Written and removed by `podspawn server-setup --forwarding` (TCP forwarding for members).
+pub const FORWARDING_DROPIN: &str = "/etc/ssh/sshd_config.d/09-podspawn-forwarding.conf";
+
+/// Puts a forwarding drop-in in place where there is none (as `server-setup --forwarding` would
+/// with the module in sshd's stack; a podspawn without the flag writes none), so that what the
+/// removal does with one is tested either way. Returns whether it wrote one.
+pub fn ensure_forwarding_dropin(c: &TestContainer) -> bool {
+    c.ok(&format!(
+        "if test -e {FORWARDING_DROPIN}; then echo kept; else \
+           printf '%s\\n' '# test stand-in of podspawn server-setup --forwarding' \
+             'Match Group podspawn-users' '    AllowTcpForwarding yes' '    GatewayPorts no' \
+             >{FORWARDING_DROPIN} && \
+           mkdir -p /run/sshd && sshd -t && echo wrote; fi"
+    ))
+    .trim()
+        == "wrote"
+}
+
+/// Where the .deb installs the PAM session module: Debian's multiarch PAM directory of this
+/// host's architecture (the package's).
+pub fn pam_module_path() -> String {
+    let o = check(Command::new("dpkg-architecture").arg("-qDEB_HOST_MULTIARCH"));
+    format!("/usr/lib/{}/security/pam_podspawn.so", stdout(&o).trim())
+}
+
+/// The `session required pam_podspawn.so` lines of /etc/pam.d/common-session.
+pub fn common_session_lines(c: &TestContainer) -> Vec<String> {
+    c.ok("grep -E '^[[:space:]]*session[[:space:]].*pam_podspawn\\.so' /etc/pam.d/common-session || true")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// After an install: the module file (root 0644) and one `session required pam_podspawn.so` line
+/// in common-session (pam-auth-update's profile), and an ordinary PAM session (su to nobody, a
+/// non-member, through common-session) still works with the module in the stack.
+pub fn assert_pam_enabled(c: &TestContainer) {
+    let module = pam_module_path();
+    assert_eq!(
+        c.ok(&format!("stat -c '%a %U:%G %F' {module}")).trim(),
+        "644 root:root regular file",
+        "{module}"
+    );
+    let lines = common_session_lines(c);
+    assert!(
+        lines.len() == 1
+            && lines[0].split_whitespace().collect::<Vec<_>>()
+                == ["session", "required", "pam_podspawn.so"],
+        "/etc/pam.d/common-session should have one `session required pam_podspawn.so` line: \
+         {lines:?}\n{}",
+        c.ok("cat /etc/pam.d/common-session")
+    );
+    c.ok("su -s /bin/sh nobody -c true");
+}
+
+/// After a removal: no pam_podspawn.so line in common-session, no forwarding drop-in, and a
+/// plain PAM session (su to nobody) still works.
+pub fn assert_pam_gone(c: &TestContainer) {
+    let lines = common_session_lines(c);
+    assert!(
+        lines.is_empty(),
+        "pam_podspawn.so left in /etc/pam.d/common-session: {lines:?}"
+    );
+    c.ok(&format!(
+        "! test -e {FORWARDING_DROPIN} && ! test -e {}",
+        pam_module_path()
+    ));
+    c.ok("su -s /bin/sh nobody -c true");
+}
+
+/// Whether the installed podspawn has `server-setup --forwarding` (it decides the forwarding
+/// drop-in; without it postinst leaves forwarding off).
+pub fn has_forwarding_flag(c: &TestContainer) -> bool {
+    c.sh("podspawn server-setup --help 2>&1 | grep -q -- --forwarding")
+        .status
+        .success()
+}
+
+/// sshd's effective forwarding values for the member `user` (`sshd -T -C`) agree with whether
+/// the forwarding drop-in exists: allowtcpforwarding yes with it, no without; unix-socket
+/// forwarding, X11 and tunnels always no. Returns whether forwarding is on.
+pub fn assert_forwarding_agrees(c: &TestContainer, user: &str) -> bool {
+    let on = c
+        .sh(&format!("test -e {FORWARDING_DROPIN}"))
+        .status
+        .success();
+    let effective = c.ok(&format!(
+        "mkdir -p /run/sshd && sshd -T -C user={user},host=localhost,addr=127.0.0.1"
+    ));
+    let tcp = if on { "yes" } else { "no" };
+    for want in [
+        format!("allowtcpforwarding {tcp}"),
+        "allowstreamlocalforwarding no".to_string(),
+        "x11forwarding no".to_string(),
+        "permittunnel no".to_string(),
+    ] {
+        assert!(
+            effective.lines().any(|l| l == want),
+            "sshd -T for the member {user} lacks {want:?} ({FORWARDING_DROPIN} {}):\n{effective}",
+            if on { "exists" } else { "does not exist" }
+        );
+    }
+    on
+}

@@ -1,7 +1,9 @@
 # A minimal stand-in for the NixOS options services.podspawn sets (and that its tests and the
 # flake's example configurations use), with renderers for the files NixOS would write: the sshd
-# config (settings, then extraConfig, like nixpkgs' openssh module) and the unit files (like
-# nixpkgs' systemd module; [Install] is not rendered, wantedBy becomes symlinks there).
+# config (settings, then extraConfig, like nixpkgs' openssh module), the unit files (like
+# nixpkgs' systemd module; [Install] is not rendered, wantedBy becomes symlinks there) and the
+# session rules of each PAM service (security.pam.services.<name>.rules.session, ordered by
+# `order` like nixpkgs' pam module, which gives its own rules 10000 + 100 per rule).
 # Option names, types and defaults follow nixpkgs; only the lib functions nixpkgs' lib/ offers
 # are used, so run.sh can evaluate this file with either lib.
 { config, lib, pkgs, ... }:
@@ -34,6 +36,20 @@ let
         + "\n" + section sectionName u."${kind}Config";
     })
     (lib.filterAttrs (_: u: u.enable) units);
+
+  # security.pam.services.<name>.rules.<type>.<rule>, as in nixpkgs 25.05 (session rules only).
+  pamRule = types.submodule {
+    options = {
+      enable = opt types.bool true;
+      order = mkOption { type = types.int; };
+      control = mkOption { type = types.str; };
+      modulePath = mkOption { type = types.str; };
+      args = opt (types.listOf types.str) [ ];
+    };
+  };
+  renderPam = svc:
+    let rules = builtins.sort (a: b: a.order < b.order) (builtins.filter (r: r.enable) (builtins.attrValues svc.rules.session));
+    in lib.concatMapStrings (r: "session ${r.control} ${r.modulePath}${lib.concatMapStrings (a: " ${a}") r.args}\n") rules;
 
   sshdValue = v: if builtins.isBool v then (if v then "yes" else "no") else toString v;
   ssh = config.services.openssh;
@@ -95,6 +111,12 @@ in
       extraConfig = opt types.lines "";
     };
 
+    security.pam.services = opt
+      (types.attrsOf (types.submodule {
+        options.rules.session = opt (types.attrsOf pamRule) { };
+      }))
+      { };
+
     systemd.services = opt (types.attrsOf (unitBase "service")) { };
     systemd.sockets = opt (types.attrsOf (unitBase "socket")) { };
     systemd.timers = opt (types.attrsOf (unitBase "timer")) { };
@@ -138,6 +160,7 @@ in
         ${lib.concatStrings (lib.mapAttrsToList (k: v: lib.optionalString (v != null) "${k} ${sshdValue v}\n") (builtins.removeAttrs ssh.settings [ "UsePAM" ]))}
         ${ssh.extraConfig}
       '';
+      pam = builtins.mapAttrs (_: renderPam) config.security.pam.services;
       units = renderUnits "service" "Service" config.systemd.services
         // renderUnits "socket" "Socket" config.systemd.sockets
         // renderUnits "timer" "Timer" config.systemd.timers;

@@ -63,7 +63,7 @@ let
         nodes = builtins.attrValues nodes;
         inherit (m) testScript;
       };
-  } // lib.genAttrs [ "busybox" "cargo" "clippy" "deadnix" "docker" "nixpkgs-fmt" "openssh" "rustc" "rustfmt" ]
+  } // lib.genAttrs [ "busybox" "cargo" "clippy" "deadnix" "docker" "nixpkgs-fmt" "openssh" "pam" "rustc" "rustfmt" ]
     (n: fake n { })
   // lib.optionalAttrs (podspawn != null) { inherit podspawn; };
 in
