@@ -7,6 +7,7 @@
 //! laptop. Forwards land in the user's namespace, never on the host's loopback nor in another
 //! user's namespace; a forwarding-only connection (`ssh -N`) keeps the container; a podspawn
 //! user whose module fails is refused; everybody else is left alone by the module.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 mod common;
 use common::*;
 use std::io::{Read, Write};
