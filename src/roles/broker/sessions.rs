@@ -686,7 +686,7 @@ impl<R: ContainerRuntime> Broker<R> {
                 .netns_of(&id)
                 .await?
                 .ok_or_else(|| Refusal::from(format!("the holder {name} vanished")))?;
-            let fd = crate::host::netns::open(&r)
+            let fd = crate::host::netns::open(r.running, r.sandbox_key.as_deref(), r.pid)
                 .map_err(|e| Refusal::from(format!("cannot open the namespace of {name}: {e}")))?;
             let n = self.lc.db().netns_lease_add(user)?;
             Ok::<_, Refusal>((name, fd, n))
