@@ -547,8 +547,14 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             if holder {
                 self.docker.remove(&name).await?;
                 removed = true;
-                tracing::info!(podspawn_user = user, podspawn_container = %name,
+                let reason = if force { "forced" } else { "unused" };
+                tracing::info!(podspawn_user = user, podspawn_container = %name, reason,
                     "network namespace removed");
+                self.audit(Event::NetnsDestroy {
+                    user: user.to_string(),
+                    container: name.clone(),
+                    reason: reason.to_string(),
+                });
             }
             let net = engine::network_name(&name);
             if let Some(l) = self.docker.network_labels(&net).await? {
