@@ -681,7 +681,27 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
         let id = match created {
             Ok(id) => id,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The holder runs the image's `sleep`: an image that cannot (no sleep, no libc)
+                // stops it, and then the session cannot join it. Say so about the image.
+                if let Ok((st, _)) = self.docker.container_state(&holder_id).await {
+                    if st != ContainerState::Running {
+                        let logs = self.docker.logs_tail(&holder_id).await;
+                        return Err(Error::DidNotStart {
+                            user: user.to_string(),
+                            image: spec.image.clone(),
+                            cause: engine::Error::StartFailed {
+                                output: if logs.is_empty() {
+                                    e.to_string()
+                                } else {
+                                    logs.replace('\n', " ")
+                                },
+                            },
+                        });
+                    }
+                }
+                return Err(e.into());
+            }
         };
         tracing::debug!(
             podspawn_user = user,
