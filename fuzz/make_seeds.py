@@ -72,6 +72,13 @@ msgs = [
     '{"reply":"notice","message":"your session ends in 5 minutes"}',
     '{"reply":"error","kind":"limit-reached","message":"too many"}',
     '{"reply":"error","message":"x"}',
+    '{"op":"session_dir"}',
+    '{"reply":"session_dir","path":"/run/podspawn/sessions/alice"}',
+    '{"op":"open","project":"","command":null,"tty":true,"term":"xterm","rows":24,"cols":80,"env":[],"agent":"0123456789abcdef.sock"}',
+    '{"reply":"exited","code":130,"signal":2}',
+    '{"op":"netns","user":"alice"}',
+    '{"reply":"netns","holder":"podspawn-alice.netns"}',
+    '{"op":"netns","user":"../../etc"}',
 ]
 for i, m_ in enumerate(msgs):
     put("protocol_message", "msg%02d" % i, m_)

@@ -134,4 +134,4 @@ if [ -t 0 ]; then
 else
   $SSH "$USERNAME@127.0.0.1" 'echo "hello from $(hostname) as $(id -un) (uid $(id -u)) in $(pwd)"; cat /proc/1/cgroup | head -1'
 fi
-echo "container: $(docker ps --filter "label=podspawn-user=$USERNAME" --format '{{.Names}} {{.ID}} {{.Status}}')"
+echo "container: $(docker ps --filter "label=podspawn-user=$USERNAME" --format '{{.Names}} {{.ID}} {{.Status}}' | grep -v '\.netns ')"

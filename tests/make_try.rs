@@ -281,8 +281,13 @@ fn make_try_logs_in_on_a_pty_and_leaves_nothing_behind() {
     // A shell in the container, on a terminal.
     t.send("[ -t 0 ] && echo \"in-$((6*7))-$(id -un)\"\r");
     t.expect(&format!("in-42-{user}"), 60);
+    // The session's container and the user's network-namespace holder.
     let containers = labelled("ps", &user);
-    assert_eq!(containers.len(), 1, "one container for {user}");
+    assert_eq!(
+        containers.len(),
+        2,
+        "one container and one holder for {user}"
+    );
     assert_eq!(
         labelled("network", &user).len(),
         1,

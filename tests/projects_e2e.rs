@@ -325,9 +325,14 @@ fn a_project_is_built_used_updated_and_routed() {
     );
     assert!(out.status.success(), "{}\n{}", text(&out), env.broker_log());
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // The hostname is the user's: all of a user's containers share the user's network
+    // namespace, and the engine gives containers that join one its hostname.
     assert_eq!(
         stdout,
-        format!("hello {}@{project}\n/usr/bin/jq\n{project}\n", alice.name)
+        format!(
+            "hello {}@{project}\n/usr/bin/jq\n{}\n",
+            alice.name, alice.name
+        )
     );
     let cname = format!("podspawn-{}-{project}", alice.name);
     assert_eq!(container_image(&cname), image);
@@ -412,12 +417,13 @@ fn a_project_is_built_used_updated_and_routed() {
         .arg("-i")
         .arg(&alice.key)
         .arg(format!("{project}.pod"))
-        .arg("echo $PODSPAWN_PROJECT; hostname")
+        // jq is in the project's image only: the login landed in the project's container.
+        .arg("echo $PODSPAWN_PROJECT; command -v jq")
         .stdin(Stdio::null());
     let out = run(&mut c);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("{project}\n{project}\n"),
+        format!("{project}\n/usr/bin/jq\n"),
         "{}",
         text(&out)
     );

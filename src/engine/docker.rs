@@ -452,6 +452,17 @@ impl ContainerRuntime for Docker {
         {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
+            // Another removal (a cleanup process killed mid-pass, whose request the engine still
+            // serves) is under way: done once it is gone.
+            Err(e) if e.to_string().contains("already in progress") => {
+                for _ in 0..200 {
+                    if self.container_state(name_or_id).await?.0 == ContainerState::Missing {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(derr(&format!("remove container {name_or_id}"), e))
+            }
             Err(e) => Err(derr(&format!("remove container {name_or_id}"), e)),
         }
     }

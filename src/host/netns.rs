@@ -1,7 +1,6 @@
 //! Opening a container's network namespace for pam_podspawn.so: the broker hands the descriptor
 //! over the socket (SCM_RIGHTS) and the module joins it with `setns(CLONE_NEWNET)`.
 
-use crate::engine::NetnsRef;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -11,17 +10,18 @@ const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 /// Opens the network namespace of a running container: its engine sandbox file (a bind mount of
 /// the namespace, which root opens without ptrace rights over the container's processes), else
 /// its main process's `/proc/<pid>/ns/net`. The descriptor is checked to be a network namespace.
-pub fn open(r: &NetnsRef) -> io::Result<OwnedFd> {
-    if !r.running {
+/// `running`, `sandbox_key` and `pid` as the engine reports them for the container.
+pub fn open(running: bool, sandbox_key: Option<&str>, pid: Option<i64>) -> io::Result<OwnedFd> {
+    if !running {
         return Err(io::Error::other(
             "the network namespace holder is not running",
         ));
     }
     let mut paths: Vec<String> = Vec::new();
-    if let Some(k) = &r.sandbox_key {
-        paths.push(k.clone());
+    if let Some(k) = sandbox_key {
+        paths.push(k.to_string());
     }
-    if let Some(pid) = r.pid {
+    if let Some(pid) = pid {
         paths.push(format!("/proc/{pid}/ns/net"));
     }
     let mut last = io::Error::other("the engine named no network namespace for the holder");
@@ -69,31 +69,15 @@ mod tests {
 
     #[test]
     fn opens_a_network_namespace_and_refuses_other_files() {
-        let own = NetnsRef {
-            running: true,
-            sandbox_key: Some("/proc/self/ns/net".into()),
-            pid: None,
-        };
-        assert!(open(&own).is_ok());
+        assert!(open(true, Some("/proc/self/ns/net"), None).is_ok());
         // Another namespace type, then the pid fallback.
-        let uts = NetnsRef {
-            running: true,
-            sandbox_key: Some("/proc/self/ns/uts".into()),
-            pid: Some(i64::from(std::process::id())),
-        };
-        assert!(open(&uts).is_ok());
-        let not_ns = NetnsRef {
-            running: true,
-            sandbox_key: Some("/etc/hostname".into()),
-            pid: None,
-        };
-        let e = open(&not_ns).unwrap_err().to_string();
+        let me = Some(i64::from(std::process::id()));
+        assert!(open(true, Some("/proc/self/ns/uts"), me).is_ok());
+        let e = open(true, Some("/etc/hostname"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/etc/hostname"), "{e}");
-        let stopped = NetnsRef {
-            running: false,
-            sandbox_key: Some("/proc/self/ns/net".into()),
-            pid: None,
-        };
-        assert!(open(&stopped).is_err());
+        assert!(open(false, Some("/proc/self/ns/net"), None).is_err());
+        assert!(open(true, None, None).is_err());
     }
 }

@@ -428,6 +428,8 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         image: Option<&str>,
     ) -> Result<(String, String), Error> {
         let user = account.name.as_str();
+        // In use again: no longer lingering (session.network_linger).
+        self.db().netns_clear_idle(user)?;
         let owner = self.netns_owner(user);
         let candidates = engine::holder_name_candidates(user, &self.instance);
         for name in &candidates {
@@ -509,25 +511,50 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         Ok(id)
     }
 
-    /// Removes the user's network-namespace holder and its network when nothing needs them any
-    /// more: no session row and no connection lease (pam_podspawn.so). Returns whether it removed
-    /// a holder. The caller holds the user's lock.
-    pub async fn reap_netns_if_unused(&self, user: &str) -> Result<bool, Error> {
+    /// Removes the user's network-namespace holder and its network once nothing has needed them
+    /// for `session.network_linger`: no session row and no connection lease (pam_podspawn.so).
+    /// `force`: at once, however recently they were used (the user is gone, an admin stopped the
+    /// sessions, or the create that made them failed). Returns whether it removed a holder. The
+    /// caller holds the user's lock.
+    pub async fn settle_netns(&self, user: &str, force: bool) -> Result<bool, Error> {
         if !self.db().list(Some(user))?.is_empty() || self.db().netns_lease_count(user)? > 0 {
+            self.db().netns_clear_idle(user)?;
             return Ok(false);
         }
         let owner = self.netns_owner(user);
-        let mut removed = false;
+        let mut holders = Vec::new();
         for name in engine::holder_name_candidates(user, &self.instance) {
             match self.docker.container_labels(&name).await? {
                 Some(l) if engine::same_owner(&l, &owner) && engine::is_netns_holder(&l) => {
-                    self.docker.remove(&name).await?;
-                    removed = true;
-                    tracing::info!(podspawn_user = user, podspawn_container = %name,
-                        "network namespace removed");
+                    holders.push((name, true))
                 }
-                Some(_) => continue,
-                None => {}
+                Some(_) => {}
+                None => holders.push((name, false)),
+            }
+        }
+        // Nothing to linger for when there is no holder (left networks still go below).
+        if holders.iter().any(|(_, h)| *h) {
+            let t = now();
+            let since = self.db().netns_mark_idle(user, t)?;
+            let linger =
+                i64::try_from(self.cfg.session.network_linger.as_secs()).unwrap_or(i64::MAX);
+            if !force && t.saturating_sub(since) < linger {
+                return Ok(false);
+            }
+        }
+        let mut removed = false;
+        for (name, holder) in holders {
+            if holder {
+                self.docker.remove(&name).await?;
+                removed = true;
+                let reason = if force { "forced" } else { "unused" };
+                tracing::info!(podspawn_user = user, podspawn_container = %name, reason,
+                    "network namespace removed");
+                self.audit(Event::NetnsDestroy {
+                    user: user.to_string(),
+                    container: name.clone(),
+                    reason: reason.to_string(),
+                });
             }
             let net = engine::network_name(&name);
             if let Some(l) = self.docker.network_labels(&net).await? {
@@ -536,6 +563,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 }
             }
         }
+        self.db().netns_forget(user)?;
         Ok(removed)
     }
 
@@ -552,7 +580,7 @@ impl<R: ContainerRuntime> Lifecycle<R> {
     ) -> Result<SessionRow, Error> {
         let made = self.create_inner(account, project, name, t).await;
         if made.is_err() {
-            if let Err(e) = self.reap_netns_if_unused(&account.name).await {
+            if let Err(e) = self.settle_netns(&account.name, true).await {
                 tracing::warn!(podspawn_user = %account.name, "removing the network namespace: {e}");
             }
         }
@@ -653,7 +681,27 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         }
         let id = match created {
             Ok(id) => id,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The holder runs the image's `sleep`: an image that cannot (no sleep, no libc)
+                // stops it, and then the session cannot join it. Say so about the image.
+                if let Ok((st, _)) = self.docker.container_state(&holder_id).await {
+                    if st != ContainerState::Running {
+                        let logs = self.docker.logs_tail(&holder_id).await;
+                        return Err(Error::DidNotStart {
+                            user: user.to_string(),
+                            image: spec.image.clone(),
+                            cause: engine::Error::StartFailed {
+                                output: if logs.is_empty() {
+                                    e.to_string()
+                                } else {
+                                    logs.replace('\n', " ")
+                                },
+                            },
+                        });
+                    }
+                }
+                return Err(e.into());
+            }
         };
         tracing::debug!(
             podspawn_user = user,
@@ -865,7 +913,8 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 return;
             }
         };
-        if !scope.orphans && rows.is_empty() {
+        // With no sessions, only namespaces may be left to look at (session.network_linger).
+        if !scope.orphans && rows.is_empty() && !self.db().netns_any().unwrap_or(true) {
             return;
         }
         // Connection leases (pam_podspawn.so, kept in state.db by the broker) count for all of
@@ -1008,7 +1057,8 @@ impl<R: ContainerRuntime> Lifecycle<R> {
         // The user's namespace holder, when the user's last session went in this pass (or
         // before) and no connection holds it; decided again here, under the lock.
         if !work.holders.is_empty() || !work.rows.is_empty() {
-            match self.reap_netns_if_unused(&user).await {
+            let gone = !crate::store::keys::is_registered(&self.cfg.auth.key_dir, &user);
+            match self.settle_netns(&user, gone).await {
                 Ok(true) => report.removed_holders += 1,
                 Ok(false) => {}
                 Err(e) => report.errors.push(e.to_string()),
@@ -1227,6 +1277,8 @@ pub(crate) mod tests {
         cfg.helper.path = Some(p("helper/podspawn-helper"));
         // Off unless a test turns it on (never the host's /run/podspawn).
         cfg.broker.session_dir = None;
+        // Namespaces go with their users' last containers (one test looks at lingering).
+        cfg.session.network_linger = std::time::Duration::ZERO;
         for u in ["alice", "bob", "alice-dev"] {
             dir.write(&format!("keys/{u}"), "ssh-ed25519 AAAA x\n");
         }
@@ -1517,6 +1569,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_unused_namespace_lingers_for_the_users_return() {
+        let dir = TempDir::new("lc-linger");
+        let mut cfg = config(&dir, SessionMode::GracePeriod);
+        cfg.session.network_linger = std::time::Duration::from_secs(3600);
+        let lc = Lifecycle::with_runtime(cfg, Fake::with_images(&[IMAGE])).unwrap();
+        let rt = rt();
+        let row = make(&lc, &rt, "alice", 1);
+        let holder = lc.docker.container("podspawn-alice.netns").unwrap().id;
+        rt.block_on(lc.destroy(&row, EndReason::GraceExpired))
+            .unwrap();
+        // Unused from now: kept within the hour, and the user's next container joins it.
+        assert!(!rt.block_on(lc.settle_netns("alice", false)).unwrap());
+        let again = make(&lc, &rt, "alice", 2);
+        let c = lc.docker.container(&again.container_id).unwrap();
+        assert_eq!(c.network, Some(format!("container:{holder}")));
+        // In use again: the clock starts over when it is unused again.
+        rt.block_on(lc.destroy(&again, EndReason::GraceExpired))
+            .unwrap();
+        assert!(!rt.block_on(lc.settle_netns("alice", false)).unwrap());
+        // An hour after: gone, with its network, by a cleanup pass.
+        lc.db().netns_clear_idle("alice").unwrap();
+        lc.db().netns_mark_idle("alice", now() - 3601).unwrap();
+        let stop = AtomicBool::new(false);
+        let report = rt.block_on(lc.cleanup_pass(&|_, _| false, &stop));
+        assert_eq!(report.removed_holders, 1, "{report:?}");
+        assert!(lc.docker.containers().is_empty() && lc.docker.networks().is_empty());
+        // A removed user's namespace goes at once.
+        let bob = make(&lc, &rt, "bob", 3);
+        rt.block_on(lc.destroy(&bob, EndReason::GraceExpired))
+            .unwrap();
+        std::fs::remove_file(dir.path().join("keys/bob")).unwrap();
+        let report = rt.block_on(lc.cleanup_pass(&|_, _| false, &stop));
+        assert_eq!(report.removed_holders, 1, "{report:?}");
+        assert!(lc.docker.containers().is_empty());
+    }
+
+    #[test]
     fn destroy_removes_container_network_and_row_and_counts_it() {
         let dir = TempDir::new("lc-destroy");
         let lc = lifecycle(&dir, SessionMode::GracePeriod);
@@ -1526,10 +1615,10 @@ pub(crate) mod tests {
         // The namespace stays until its user has no session and no connection left: then it
         // goes with its network.
         assert_eq!(lc.docker.containers().len(), 1);
-        lc.db().netns_lease_add("alice", 1).unwrap();
-        assert!(!rt.block_on(lc.reap_netns_if_unused("alice")).unwrap());
+        lc.db().netns_lease_add("alice").unwrap();
+        assert!(!rt.block_on(lc.settle_netns("alice", true)).unwrap());
         lc.db().netns_lease_drop("alice").unwrap();
-        assert!(rt.block_on(lc.reap_netns_if_unused("alice")).unwrap());
+        assert!(rt.block_on(lc.settle_netns("alice", false)).unwrap());
         assert!(lc.docker.containers().is_empty());
         assert!(lc.docker.networks().is_empty());
         assert!(lc.db().get("alice", "").unwrap().is_none());

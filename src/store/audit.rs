@@ -78,6 +78,18 @@ pub enum Event {
         container: String,
         reason: EndReason,
     },
+    /// A user's network namespace (its holder container, on the user's network) was created.
+    #[serde(rename = "netns.create")]
+    NetnsCreate { user: String, container: String },
+    /// A user's network namespace was removed: `unused` (nothing used it for
+    /// session.network_linger), `forced` (the user was removed, an admin stopped the sessions, or
+    /// the create that made it failed).
+    #[serde(rename = "netns.destroy")]
+    NetnsDestroy {
+        user: String,
+        container: String,
+        reason: String,
+    },
     #[serde(rename = "user.add")]
     UserAdd {
         user: String,
@@ -108,6 +120,8 @@ impl Event {
             Event::Command { .. } => "command",
             Event::ContainerCreate { .. } => "container.create",
             Event::ContainerDestroy { .. } => "container.destroy",
+            Event::NetnsCreate { .. } => "netns.create",
+            Event::NetnsDestroy { .. } => "netns.destroy",
             Event::UserAdd { .. } => "user.add",
             Event::UserRemove { .. } => "user.remove",
             Event::UserConvert { .. } => "user.convert",
@@ -316,6 +330,15 @@ mod tests {
                 container: v.into(),
                 reason: EndReason::GraceExpired,
             },
+            Event::NetnsCreate {
+                user: v.into(),
+                container: v.into(),
+            },
+            Event::NetnsDestroy {
+                user: v.into(),
+                container: v.into(),
+                reason: v.into(),
+            },
             Event::UserAdd {
                 user: v.into(),
                 keys: 3,
@@ -350,7 +373,7 @@ mod tests {
     #[test]
     fn every_event_has_its_exact_field_set() {
         let ev = all_events("x");
-        let expect: [(&str, &[&str]); 8] = [
+        let expect: [(&str, &[&str]); 10] = [
             (
                 "connect",
                 &[
@@ -401,6 +424,11 @@ mod tests {
             (
                 "container.destroy",
                 &["time", "event", "user", "project", "container", "reason"],
+            ),
+            ("netns.create", &["time", "event", "user", "container"]),
+            (
+                "netns.destroy",
+                &["time", "event", "user", "container", "reason"],
             ),
             ("user.add", &["time", "event", "user", "keys", "actor"]),
             ("user.remove", &["time", "event", "user", "purge", "actor"]),

@@ -51,12 +51,13 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
-    // 5: connection-level leases of pam_podspawn.so (SSH connections in a user's network
-    // namespace), kept by the broker so that the separate cleanup process sees them too
-    "CREATE TABLE netns_leases (
+    // 5: users' network namespaces: connection-level leases of pam_podspawn.so (SSH connections
+    // in the namespace), kept by the broker so that the separate cleanup process sees them too,
+    // and since when nothing uses a namespace (session.network_linger)
+    "CREATE TABLE netns (
         user TEXT PRIMARY KEY,
-        count INTEGER NOT NULL,
-        since INTEGER NOT NULL
+        leases INTEGER NOT NULL DEFAULT 0,
+        idle_since INTEGER
     );",
 ];
 
@@ -337,12 +338,12 @@ impl Db {
     }
 
     /// One more SSH connection of `user` holds the user's network namespace; returns how many do.
-    pub fn netns_lease_add(&self, user: &str, t: i64) -> Result<u32, Error> {
+    pub fn netns_lease_add(&self, user: &str) -> Result<u32, Error> {
         self.conn
             .execute(
-                "INSERT INTO netns_leases (user, count, since) VALUES (?1, 1, ?2)
-                 ON CONFLICT(user) DO UPDATE SET count = count + 1",
-                params![user, t],
+                "INSERT INTO netns (user, leases, idle_since) VALUES (?1, 1, NULL)
+                 ON CONFLICT(user) DO UPDATE SET leases = leases + 1, idle_since = NULL",
+                params![user],
             )
             .map_err(Error::Sql)?;
         self.netns_lease_count(user)
@@ -352,13 +353,7 @@ impl Db {
     pub fn netns_lease_drop(&self, user: &str) -> Result<u32, Error> {
         self.conn
             .execute(
-                "UPDATE netns_leases SET count = count - 1 WHERE user=?1",
-                params![user],
-            )
-            .map_err(Error::Sql)?;
-        self.conn
-            .execute(
-                "DELETE FROM netns_leases WHERE user=?1 AND count <= 0",
+                "UPDATE netns SET leases = MAX(leases - 1, 0) WHERE user=?1",
                 params![user],
             )
             .map_err(Error::Sql)?;
@@ -369,7 +364,7 @@ impl Db {
         let n: Option<i64> = self
             .conn
             .query_row(
-                "SELECT count FROM netns_leases WHERE user=?1",
+                "SELECT leases FROM netns WHERE user=?1",
                 params![user],
                 |r| r.get(0),
             )
@@ -382,7 +377,7 @@ impl Db {
     pub fn netns_leased_users(&self) -> Result<std::collections::HashSet<String>, Error> {
         let mut stmt = self
             .conn
-            .prepare("SELECT user FROM netns_leases WHERE count > 0")
+            .prepare("SELECT user FROM netns WHERE leases > 0")
             .map_err(Error::Sql)?;
         let users = stmt
             .query_map([], |r| r.get::<_, String>(0))
@@ -392,11 +387,63 @@ impl Db {
         Ok(users)
     }
 
-    /// Forgets every connection lease: a (re)started broker holds none (the connections that held
-    /// them were to the broker that ended).
-    pub fn clear_netns_leases(&self) -> Result<(), Error> {
+    /// Whether any user's namespace is recorded (leased or idle): a pass with no sessions still
+    /// has namespaces to look at.
+    pub fn netns_any(&self) -> Result<bool, Error> {
         self.conn
-            .execute("DELETE FROM netns_leases", [])
+            .query_row("SELECT EXISTS (SELECT 1 FROM netns)", [], |r| r.get(0))
+            .map_err(Error::Sql)
+    }
+
+    /// Nothing uses the user's namespace since `t` (kept if already earlier); returns since when.
+    pub fn netns_mark_idle(&self, user: &str, t: i64) -> Result<i64, Error> {
+        self.conn
+            .execute(
+                "INSERT INTO netns (user, leases, idle_since) VALUES (?1, 0, ?2)
+                 ON CONFLICT(user) DO UPDATE SET idle_since = COALESCE(idle_since, ?2)",
+                params![user, t],
+            )
+            .map_err(Error::Sql)?;
+        self.conn
+            .query_row(
+                "SELECT idle_since FROM netns WHERE user=?1",
+                params![user],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|v| v.unwrap_or(t))
+            .map_err(Error::Sql)
+    }
+
+    /// Something (a session) uses the user's namespace again.
+    pub fn netns_clear_idle(&self, user: &str) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE netns SET idle_since = NULL WHERE user=?1",
+                params![user],
+            )
+            .map_err(Error::Sql)?;
+        Ok(())
+    }
+
+    /// The user's namespace is gone.
+    pub fn netns_forget(&self, user: &str) -> Result<(), Error> {
+        self.conn
+            .execute("DELETE FROM netns WHERE user=?1", params![user])
+            .map_err(Error::Sql)?;
+        Ok(())
+    }
+
+    /// Forgets every connection lease: a (re)started broker holds none (the connections that held
+    /// them were to the broker that ended). What was leased is idle from `t`.
+    pub fn clear_netns_leases(&self, t: i64) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE netns SET idle_since = COALESCE(idle_since, ?1) WHERE leases > 0",
+                params![t],
+            )
+            .map_err(Error::Sql)?;
+        self.conn
+            .execute("UPDATE netns SET leases = 0", [])
             .map_err(Error::Sql)?;
         Ok(())
     }
@@ -471,19 +518,32 @@ mod tests {
     #[test]
     fn netns_leases_count_up_and_down_and_clear() {
         let db = Db::open_in_memory().unwrap();
+        assert!(!db.netns_any().unwrap());
         assert_eq!(db.netns_lease_count("alice").unwrap(), 0);
-        assert_eq!(db.netns_lease_add("alice", 10).unwrap(), 1);
-        assert_eq!(db.netns_lease_add("alice", 11).unwrap(), 2);
-        assert_eq!(db.netns_lease_add("bob", 12).unwrap(), 1);
+        assert_eq!(db.netns_lease_add("alice").unwrap(), 1);
+        assert_eq!(db.netns_lease_add("alice").unwrap(), 2);
+        assert_eq!(db.netns_lease_add("bob").unwrap(), 1);
         let users = db.netns_leased_users().unwrap();
         assert!(users.contains("alice") && users.contains("bob") && users.len() == 2);
         assert_eq!(db.netns_lease_drop("alice").unwrap(), 1);
         assert_eq!(db.netns_lease_drop("alice").unwrap(), 0);
-        // Never below zero, and the row is gone.
+        // Never below zero.
         assert_eq!(db.netns_lease_drop("alice").unwrap(), 0);
         assert!(!db.netns_leased_users().unwrap().contains("alice"));
-        db.clear_netns_leases().unwrap();
+        // Idle since the first time it was found unused; a lease or a session clears that.
+        assert_eq!(db.netns_mark_idle("alice", 100).unwrap(), 100);
+        assert_eq!(db.netns_mark_idle("alice", 200).unwrap(), 100);
+        db.netns_clear_idle("alice").unwrap();
+        assert_eq!(db.netns_mark_idle("alice", 300).unwrap(), 300);
+        db.netns_lease_add("alice").unwrap();
+        assert_eq!(db.netns_mark_idle("alice", 400).unwrap(), 400);
+        db.netns_forget("alice").unwrap();
+        assert_eq!(db.netns_lease_count("alice").unwrap(), 0);
+        // A broker restart: bob's lease is gone, and his namespace idle from then.
+        db.clear_netns_leases(500).unwrap();
         assert!(db.netns_leased_users().unwrap().is_empty());
+        assert_eq!(db.netns_mark_idle("bob", 600).unwrap(), 500);
+        assert!(db.netns_any().unwrap());
     }
 
     #[test]

@@ -303,7 +303,7 @@ impl Env {
         let config = root.join("config.yaml");
         let cfg = format!(
             "auth:\n  key_dir: {r}/keys\ndefaults:\n  image: {IMAGE}\n  shell: /bin/bash\n  cpus: 1\n  memory: 512m\n\
-             session:\n  grace_period: {grace}\n  mode: {mode}\n  ttl: {ttl}\n  max_lifetime: {maxl}\nlog:\n  audit_log: \"{audit}\"\nstate:\n  db_path: {r}/state/state.db\n  lock_dir: {r}/state/locks\n  homes_dir: {r}/state/homes\n\
+             session:\n  grace_period: {grace}\n  network_linger: 0s\n  mode: {mode}\n  ttl: {ttl}\n  max_lifetime: {maxl}\nlog:\n  audit_log: \"{audit}\"\nstate:\n  db_path: {r}/state/state.db\n  lock_dir: {r}/state/locks\n  homes_dir: {r}/state/homes\n\
              resources:\n  max_per_user: {max}\nusers_dir: {r}/users\nprojects_file: {r}/projects.yaml\nbroker:\n  socket: {s}\n  session_dir: {r}/run/sessions\n{extra}",
             r = root.display(),
             grace = opts.grace,

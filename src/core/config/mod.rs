@@ -109,6 +109,10 @@ pub struct SessionConfig {
     /// prefixes ending in `*`. server-setup writes them into sshd's `AcceptEnv`; the broker drops
     /// anything else.
     pub accept_env: Vec<String>,
+    /// How long a user's network namespace (its holder container and bridge network) is kept
+    /// after the user's last container and connection end, so that a returning user's login
+    /// skips creating them. 0: removed with the last.
+    pub network_linger: Duration,
 }
 
 /// Default of `session.accept_env`: the locale, as OpenSSH's own Debian configuration accepts.
@@ -239,6 +243,7 @@ impl Default for Config {
             },
             session: SessionConfig {
                 grace_period: Duration::from_secs(60),
+                network_linger: Duration::from_secs(3600),
                 max_lifetime: Duration::from_secs(8 * 3600),
                 mode: SessionMode::GracePeriod,
                 ttl: Duration::from_secs(3600),
@@ -350,6 +355,7 @@ impl Config {
                 mode: raw.session.mode,
                 ttl: raw.session.ttl,
                 accept_env: raw.session.accept_env,
+                network_linger: raw.session.network_linger,
             },
             state: StateConfig {
                 db_path: raw.state.db_path,
@@ -495,6 +501,11 @@ session:
   # server-setup writes them into sshd's AcceptEnv (re-run it after a change); HOME, PATH, USER,
   # SHELL, TERM, SSH_* and PODSPAWN_* are set by podspawn and cannot be listed.
   accept_env: [LANG, LANGUAGE, "LC_*"]
+  # How long a user's network namespace (a small holder container and the user's bridge
+  # network, shared by all of the user's containers) stays after the user's last container and
+  # connection end: a returning user's next login then skips creating them. 0s: removed with
+  # the last.
+  network_linger: 1h
 
 state:
   # SQLite database of sessions, owned by the broker.

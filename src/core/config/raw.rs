@@ -316,6 +316,7 @@ impl Default for RawConfig {
                 mode: d.session.mode,
                 ttl: d.session.ttl,
                 accept_env: d.session.accept_env,
+                network_linger: d.session.network_linger,
             },
             state: RawState {
                 db_path: d.state.db_path,
@@ -415,7 +416,7 @@ pub(super) struct RawDefaults {
 #[serde(
     deny_unknown_fields,
     default,
-    expecting = "a mapping with the keys grace_period, max_lifetime, mode, ttl, accept_env"
+    expecting = "a mapping with the keys grace_period, max_lifetime, mode, ttl, accept_env, network_linger"
 )]
 pub(super) struct RawSession {
     #[serde(deserialize_with = "de_grace")]
@@ -428,6 +429,8 @@ pub(super) struct RawSession {
     pub(super) ttl: Duration,
     #[serde(deserialize_with = "de_accept_env")]
     pub(super) accept_env: Vec<String>,
+    #[serde(deserialize_with = "de_grace")]
+    pub(super) network_linger: Duration,
 }
 
 #[derive(Deserialize)]

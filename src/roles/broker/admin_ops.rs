@@ -61,7 +61,7 @@ impl<R: ContainerRuntime> Broker<R> {
             stopped.push(r.container_name);
         }
         // With the user's last session, the namespace goes too (unless a connection holds it).
-        if let Err(e) = self.lc.reap_netns_if_unused(user).await {
+        if let Err(e) = self.lc.settle_netns(user, true).await {
             tracing::warn!(podspawn_user = %user, "removing the network namespace: {e}");
         }
         if purge {

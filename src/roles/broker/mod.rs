@@ -413,8 +413,8 @@ impl<R: ContainerRuntime> Broker<R> {
     fn open_resume_window(&self) -> Result<(), crate::store::state::Error> {
         let db = self.lc.db();
         // Connection leases belonged to connections to the broker that ended.
-        db.clear_netns_leases()?;
         let t = now();
+        db.clear_netns_leases(t)?;
         for row in db.list(None)? {
             if row.status != Status::Running {
                 continue;

@@ -528,7 +528,7 @@ impl<R: ContainerRuntime> Broker<R> {
             t,
         ) {
             CloseDecision::Destroy => match self.lc.destroy(&row, EndReason::Disconnect).await {
-                Ok(()) => self.lc.reap_netns_if_unused(&key.0).await.map(|_| ()),
+                Ok(()) => self.lc.settle_netns(&key.0, false).await.map(|_| ()),
                 Err(e) => Err(e),
             },
             CloseDecision::Grace { until } => self
@@ -686,9 +686,9 @@ impl<R: ContainerRuntime> Broker<R> {
                 .netns_of(&id)
                 .await?
                 .ok_or_else(|| Refusal::from(format!("the holder {name} vanished")))?;
-            let fd = crate::host::netns::open(&r)
+            let fd = crate::host::netns::open(r.running, r.sandbox_key.as_deref(), r.pid)
                 .map_err(|e| Refusal::from(format!("cannot open the namespace of {name}: {e}")))?;
-            let n = self.lc.db().netns_lease_add(user, now())?;
+            let n = self.lc.db().netns_lease_add(user)?;
             Ok::<_, Refusal>((name, fd, n))
         };
         let (holder, fd, n) = match opened.await {
@@ -782,7 +782,7 @@ impl<R: ContainerRuntime> Broker<R> {
                     .set_status(&r.user, &r.project, Status::Grace, Some(until), t);
             }
         }
-        if let Err(e) = self.lc.reap_netns_if_unused(user).await {
+        if let Err(e) = self.lc.settle_netns(user, false).await {
             tracing::warn!(podspawn_user = %user, "removing the network namespace: {e}");
         }
     }

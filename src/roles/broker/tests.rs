@@ -381,12 +381,8 @@ fn ask_netns(
         };
         b2.serve_netns(uid, &user, conn).await;
     });
+    // The request line itself was read by `handle` (not called here): only the reply matters.
     let mut client = protocol::Client::from_stream(c);
-    client
-        .send(&Request::Netns {
-            user: "ignored: the broker was handed the name".into(),
-        })
-        .unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
