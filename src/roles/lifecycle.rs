@@ -533,12 +533,14 @@ impl<R: ContainerRuntime> Lifecycle<R> {
             }
         }
         // Nothing to linger for when there is no holder (left networks still go below).
-        if holders.iter().any(|(_, h)| *h) {
+        // (`force` writes nothing first: it also cleans up after a state database that cannot
+        // be written.)
+        if !force && holders.iter().any(|(_, h)| *h) {
             let t = now();
             let since = self.db().netns_mark_idle(user, t)?;
             let linger =
                 i64::try_from(self.cfg.session.network_linger.as_secs()).unwrap_or(i64::MAX);
-            if !force && t.saturating_sub(since) < linger {
+            if t.saturating_sub(since) < linger {
                 return Ok(false);
             }
         }
@@ -563,7 +565,13 @@ impl<R: ContainerRuntime> Lifecycle<R> {
                 }
             }
         }
-        self.db().netns_forget(user)?;
+        if let Err(e) = self.db().netns_forget(user) {
+            // A stale record only makes a later pass look again.
+            tracing::warn!(
+                podspawn_user = user,
+                "forgetting the network namespace: {e}"
+            );
+        }
         Ok(removed)
     }
 
