@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 for t in hyperfine jq sqlite3 curl ssh /usr/sbin/sshd docker; do
   command -v "$t" >/dev/null 2>&1 || { echo "missing $t (apt-get install hyperfine jq sqlite3 curl openssh-server)" >&2; exit 1; }
 done
-ONLY=${BENCH_ONLY:-"authkeys warm cold throughput concurrency cleanup broker load"}
+ONLY=${BENCH_ONLY:-"authkeys warm cold throughput concurrency cleanup broker load"}  # also: idle
 want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 CLEANUP_N=${BENCH_CLEANUP_N:-1000}
 GIB=${BENCH_GIB:-1}
@@ -292,13 +292,10 @@ start_broker() {
   for _ in $(seq 50); do [ -S "$ROOT/run/podspawn.sock" ] && break; sleep 0.1; done
 }
 
-if want cleanup; then
+if want cleanup || want idle; then
   # The same parallelism as podspawn's pass: CLEANUP_PARALLELISM in src/roles/lifecycle.rs.
   PAR=8
-  echo; echo "== cleanup pass at scale: $CLEANUP_N sessions, removals $PAR at a time =="
   INST=$(sqlite3 "$ROOT/state/state.db" "SELECT value FROM meta WHERE key='instance'")
-  # The broker's own 2-second sweep would share the work: measure the pass alone.
-  stop_broker
   # mkset SET: CLEANUP_N running containers, made as sessions are (--init, sleep infinity), $PAR
   # at a time, labelled as sessions of users pb<ID><SET><i> of this installation (or, for the
   # floor's set, with the bench's labels only); prints "<full id> <user>" lines.
@@ -322,6 +319,29 @@ if want cleanup; then
     sqlite3 "$ROOT/state/state.db" < "$ROOT/out/rows-$1.sql"
   }
   ms() { echo $(( ($2 - $1) / 1000000 )); }
+fi
+
+# idle: only the pass with nothing to do (no mass removal by hand, which can deadlock Docker
+# 20.10.24, see §6): CLEANUP_N live named sessions, made 8 at a time and removed one at a time.
+if want idle; then
+  echo; echo "== cleanup pass with nothing to do over $CLEANUP_N live sessions =="
+  stop_broker
+  rows l named idle NULL
+  hyperfine -N -w 2 -r 30 --export-json "$ROOT/out/idle.json" "$BIN --config $CFG cleanup" >/dev/null
+  row "case" "p50 ms" "p95 ms"
+  row "pass with nothing to do over $CLEANUP_N live sessions" "$(med "$ROOT/out/idle.json" 0)" "$(p95 "$ROOT/out/idle.json" 0)"
+  row "  of which the engine's container list (curl, same filter)" "$(s=$(date +%s%N); curl -sf --unix-socket /var/run/docker.sock -G --data-urlencode "filters={\"label\":[\"managed-by=podspawn\",\"podspawn-instance=$INST\"]}" 'http://d/containers/json?all=1' >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )))" ""
+  echo "  $(P cleanup 2>&1 | tail -1)"
+  docker ps -aq --filter "label=podspawn-bench-set=l$ID" | xargs -r -n 1 docker rm -f >/dev/null
+  sqlite3 "$ROOT/state/state.db" "DELETE FROM sessions WHERE user LIKE 'pb${ID}l%'"
+  rm -f "$ROOT"/keys/pb"$ID"l*
+  start_broker
+fi
+
+if want cleanup; then
+  echo; echo "== cleanup pass at scale: $CLEANUP_N sessions, removals $PAR at a time =="
+  # The broker's own 2-second sweep would share the work: measure the pass alone.
+  stop_broker
   mkset f > "$ROOT/out/floor-ids"
   s=$(date +%s%N)
   cut -d' ' -f1 "$ROOT/out/floor-ids" | xargs -P "$PAR" -n 1 docker rm -f >/dev/null
