@@ -221,15 +221,7 @@ pub fn forwarding_only(
             config.display()
         ));
     }
-    let sshd = sshd_or_err()?;
-    sshd_test(&sshd, config).map_err(|e| {
-        format!(
-            "the current sshd configuration is invalid, so nothing was changed (`{} -t -f {}`): \
-             {e}",
-            sshd.display(),
-            config.display()
-        )
-    })?;
+    let sshd = current_sshd_valid(config)?;
     let config_dir = config.parent().unwrap_or(Path::new("/")).to_path_buf();
     let dropin = config_dir.join(DROPIN_DIR).join(DROPIN_NAME);
     let fwd_dropin = config_dir.join(DROPIN_DIR).join(FORWARDING_DROPIN_NAME);
@@ -431,15 +423,7 @@ pub fn run(
             ));
         }
     }
-    let sshd = sshd_or_err()?;
-    sshd_test(&sshd, config).map_err(|e| {
-        format!(
-            "the current sshd configuration is invalid, so nothing was changed (`{} -t -f {}`): \
-             {e}",
-            sshd.display(),
-            config.display()
-        )
-    })?;
+    let sshd = current_sshd_valid(config)?;
 
     let decision = forwarding_decision(cfg, &sshd, config, args)?;
 
@@ -722,6 +706,21 @@ fn reload_sshd(sshd: &Path, config: &Path, args: &ServerSetupArgs) -> Result<Rel
 
 /// The forwarding decision for this host (sshd's UsePAM, the sshd PAM service under
 /// `--pam-dir`); with `security.port_forwarding: on` an error when it cannot be on.
+/// The sshd binary, once the current configuration `config` passes `sshd -t`: nothing is changed
+/// on top of a configuration sshd already refuses.
+fn current_sshd_valid(config: &Path) -> Result<PathBuf, String> {
+    let sshd = sshd_or_err()?;
+    sshd_test(&sshd, config).map_err(|e| {
+        format!(
+            "the current sshd configuration is invalid, so nothing was changed (`{} -t -f {}`): \
+             {e}",
+            sshd.display(),
+            config.display()
+        )
+    })?;
+    Ok(sshd)
+}
+
 fn forwarding_decision(
     cfg: &Config,
     sshd: &Path,

@@ -358,6 +358,15 @@ fn the_exec_gets_allowed_variables_the_agent_socket_and_the_status_wrapper() {
     );
 }
 
+/// A runtime whose tasks run while the test thread blocks on a client socket.
+fn mt_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Asks `b` for `user`'s network namespace as `uid`, the way pam_podspawn.so does; returns the
 /// reply, its fd, the client (the lease lasts while it is open) and the broker's task.
 fn ask_netns(
@@ -394,11 +403,7 @@ fn ask_netns(
 fn netns_is_for_root_only_about_registered_users() {
     let dir = TempDir::new("b-netns-who");
     let b = Arc::new(broker(&dir, SessionMode::GracePeriod, 3));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = mt_rt();
     // A user asking (even about themselves) is refused: only sshd's module, as root.
     let (resp, fd, _c, _t) = ask_netns(&rt, &b, 1000, "alice");
     assert!(
@@ -433,11 +438,7 @@ fn a_netns_lease_keeps_the_users_sessions_and_namespace_until_the_connection_end
     // The module's user must have a host account: root stands in for one here.
     dir.write("keys/root", "ssh-ed25519 AAAA x\n");
     let b = Arc::new(broker(&dir, SessionMode::GracePeriod, 3));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = mt_rt();
     let (resp, fd, client, task) = ask_netns(&rt, &b, 0, "root");
     assert_eq!(
         resp,
@@ -504,11 +505,7 @@ fn a_netns_lease_without_sessions_keeps_only_the_namespace() {
     let dir = TempDir::new("b-netns-alone");
     dir.write("keys/root", "ssh-ed25519 AAAA x\n");
     let b = Arc::new(broker(&dir, SessionMode::GracePeriod, 3));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = mt_rt();
     let (_, fd, client, task) = ask_netns(&rt, &b, 0, "root");
     assert!(fd.is_some());
     // Two connections share the one namespace.
