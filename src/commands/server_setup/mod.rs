@@ -225,12 +225,7 @@ pub fn forwarding_only(
     let config_dir = config.parent().unwrap_or(Path::new("/")).to_path_buf();
     let dropin = config_dir.join(DROPIN_DIR).join(DROPIN_NAME);
     let fwd_dropin = config_dir.join(DROPIN_DIR).join(FORWARDING_DROPIN_NAME);
-    let main_text = match read_existing(config)? {
-        Some((b, ..)) => {
-            String::from_utf8(b).map_err(|_| format!("{} is not valid UTF-8", config.display()))?
-        }
-        None => return Err(format!("{} does not exist", config.display())),
-    };
+    let main_text = read_main_config(config)?;
     let (without_block, _) =
         remove_block(&main_text).map_err(|e| format!("{}: {e}", config.display()))?;
     let dropin_mode = include_covering(&without_block, &dropin).is_some() && dropin.is_file();
@@ -459,12 +454,7 @@ pub fn run(
     let dropin_dir = config_dir.join(DROPIN_DIR);
     let dropin = dropin_dir.join(DROPIN_NAME);
     let fwd_dropin = dropin_dir.join(FORWARDING_DROPIN_NAME);
-    let main_text = match read_existing(config)? {
-        Some((b, ..)) => {
-            String::from_utf8(b).map_err(|_| format!("{} is not valid UTF-8", config.display()))?
-        }
-        None => return Err(format!("{} does not exist", config.display())),
-    };
+    let main_text = read_main_config(config)?;
     let (without_block, _) =
         remove_block(&main_text).map_err(|e| format!("{}: {e}", config.display()))?;
     let covering = include_covering(&without_block, &dropin);
@@ -706,6 +696,16 @@ fn reload_sshd(sshd: &Path, config: &Path, args: &ServerSetupArgs) -> Result<Rel
 
 /// The forwarding decision for this host (sshd's UsePAM, the sshd PAM service under
 /// `--pam-dir`); with `security.port_forwarding: on` an error when it cannot be on.
+/// sshd's main configuration file, as text.
+fn read_main_config(config: &Path) -> Result<String, String> {
+    match read_existing(config)? {
+        Some((b, ..)) => {
+            String::from_utf8(b).map_err(|_| format!("{} is not valid UTF-8", config.display()))
+        }
+        None => Err(format!("{} does not exist", config.display())),
+    }
+}
+
 /// The sshd binary, once the current configuration `config` passes `sshd -t`: nothing is changed
 /// on top of a configuration sshd already refuses.
 fn current_sshd_valid(config: &Path) -> Result<PathBuf, String> {
@@ -836,15 +836,14 @@ fn verify(
                 Some(binary),
                 forwarding.1,
             );
-            if let Err(e) = forwarding_effective(&t, user, forwarding.1) {
-                // Forwarding expected on but not effective matters only when it is required.
-                if !forwarding.1 || forwarding.0 == crate::core::config::PortForwarding::On {
-                    return Err(e);
-                }
-                log.note(e);
-            }
             let (required, optional): (Vec<Mismatch>, Vec<Mismatch>) =
                 mm.into_iter().partition(|m| m.required);
+            // AllowTcpForwarding is judged on its own below, with its own explanation; the
+            // other settings first (a Match block that shadows podspawn's is the root cause).
+            let required: Vec<Mismatch> = required
+                .into_iter()
+                .filter(|m| m.keyword != "allowtcpforwarding")
+                .collect();
             if !required.is_empty() {
                 return Err(format!(
                     "for podspawn users (checked as {user} with `sshd -T -C user={user}`) sshd \
@@ -854,6 +853,13 @@ fn verify(
                     explain_mismatches(&required, &rep),
                     accounts::USERS_GROUP
                 ));
+            }
+            if let Err(e) = forwarding_effective(&t, user, forwarding.1) {
+                // Forwarding expected on but not effective matters only when it is required.
+                if !forwarding.1 || forwarding.0 == crate::core::config::PortForwarding::On {
+                    return Err(e);
+                }
+                log.note(e);
             }
             // AllowTcpForwarding was judged above.
             let optional: Vec<Mismatch> = optional
