@@ -79,6 +79,7 @@ fn check_rendered(
     user: &str,
     socket: Option<&str>,
     key: &keys::PublicKey,
+    forwarding: bool,
 ) -> Result<(), String> {
     check(!line.chars().any(|c| c.is_control()), || {
         format!("rendered line has a control character: {line:?}")
@@ -90,12 +91,15 @@ fn check_rendered(
         command.push_str(" --socket ");
         command.push_str(s);
     }
-    let want = [
+    let mut want = vec![
         format!("command=\"{command}\""),
         "restrict".to_string(),
         "pty".to_string(),
         "agent-forwarding".to_string(),
     ];
+    if forwarding {
+        want.push("port-forwarding".to_string());
+    }
     check(opts == want, || {
         format!("rendered options {opts:?} are not {want:?} (line {line:?})")
     })?;
@@ -140,18 +144,26 @@ pub fn keys(data: &[u8]) -> Result<(), String> {
     for k in &parsed {
         // Every parsed key renders, for a valid user, with or without a socket.
         for socket in [None, Some("/run/podspawn/other.sock")] {
-            let line = crate::roles::auth_keys::render_line(exe, socket.map(Path::new), "alice", k)
+            for fwd in [false, true] {
+                let line = crate::roles::auth_keys::render_line_with(
+                    exe,
+                    socket.map(Path::new),
+                    "alice",
+                    k,
+                    fwd,
+                )
                 .map_err(|e| format!("{k:?} does not render: {e}"))?;
-            check_rendered(&line, "alice", socket, k)?;
+                check_rendered(&line, "alice", socket, k, fwd)?;
+            }
         }
         // Untrusted user names and socket paths either are refused or cannot break the line.
         if let Ok(line) = crate::roles::auth_keys::render_line(exe, None, first, k) {
-            check_rendered(&line, first, None, k)?;
+            check_rendered(&line, first, None, k, false)?;
         }
         if let Ok(line) =
             crate::roles::auth_keys::render_line(exe, Some(Path::new(first)), "alice", k)
         {
-            check_rendered(&line, "alice", Some(first), k)?;
+            check_rendered(&line, "alice", Some(first), k, false)?;
         }
         let chosen =
             crate::roles::auth_keys::select_keys(&parsed, Some(&k.algorithm), Some(&k.data));

@@ -135,26 +135,10 @@ fn render_lines(
 ) -> Result<String, String> {
     let mut out = String::new();
     for k in keys {
-        let line = render_line(exe, socket, user, k)?;
-        out.push_str(&if forwarding {
-            with_port_forwarding(&line)
-        } else {
-            line
-        });
+        out.push_str(&render_line_with(exe, socket, user, k, forwarding)?);
         out.push('\n');
     }
     Ok(out)
-}
-
-/// A rendered line that also lets sshd forward TCP ports for the key (`port-forwarding` after
-/// `restrict`). sshd still applies its own settings on top: podspawn's Match block keeps
-/// unix-socket forwarding off, and TCP forwarding off unless pam_podspawn.so is in place.
-pub fn with_port_forwarding(line: &str) -> String {
-    line.replacen(
-        ",restrict,pty,agent-forwarding ",
-        ",restrict,pty,agent-forwarding,port-forwarding ",
-        1,
-    )
 }
 
 /// Checks a path that goes into the forced command. sshd hands `command="…"` to the user's login
@@ -187,6 +171,19 @@ pub fn render_line(
     user: &str,
     key: &PublicKey,
 ) -> Result<String, String> {
+    render_line_with(exe, socket, user, key, false)
+}
+
+/// [`render_line`], with `port-forwarding` after `agent-forwarding` when `forwarding`: sshd then
+/// forwards the key's TCP ports as far as its own settings allow (podspawn's Match block keeps
+/// unix-socket forwarding off, and TCP forwarding off unless pam_podspawn.so is in place).
+pub fn render_line_with(
+    exe: &Path,
+    socket: Option<&Path>,
+    user: &str,
+    key: &PublicKey,
+    forwarding: bool,
+) -> Result<String, String> {
     let exe = check_command_path("podspawn binary", exe)?;
     crate::core::names::validate_user(user)?;
     let mut command = format!("{exe} spawn --user {user}");
@@ -206,8 +203,9 @@ pub fn render_line(
     {
         return Err("key data is not base64".into());
     }
+    let extra = if forwarding { ",port-forwarding" } else { "" };
     Ok(format!(
-        "command=\"{command}\",restrict,pty,agent-forwarding {} {}",
+        "command=\"{command}\",restrict,pty,agent-forwarding{extra} {} {}",
         key.algorithm, key.data
     ))
 }
@@ -238,7 +236,7 @@ mod tests {
     fn forwarding_adds_only_port_forwarding_after_restrict() {
         let k = key(ED25519);
         let l = render_line(Path::new("/usr/bin/podspawn"), None, "alice", &k).unwrap();
-        let f = with_port_forwarding(&l);
+        let f = render_line_with(Path::new("/usr/bin/podspawn"), None, "alice", &k, true).unwrap();
         assert!(
             f.starts_with(
                 "command=\"/usr/bin/podspawn spawn --user alice\",restrict,pty,agent-forwarding,port-forwarding ssh-ed25519 "
